@@ -1,0 +1,65 @@
+# skelseg: set-up, demo and tests.
+#
+#   make demo   set everything up, then segment a bundled sequence with the bundled model
+#   make test   set everything up, then run the whole test suite
+#
+# Set-up keeps what is expensive outside the checkout, in $(CACHE), so fresh clones and CI
+# reruns reuse it: the Python venv with torch (4.7 GB) and the cargo target dir. A second run
+# skips everything that is already there. To build against a libtorch 2.13.0 you already have,
+# run `make LIBTORCH=/path/to/libtorch ...`: no venv is created then.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+TORCH_VERSION := 2.13.0
+CACHE ?= $(HOME)/.cache/skelseg
+VENV ?= $(CACHE)/venv
+PYTHON ?= python3
+
+ifeq ($(origin LIBTORCH), undefined)
+LIBTORCH := $(CACHE)/libtorch
+TORCH_STAMP := $(VENV)/.skelseg-torch-$(TORCH_VERSION)
+else
+TORCH_STAMP :=
+endif
+export LIBTORCH
+export LIBTORCH_CXX11_ABI ?= 1
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+
+CARGO ?= cargo
+BIN := $(CARGO_TARGET_DIR)/release/skelseg
+
+.PHONY: setup build demo test lint fmt bench clean-cache
+
+## setup: torch venv (reused from the cache when present) and the .libtorch link for IDE builds
+setup: $(TORCH_STAMP)
+	@test -e "$(LIBTORCH)/lib/libtorch.so" || { echo "no libtorch.so under LIBTORCH=$(LIBTORCH)" >&2; exit 1; }
+	@ln -sfn "$(LIBTORCH)" .libtorch
+
+$(TORCH_STAMP):
+	@mkdir -p "$(CACHE)"
+	@test -x "$(VENV)/bin/python" || $(PYTHON) -m venv "$(VENV)"
+	"$(VENV)/bin/pip" install --disable-pip-version-check --progress-bar off "torch==$(TORCH_VERSION)"
+	@ln -sfn "$$("$(VENV)/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" "$(CACHE)/libtorch"
+	@touch "$@"
+
+build: setup
+	$(CARGO) build --release --locked --bins --examples
+
+## demo: the main job on the embedded default (bundled model, bundled sequence)
+demo: build
+	"$(BIN)" demo
+
+test: setup
+	$(CARGO) test --release --locked --all-targets
+	$(CARGO) test --release --locked --doc
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+bench: setup
+	$(CARGO) bench --locked
+
+clean-cache:
+	rm -rf "$(CACHE)"

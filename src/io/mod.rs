@@ -1,0 +1,1 @@
+//! TODO(io): filled by its issue.

@@ -1,0 +1,1 @@
+//! TODO(metrics): filled by its issue.

@@ -1,0 +1,1 @@
+//! TODO(modality): filled by its issue.

@@ -1,0 +1,1 @@
+//! TODO(model): filled by its issue.

@@ -1,0 +1,1 @@
+//! TODO(postprocess): filled by its issue.

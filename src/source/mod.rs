@@ -1,0 +1,1 @@
+//! TODO(source): filled by its issue.

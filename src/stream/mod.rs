@@ -1,0 +1,1 @@
+//! TODO(stream): filled by its issue.

@@ -1,0 +1,1 @@
+//! TODO(synth): filled by its issue.

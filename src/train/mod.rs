@@ -1,0 +1,1 @@
+//! TODO(train): filled by its issue.
