@@ -12,6 +12,7 @@ pub mod frame;
 pub mod io;
 pub mod metrics;
 pub mod modality;
+pub mod online;
 pub mod model;
 pub mod postprocess;
 pub mod skeleton;

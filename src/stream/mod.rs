@@ -1,1 +1,14 @@
-//! TODO(stream): filled by its issue.
+//! The streaming runtime: per-stream state, the sliding window of cached DSMI features, the
+//! batched inference worker, finalisation and the stable segmenter.
+
+pub mod engine;
+pub mod events;
+pub mod pipeline;
+pub mod segmenter;
+pub mod sync;
+
+pub use engine::{Engine, EngineConfig, StreamCounters, StreamState};
+pub use events::SegmentEvent;
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineStats};
+pub use segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
+pub use sync::{StreamConfig, StreamSegmenter};

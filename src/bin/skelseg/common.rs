@@ -1,0 +1,71 @@
+//! Helpers shared by the commands: logging, JSON output, devices, bundled defaults.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tracing_subscriber::EnvFilter;
+
+/// The bundled model trained on synthetic data.
+pub fn bundled_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors")
+}
+
+/// The bundled synthetic sequence (PKU-MMD format, with its label file).
+pub fn bundled_sequence() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/synth/skeleton/synth_0000.txt")
+}
+
+/// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Prints `value` as one JSON object on stdout.
+pub fn print_json(value: &impl Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value).context("writing JSON")?;
+    writeln!(out).context("writing JSON")?;
+    Ok(())
+}
+
+/// Where to run the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA when libtorch reports a GPU, else CPU.
+    #[default]
+    Auto,
+    /// CPU.
+    Cpu,
+    /// The first CUDA device.
+    Cuda,
+}
+
+impl DeviceArg {
+    /// The tch device; `cuda` without a GPU is an error.
+    pub fn device(self) -> Result<tch::Device> {
+        match self {
+            DeviceArg::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceArg::Cpu => Ok(tch::Device::Cpu),
+            DeviceArg::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            DeviceArg::Cuda => anyhow::bail!("--device cuda: libtorch sees no CUDA device"),
+        }
+    }
+}
+
+/// Name of a device for reports.
+pub fn device_name(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cpu => format!("cpu ({} threads)", tch::get_num_threads()),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}"),
+    }
+}

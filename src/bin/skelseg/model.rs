@@ -1,0 +1,426 @@
+//! `demo`, `train`, `eval`: the model's commands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use skelseg::io::{self, ClassMap, Dataset, Recording};
+use skelseg::metrics::Scores;
+use skelseg::model::{ModelConfig, Spatial, Temporal, checkpoint};
+use skelseg::modality::ModalityConfig;
+use skelseg::online::{OnlineReport, evaluate_online};
+use skelseg::stream::StreamConfig;
+use skelseg::train::{self, SequenceTensors, TrainConfig};
+
+use crate::common::{DeviceArg, bundled_model, bundled_sequence, device_name, print_json};
+use crate::data::print_scores;
+
+/// Dataset folder formats.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum FormatArg {
+    /// skeleton/ + label/ + mapping.txt + splits/ (PKU-MMD layout; what `skelseg synth` writes).
+    #[default]
+    Pku,
+    /// UTKinect-Action3D: joints/ + actionLabel.txt.
+    Utkinect,
+    /// NTU RGB+D .skeleton files (action id from the file name).
+    Ntu,
+}
+
+impl From<FormatArg> for io::dataset::DatasetFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Pku => io::dataset::DatasetFormat::Pku,
+            FormatArg::Utkinect => io::dataset::DatasetFormat::Utkinect,
+            FormatArg::Ntu => io::dataset::DatasetFormat::Ntu,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SpatialArg {
+    /// DSMI: multi-scale graph convolution per modality + attention fusion (InterAct).
+    Dsmi,
+    /// Per-modality graph convolution, fused by concatenation.
+    Concat,
+    /// No spatial module (InterAct*).
+    None,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TemporalArg {
+    /// Multi-resolution frame–action interaction (InterAct).
+    Mfai,
+    /// Single-resolution interaction.
+    Fixed,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// Dataset folder format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Pku)]
+    format: FormatArg,
+    /// Where to write the best checkpoint (`.safetensors`; the `.json` goes beside it).
+    #[arg(long)]
+    out: PathBuf,
+    /// Epochs.
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// Crops per optimiser step.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Peak learning rate (AdamW, warm-up then cosine).
+    #[arg(long, default_value_t = 5e-4)]
+    lr: f64,
+    /// Longest random temporal crop in frames.
+    #[arg(long, default_value_t = 512)]
+    crop: usize,
+    /// Feature width D.
+    #[arg(long, default_value_t = 64)]
+    dim: i64,
+    /// Spatial module (ablation).
+    #[arg(long, value_enum, default_value_t = SpatialArg::Dsmi)]
+    spatial: SpatialArg,
+    /// Temporal module (ablation).
+    #[arg(long, value_enum, default_value_t = TemporalArg::Mfai)]
+    temporal: TemporalArg,
+    /// Recordings whose name contains one of these go to validation instead of training
+    /// (comma-separated, e.g. `s01,s02` for a UTKinect fold). Without it the `train`/`val`
+    /// splits are used, or all recordings for both when there are none.
+    #[arg(long, value_delimiter = ',')]
+    holdout: Vec<String>,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Seed (training is deterministic for a seed on the CPU).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// CPU threads for libtorch (0 = its default).
+    #[arg(long, default_value_t = 0)]
+    threads: i32,
+    /// Print one JSON object (the training report) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn train(args: TrainArgs) -> Result<ExitCode> {
+    if args.threads > 0 {
+        tch::set_num_threads(args.threads);
+    }
+    let device = args.device.device()?;
+    let dataset = io::dataset::read_dataset(&args.data, args.format.into())
+        .with_context(|| format!("reading the dataset {}", args.data.display()))?;
+    let (train_recs, val_recs) = split_for_training(&dataset, &args.holdout)?;
+    let modality = ModalityConfig::default();
+    let prepare = |recs: &[&Recording]| -> Result<Vec<SequenceTensors>> {
+        recs.iter().map(|r| Ok(SequenceTensors::from_recording(r, &modality)?)).collect()
+    };
+    let train_set = prepare(&train_recs)?;
+    let val_set = prepare(&val_recs)?;
+    let model_cfg = ModelConfig {
+        num_classes: dataset.classes.len() as i64,
+        dim: args.dim,
+        spatial: match args.spatial {
+            SpatialArg::Dsmi => Spatial::Dsmi,
+            SpatialArg::Concat => Spatial::Concat,
+            SpatialArg::None => Spatial::None,
+        },
+        temporal: match args.temporal {
+            TemporalArg::Mfai => Temporal::Mfai,
+            TemporalArg::Fixed => Temporal::Fixed,
+        },
+        ..ModelConfig::default()
+    };
+    let train_cfg = TrainConfig {
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        crop_frames: args.crop,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let frames: usize = train_set.iter().map(|s| s.len).sum();
+    let meta = checkpoint::CheckpointMeta {
+        model: model_cfg.clone(),
+        classes: dataset.classes.names().to_vec(),
+        layout: "kinect_v2_25".into(),
+        data: serde_json::json!({
+            "path": args.data,
+            "train_sequences": train_set.len(),
+            "val_sequences": val_set.len(),
+            "train_frames": frames,
+            "mean_segment_frames": mean_segment_frames(&train_recs, dataset.classes.len()),
+        }),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        extra: serde_json::Value::Null,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || {
+            eprintln!("\ninterrupted: finishing the current step, keeping the best checkpoint");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    if !args.json {
+        eprintln!(
+            "training on {} sequences ({frames} frames), validating on {}, device {}",
+            train_set.len(),
+            val_set.len(),
+            device_name(device)
+        );
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}/{eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let job = train::trainer::TrainJob {
+        model: model_cfg,
+        train: train_cfg,
+        out: args.out.clone(),
+        device,
+        meta,
+        stop: &stop,
+    };
+    let report = train::train(job, &train_set, &val_set, |p| {
+        bar.set_length(p.total_steps as u64);
+        bar.set_position(p.step as u64);
+        bar.set_prefix(p.epoch.to_string());
+        match &p.val {
+            None => bar.set_message(format!("loss {:.4} {:.0} frames/s", p.loss, p.frames_per_sec)),
+            Some(v) => bar.println(format!(
+                "epoch {:>3}: val F1@50 {:.2} Edit {:.2} Acc {:.2} ({:.0} frames/s)",
+                p.epoch, v.f1_50, v.edit, v.acc, p.frames_per_sec
+            )),
+        }
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "best epoch {} of {}{}: checkpoint {}",
+            report.best_epoch,
+            report.epochs,
+            if report.interrupted { " (interrupted)" } else { "" },
+            report.checkpoint.display()
+        );
+        if let Some(v) = &report.best_val {
+            print_scores(v);
+        }
+        println!("{} parameters, {:.0} training frames/s, {:.0} s", report.params, report.frames_per_sec, report.seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mean length in frames of the labelled segments of each class (index = class id).
+fn mean_segment_frames(recs: &[&Recording], classes: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; classes];
+    let mut count = vec![0.0; classes];
+    for rec in recs {
+        let Some(labels) = rec.frame_labels() else { continue };
+        let mut start = 0;
+        for i in 1..=labels.len() {
+            if i == labels.len() || labels[i] != labels[start] {
+                if let Some(s) = sum.get_mut(labels[start]) {
+                    *s += (i - start) as f64;
+                    count[labels[start]] += 1.0;
+                }
+                start = i;
+            }
+        }
+    }
+    sum.iter().zip(count).map(|(s, c)| if c > 0.0 { s / c } else { 0.0 }).collect()
+}
+
+fn split_for_training<'a>(dataset: &'a Dataset, holdout: &[String]) -> Result<(Vec<&'a Recording>, Vec<&'a Recording>)> {
+    let by_names = |names: &[String]| -> Vec<&Recording> {
+        dataset.recordings.iter().filter(|r| names.contains(&r.name)).collect()
+    };
+    let (train, val): (Vec<_>, Vec<_>) = if !holdout.is_empty() {
+        dataset.recordings.iter().partition(|r| !holdout.iter().any(|h| r.name.contains(h.as_str())))
+    } else if let Some(train) = dataset.splits.get("train") {
+        let val = dataset.splits.get("val").map(|v| by_names(v)).unwrap_or_default();
+        (by_names(train), val)
+    } else {
+        (dataset.recordings.iter().collect(), Vec::new())
+    };
+    if train.is_empty() {
+        bail!("no training recordings (holdout {:?}, splits {:?})", holdout, dataset.splits.keys().collect::<Vec<_>>());
+    }
+    Ok((train, val))
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Checkpoint (`.safetensors`); defaults to the bundled model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Dataset folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// Dataset folder format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Pku)]
+    format: FormatArg,
+    /// Evaluate only this split (`test`, `val`, ...); without it, every recording.
+    #[arg(long)]
+    split: Option<String>,
+    /// Evaluate only recordings whose name contains one of these (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    select: Vec<String>,
+    /// Also run the streaming path and report online figures beside the offline ones.
+    #[arg(long)]
+    online: bool,
+    #[command(flatten)]
+    stream: crate::stream::StreamOptions,
+    /// Write MS-TCN style prediction files (one label name per frame) into this folder.
+    #[arg(long)]
+    write_pred: Option<PathBuf>,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct EvalJson {
+    #[serde(flatten)]
+    offline_flat: Scores,
+    params: i64,
+    offline: Scores,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    online: Option<OnlineReport>,
+}
+
+pub fn eval(args: EvalArgs) -> Result<ExitCode> {
+    let device = args.device.device()?;
+    let model_path = args.model.clone().unwrap_or_else(bundled_model);
+    let loaded = checkpoint::load(&model_path, device)?;
+    let dataset = io::dataset::read_dataset(&args.data, args.format.into())
+        .with_context(|| format!("reading the dataset {}", args.data.display()))?;
+    check_classes(&loaded.meta.classes, &dataset.classes, &model_path)?;
+    let recs = select(&dataset, args.split.as_deref(), &args.select)?;
+    let modality = ModalityConfig::default();
+    let seqs: Vec<SequenceTensors> =
+        recs.iter().map(|r| SequenceTensors::from_recording(r, &modality)).collect::<skelseg::Result<_>>()?;
+    let threshold = loaded.meta.model.boundary_threshold;
+    let (offline, preds) = train::evaluate(&loaded.model, &seqs, device, threshold, &[0])?;
+    if let Some(dir) = &args.write_pred {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (rec, pred) in recs.iter().zip(&preds) {
+            let names: Vec<&str> = pred.labels.iter().map(|&c| dataset.classes.name(c).unwrap_or("?")).collect();
+            io::gt::write_labels(&dir.join(format!("{}.txt", rec.name)), &names)?;
+        }
+    }
+    let online = if args.online {
+        let cfg = args.stream.config(&loaded.meta)?;
+        Some(evaluate_online(loaded, &recs, &cfg)?)
+    } else {
+        None
+    };
+    let params = checkpoint::load(&model_path, tch::Device::Cpu)?.model.num_parameters();
+    if args.json {
+        print_json(&EvalJson { offline_flat: offline.clone(), params, offline, online })?;
+    } else {
+        println!("offline ({} sequences, {} parameters):", recs.len(), params);
+        print_scores(&offline);
+        if let Some(on) = &online {
+            println!("online (window {}, hop {}, lookahead {}):", on.window_frames, on.hop_frames, on.lookahead_frames);
+            print_scores(&on.scores);
+            println!(
+                "emission delay: mean {:.1} frames, p95 {:.1} frames; over-segmentation ratio {:.2}",
+                on.delay_mean_frames, on.delay_p95_frames, on.overseg_ratio
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_classes(model: &[String], data: &ClassMap, path: &Path) -> Result<()> {
+    if model != data.names() {
+        bail!(
+            "{} was trained on classes [{}] but the dataset has [{}]",
+            path.display(),
+            model.join(", "),
+            data.names().join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn select<'a>(dataset: &'a Dataset, split: Option<&str>, tokens: &[String]) -> Result<Vec<&'a Recording>> {
+    let mut recs: Vec<&Recording> = match split {
+        None => dataset.recordings.iter().collect(),
+        Some(name) => {
+            let Some(names) = dataset.splits.get(name) else {
+                bail!("the dataset has no split {name:?} (it has {:?})", dataset.splits.keys().collect::<Vec<_>>());
+            };
+            dataset.recordings.iter().filter(|r| names.contains(&r.name)).collect()
+        }
+    };
+    if !tokens.is_empty() {
+        recs.retain(|r| tokens.iter().any(|t| r.name.contains(t.as_str())));
+    }
+    if recs.is_empty() {
+        bail!("no recordings selected");
+    }
+    Ok(recs)
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Checkpoint; defaults to the bundled model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Recording with labels; defaults to the bundled synthetic sequence.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    stream: crate::stream::StreamOptions,
+}
+
+/// Streams a labelled recording through the model and prints the committed segments beside
+/// the ground truth, then the online scores.
+pub fn demo(args: DemoArgs) -> Result<ExitCode> {
+    let model_path = args.model.unwrap_or_else(bundled_model);
+    let file = args.file.unwrap_or_else(bundled_sequence);
+    let loaded = checkpoint::load(&model_path, tch::Device::cuda_if_available())?;
+    let rec = io::read_recording(&file)?;
+    let cfg: StreamConfig = args.stream.config(&loaded.meta)?;
+    let classes = ClassMap::new(loaded.meta.classes.clone());
+    println!("model {}\nsequence {} ({} frames, {:.1} s)\n", model_path.display(), file.display(), rec.frames.len(), rec.frames.len() as f64 / rec.fps);
+    let report = skelseg::online::stream_recording(loaded, &rec, &cfg)?;
+    println!("{:<34} | {}", "committed segments (streaming)", "ground truth");
+    let gt: Vec<String> = rec
+        .intervals
+        .iter()
+        .flatten()
+        .map(|iv| format!("{:>5}–{:<5} {}", iv.start, iv.end, classes.name(iv.class).unwrap_or("?")))
+        .collect();
+    let pred: Vec<String> = report
+        .segments
+        .iter()
+        .map(|s| format!("{:>5}–{:<5} {:<16} {:.2}", s.start_frame, s.end_frame, classes.name(s.class).unwrap_or("?"), s.confidence))
+        .collect();
+    for i in 0..pred.len().max(gt.len()) {
+        println!("{:<34} | {}", pred.get(i).map_or("", String::as_str), gt.get(i).map_or("", String::as_str));
+    }
+    if let Some(scores) = &report.scores {
+        println!();
+        print_scores(scores);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,197 @@
+//! `stream` and `send`: live segmentation, and a recording replayed as a live stream.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use skelseg::model::checkpoint::{self, CheckpointMeta};
+use skelseg::source::{self, SourceSpec};
+use skelseg::stream::{EngineConfig, PipelineBuilder, SegmentEvent, SegmenterConfig, StreamConfig};
+
+use crate::common::{DeviceArg, bundled_model, print_json};
+
+/// Streaming settings shared by `stream`, `eval --online`, `demo` and `bench`.
+#[derive(Clone, Debug, Args)]
+pub struct StreamOptions {
+    /// Frames of cached features each MFAI window sees.
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+    /// Run MFAI every this many frames.
+    #[arg(long, default_value_t = 4)]
+    pub hop: usize,
+    /// Future frames a frame waits for before its label is final.
+    #[arg(long, default_value_t = 8)]
+    pub lookahead: usize,
+    /// Mean probability a new label needs to take over without a boundary peak (θ).
+    #[arg(long, default_value_t = 0.6)]
+    pub theta: f32,
+    /// Minimum length of a new label, as a fraction of its class's mean training segment length
+    /// (from the checkpoint); `--min-frames` is used for classes without one.
+    #[arg(long, default_value_t = 0.125)]
+    pub min_len_factor: f64,
+    /// Minimum length in frames of a new label without a boundary peak.
+    #[arg(long, default_value_t = 12)]
+    pub min_frames: usize,
+    /// Boundary probability that counts as a peak.
+    #[arg(long, default_value_t = 0.5)]
+    pub boundary_threshold: f32,
+    /// Also emit a `frame_label` event for every finalised frame.
+    #[arg(long)]
+    pub per_frame: bool,
+}
+
+impl StreamOptions {
+    /// The streaming configuration for a model with metadata `meta`.
+    pub fn config(&self, meta: &CheckpointMeta) -> skelseg::Result<StreamConfig> {
+        let min_frames_per_class = meta
+            .data
+            .get("mean_segment_frames")
+            .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+            .map(|means| {
+                means
+                    .iter()
+                    .map(|&m| if m > 0.0 { ((m * self.min_len_factor).round() as usize).max(4) } else { self.min_frames })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cfg = StreamConfig {
+            engine: EngineConfig {
+                window_frames: self.window,
+                hop_frames: self.hop,
+                lookahead_frames: self.lookahead,
+                ..EngineConfig::default()
+            },
+            segmenter: SegmenterConfig {
+                min_mean_prob: self.theta,
+                min_frames: self.min_frames,
+                min_frames_per_class,
+                boundary_threshold: self.boundary_threshold,
+                per_frame: self.per_frame,
+                ..SegmenterConfig::default()
+            },
+        };
+        cfg.engine.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Checkpoint (`.safetensors`); defaults to the bundled model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Where frames come from: `file:PATH`, `tcp-listen:127.0.0.1:7000`, `tcp:HOST:PORT`,
+    /// `udp:127.0.0.1:7001`, `osc:127.0.0.1:12345`, `sim` (repeatable).
+    #[arg(long, required = true)]
+    source: Vec<SourceSpec>,
+    /// Replay speed of `file:` sources (1 = real time; 0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    speed: f64,
+    #[command(flatten)]
+    options: StreamOptions,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Print events as NDJSON (one object per line, with a `type` field).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn stream(args: StreamArgs) -> Result<ExitCode> {
+    let device = args.device.device()?;
+    let model_path = args.model.clone().unwrap_or_else(bundled_model);
+    let loaded = checkpoint::load(&model_path, device)?;
+    let cfg = args.options.config(&loaded.meta)?;
+    let pacing = if args.speed > 0.0 { source::Pacing::Speed(args.speed) } else { source::Pacing::AsFastAsPossible };
+    let mut builder = PipelineBuilder::new(loaded, cfg).event_channel(false);
+    for spec in &args.source {
+        builder = builder.boxed_source(spec.open(pacing).with_context(|| format!("opening source {spec}"))?);
+    }
+    let json = args.json;
+    let builder = builder.on_event(move |event: &SegmentEvent| {
+        let mut out = std::io::stdout().lock();
+        let written = if json {
+            serde_json::to_writer(&mut out, event).map_err(std::io::Error::from).and_then(|()| writeln!(out))
+        } else {
+            writeln!(out, "{event}")
+        };
+        // A closed stdout (piped into `head`) ends nothing else; the pipeline still flushes.
+        written.ok();
+    });
+    let pipeline = builder.start()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("installing the signal handler")?;
+    }
+    while !stop.load(Ordering::Relaxed) && !pipeline.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (stats, _) = pipeline.shutdown()?;
+    let skipped: u64 = stats.sources.iter().map(|s| s.skipped()).sum();
+    let dropped: u64 = stats.sources.iter().map(|s| s.dropped_overflow).sum();
+    tracing::info!(
+        frames = stats.frames,
+        segments = stats.segments,
+        skipped,
+        dropped,
+        skipped_windows = stats.skipped_windows,
+        "stream finished"
+    );
+    if !json {
+        eprintln!(
+            "{} frames, {} segments; {skipped} input lines skipped, {dropped} frames dropped, {} windows skipped",
+            stats.frames, stats.segments, stats.skipped_windows
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Recording to send (PKU-MMD, NTU, UTKinect, NDJSON).
+    #[arg(long)]
+    file: PathBuf,
+    /// Receiver address.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Transport.
+    #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
+    proto: ProtoArg,
+    /// Frames per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    /// Print one JSON object with the counts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ProtoArg {
+    /// One NDJSON line per frame over a TCP connection.
+    Tcp,
+    /// One NDJSON object per UDP datagram.
+    Udp,
+}
+
+pub fn send(args: SendArgs) -> Result<ExitCode> {
+    let rec = skelseg::io::read_recording(&args.file)?;
+    let proto = match args.proto {
+        ProtoArg::Tcp => source::Proto::Tcp,
+        ProtoArg::Udp => source::Proto::Udp,
+    };
+    let fps = (args.fps > 0.0).then_some(args.fps);
+    let stats = source::send_recording(&rec, args.to, proto, fps)?;
+    if args.json {
+        print_json(&stats)?;
+    } else {
+        println!("sent {} frames of {} to {} over {:?}", stats.frames, args.file.display(), args.to, args.proto);
+    }
+    Ok(ExitCode::SUCCESS)
+}

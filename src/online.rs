@@ -1,0 +1,195 @@
+//! Online evaluation: a labelled recording is replayed frame by frame through
+//! [`StreamSegmenter`] and the committed segments are scored like offline predictions, plus the
+//! figures that only exist online: emission delay and over-segmentation.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::io::Recording;
+use crate::metrics::{MetricsAccumulator, Scores, Variant};
+use crate::model::checkpoint::LoadedModel;
+use crate::stream::{SegmentEvent, StreamConfig, StreamSegmenter};
+
+/// A segment as committed by the streaming path.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CommittedSegment {
+    /// Class id.
+    pub class: usize,
+    /// First frame position in the recording.
+    pub start_frame: usize,
+    /// Last frame position (inclusive).
+    pub end_frame: usize,
+    /// Mean class probability.
+    pub confidence: f32,
+    /// Position of the frame whose arrival made the segment's start known.
+    pub started_at: usize,
+}
+
+/// The streaming path over one recording.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordingRun {
+    /// Recording name.
+    pub name: String,
+    /// Committed segments in order; together they cover every frame.
+    pub segments: Vec<CommittedSegment>,
+    /// Per-frame labels read off the segments.
+    pub labels: Vec<usize>,
+    /// Scores against the recording's labels, when it has them.
+    pub scores: Option<Scores>,
+}
+
+/// Online figures over a set of recordings.
+#[derive(Clone, Debug, Serialize)]
+pub struct OnlineReport {
+    /// Acc, Edit, F1@k of the committed segments.
+    #[serde(flatten)]
+    pub scores: Scores,
+    /// Mean frames from a true boundary to the event that committed it.
+    pub delay_mean_frames: f64,
+    /// 95th percentile of the same.
+    pub delay_p95_frames: f64,
+    /// Share of true boundaries that were matched by a committed segment start.
+    pub boundaries_matched: f64,
+    /// Committed segments per ground-truth segment.
+    pub overseg_ratio: f64,
+    /// Window length used.
+    pub window_frames: usize,
+    /// Hop used.
+    pub hop_frames: usize,
+    /// Lookahead used.
+    pub lookahead_frames: usize,
+}
+
+/// Streams one recording through a fresh [`StreamSegmenter`].
+pub fn stream_recording(loaded: LoadedModel, rec: &Recording, cfg: &StreamConfig) -> Result<RecordingRun> {
+    let mut seg = StreamSegmenter::new(loaded, &rec.name, cfg.clone())?;
+    run_one(&mut seg, rec)
+}
+
+/// Streams every recording (one after the other, sharing one model) and scores them.
+pub fn evaluate_online(loaded: LoadedModel, recs: &[&Recording], cfg: &StreamConfig) -> Result<OnlineReport> {
+    let mut seg = StreamSegmenter::new(loaded, "eval", cfg.clone())?;
+    let mut acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
+    let mut delays = Vec::new();
+    let (mut boundaries, mut pred_segments, mut gt_segments) = (0usize, 0usize, 0usize);
+    for rec in recs {
+        let run = run_one(&mut seg, rec)?;
+        let Some(gt) = rec.frame_labels() else { continue };
+        acc.add(&run.labels, &gt)?;
+        let gt_runs = runs(&gt);
+        gt_segments += gt_runs.len();
+        pred_segments += run.segments.len();
+        for &(class, start, end) in gt_runs.iter().skip(1) {
+            boundaries += 1;
+            let tolerance = ((end - start + 1) / 2).max(15);
+            if let Some(s) = run
+                .segments
+                .iter()
+                .find(|s| s.class == class && s.start_frame.abs_diff(start) <= tolerance)
+            {
+                delays.push(s.started_at.saturating_sub(start) as f64);
+            }
+        }
+    }
+    delays.sort_by(f64::total_cmp);
+    let mean = if delays.is_empty() { f64::NAN } else { delays.iter().sum::<f64>() / delays.len() as f64 };
+    Ok(OnlineReport {
+        scores: acc.finish(),
+        delay_mean_frames: mean,
+        delay_p95_frames: percentile(&delays, 0.95),
+        boundaries_matched: delays.len() as f64 / boundaries.max(1) as f64,
+        overseg_ratio: pred_segments as f64 / gt_segments.max(1) as f64,
+        window_frames: cfg.engine.window_frames,
+        hop_frames: cfg.engine.hop_frames,
+        lookahead_frames: cfg.engine.lookahead_frames,
+    })
+}
+
+fn run_one(seg: &mut StreamSegmenter, rec: &Recording) -> Result<RecordingRun> {
+    // Frame indices of a recording may skip numbers (UTKinect); metrics work on positions.
+    let position: HashMap<u64, usize> = rec.frames.iter().enumerate().map(|(i, f)| (f.index, i)).collect();
+    let pos = |index: u64| position.get(&index).copied().unwrap_or(0);
+    let mut segments = Vec::new();
+    let mut started_at: HashMap<u64, usize> = HashMap::new();
+    let mut handle = |events: Vec<SegmentEvent>, at: usize| {
+        for event in events {
+            match event {
+                SegmentEvent::SegmentStarted { start_frame, .. } => {
+                    started_at.insert(start_frame, at);
+                }
+                SegmentEvent::SegmentEnded { class, start_frame, end_frame, confidence, .. } => {
+                    segments.push(CommittedSegment {
+                        class,
+                        start_frame: pos(start_frame),
+                        end_frame: pos(end_frame),
+                        confidence,
+                        started_at: started_at.get(&start_frame).copied().unwrap_or(at),
+                    });
+                }
+                _ => {}
+            }
+        }
+    };
+    for (i, frame) in rec.frames.iter().enumerate() {
+        handle(seg.push(frame)?, i);
+    }
+    handle(seg.finish()?, rec.frames.len().saturating_sub(1));
+    let mut labels = vec![0; rec.frames.len()];
+    for s in &segments {
+        for l in labels.iter_mut().take(s.end_frame + 1).skip(s.start_frame) {
+            *l = s.class;
+        }
+    }
+    let scores = match rec.frame_labels() {
+        Some(gt) => {
+            let mut acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
+            acc.add(&labels, &gt)?;
+            Some(acc.finish())
+        }
+        None => None,
+    };
+    Ok(RecordingRun { name: rec.name.clone(), segments, labels, scores })
+}
+
+/// Maximal runs of equal labels as `(class, start, end)`.
+fn runs(labels: &[usize]) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=labels.len() {
+        if i == labels.len() || labels[i] != labels[start] {
+            out.push((labels[start], start, i - 1));
+            start = i;
+        }
+    }
+    out
+}
+
+/// Nearest-rank percentile of sorted values (NaN when empty).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_split_labels_into_maximal_segments() {
+        assert_eq!(runs(&[0, 0, 1, 1, 1, 0]), vec![(0, 0, 1), (1, 2, 4), (0, 5, 5)]);
+        assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.95), 19.0);
+        assert_eq!(percentile(&v, 0.5), 10.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+}

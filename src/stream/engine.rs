@@ -1,0 +1,326 @@
+//! The inference core of the streaming runtime, shared by [`super::StreamSegmenter`] (one
+//! stream, caller's thread) and the [`super::Pipeline`] worker (many streams, one thread).
+//!
+//! Per frame, DSMI runs once (batched over every stream that received a frame) and its
+//! `D`-dimensional output is cached in the stream's window. Every `hop` frames the last `W`
+//! cached features go through MFAI (batched over every stream that is due). A frame is finalised
+//! once `lookahead` later frames exist; its probabilities come from the first window that
+//! contains it with that much future context. When the engine falls behind (several hops of
+//! frames arrive at once) it runs one window per stream instead of one per hop: windows are
+//! skipped, frames never are.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::frame::{Frame, NUM_JOINTS};
+use crate::modality::{FrameModalities, ModalityConfig, ModalityState};
+use crate::model::InterAct;
+use crate::stream::segmenter::FinalFrame;
+
+/// Window and finalisation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// Frames of cached DSMI features MFAI sees (W).
+    pub window_frames: usize,
+    /// MFAI runs every `hop_frames` frames.
+    pub hop_frames: usize,
+    /// Future frames a frame waits for before it is finalised.
+    pub lookahead_frames: usize,
+    /// Modality derivation (slot assignment, gaps).
+    pub modality: ModalityConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            window_frames: 256,
+            hop_frames: 4,
+            lookahead_frames: 8,
+            modality: ModalityConfig::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Rejects settings that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        if self.window_frames == 0 || self.hop_frames == 0 {
+            return Err(Error::invalid(
+                "stream config",
+                "window_frames and hop_frames must be ≥ 1",
+            ));
+        }
+        if self.hop_frames + self.lookahead_frames > self.window_frames {
+            // Otherwise a frame could leave the window before any window finalised it.
+            return Err(Error::invalid(
+                "stream config",
+                format!(
+                    "hop_frames + lookahead_frames ({} + {}) must not exceed window_frames ({})",
+                    self.hop_frames, self.lookahead_frames, self.window_frames
+                ),
+            ));
+        }
+        if self.lookahead_frames >= self.window_frames {
+            return Err(Error::invalid(
+                "stream config",
+                format!(
+                    "lookahead_frames ({}) must be smaller than window_frames ({})",
+                    self.lookahead_frames, self.window_frames
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counters of one stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StreamCounters {
+    /// Frames received.
+    pub frames: u64,
+    /// Frames finalised.
+    pub finalised: u64,
+    /// MFAI windows run.
+    pub windows: u64,
+    /// Windows skipped because the engine was behind.
+    pub skipped_windows: u64,
+}
+
+/// Per-stream state: modalities, cached features, frames waiting for finalisation.
+#[derive(Debug)]
+pub struct StreamState {
+    modality: ModalityState,
+    /// The last `W` DSMI outputs, each `D` floats, oldest first.
+    features: VecDeque<Vec<f32>>,
+    /// `(index, timestamp)` of the frames in `features`, same order.
+    times: VecDeque<(u64, f64)>,
+    /// Frames received so far.
+    received: u64,
+    /// Frames finalised so far (they are the first `finalised` received).
+    finalised: u64,
+    /// Received count when MFAI last ran.
+    last_window_at: u64,
+    counters: StreamCounters,
+}
+
+impl StreamState {
+    /// A fresh stream.
+    pub fn new(cfg: &EngineConfig) -> Self {
+        StreamState {
+            modality: ModalityState::new(cfg.modality.clone()),
+            features: VecDeque::with_capacity(cfg.window_frames),
+            times: VecDeque::with_capacity(cfg.window_frames),
+            received: 0,
+            finalised: 0,
+            last_window_at: 0,
+            counters: StreamCounters::default(),
+        }
+    }
+
+    /// The stream's counters.
+    pub fn counters(&self) -> &StreamCounters {
+        &self.counters
+    }
+
+    /// Frames received but not finalised yet.
+    pub fn pending(&self) -> u64 {
+        self.received - self.finalised
+    }
+}
+
+/// The model plus the windowing logic; owns nothing stream-specific.
+#[derive(Debug)]
+pub struct Engine {
+    model: InterAct,
+    device: Device,
+    cfg: EngineConfig,
+}
+
+impl Engine {
+    /// An engine running `model` on `device`.
+    pub fn new(model: InterAct, device: Device, cfg: EngineConfig) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Engine { model, device, cfg })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The model.
+    pub fn model(&self) -> &InterAct {
+        &self.model
+    }
+
+    /// Feeds one frame to each of the given streams (DSMI batched over them), then runs MFAI for
+    /// the streams that are due and returns the frames they finalise, per input position.
+    pub fn push(&self, batch: &mut [(&mut StreamState, &Frame)]) -> Result<Vec<Vec<FinalFrame>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mods: Vec<FrameModalities> =
+            batch.iter_mut().map(|(s, f)| s.modality.push(f)).collect();
+        let feats = self.dsmi(&mods)?;
+        let w = self.cfg.window_frames;
+        for ((state, frame), feat) in batch.iter_mut().zip(feats) {
+            if state.features.len() == w {
+                state.features.pop_front();
+                state.times.pop_front();
+            }
+            state.features.push_back(feat);
+            state.times.push_back((frame.index, frame.timestamp_secs));
+            state.received += 1;
+            state.counters.frames += 1;
+        }
+        let mut due: Vec<&mut StreamState> = Vec::new();
+        let mut positions = Vec::new();
+        for (i, (state, _)) in batch.iter_mut().enumerate() {
+            let since = state.received - state.last_window_at;
+            let ready = state.received > self.cfg.lookahead_frames as u64 + state.finalised;
+            if since >= self.cfg.hop_frames as u64 && ready {
+                due.push(&mut **state);
+                positions.push(i);
+            }
+        }
+        let mut out = vec![Vec::new(); batch.len()];
+        for (finals, pos) in self.run_windows(&mut due, false)?.into_iter().zip(positions) {
+            out[pos] = finals;
+        }
+        Ok(out)
+    }
+
+    /// Catches up after a burst: like [`Engine::push`] for several frames of one stream, but
+    /// with a single window at the end (the skipped windows are counted).
+    pub fn push_many(&self, state: &mut StreamState, frames: &[Frame]) -> Result<Vec<FinalFrame>> {
+        let mut finals = Vec::new();
+        let w = self.cfg.window_frames as u64;
+        for (i, frame) in frames.iter().enumerate() {
+            let last = i + 1 == frames.len();
+            // The oldest pending frame would leave the window with this frame: run a real window.
+            let evicting = state.pending() + 1 > w - self.cfg.lookahead_frames as u64;
+            if last || evicting {
+                finals.extend(self.push(&mut [(&mut *state, frame)])?.into_iter().flatten());
+            } else {
+                let mods = [state.modality.push(frame)];
+                let feat = self.dsmi(&mods)?.pop().unwrap_or_default();
+                if state.features.len() == self.cfg.window_frames {
+                    state.features.pop_front();
+                    state.times.pop_front();
+                }
+                state.features.push_back(feat);
+                state.times.push_back((frame.index, frame.timestamp_secs));
+                state.received += 1;
+                state.counters.frames += 1;
+            }
+        }
+        Ok(finals)
+    }
+
+    /// End of stream: finalises every pending frame with the last window (less lookahead).
+    pub fn flush(&self, state: &mut StreamState) -> Result<Vec<FinalFrame>> {
+        if state.pending() == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self.run_windows(&mut [state], true)?.pop().unwrap_or_default())
+    }
+
+    /// DSMI on one frame per stream: `(N, 6, 1, 25)` ×3 → `N` feature vectors of `D` floats.
+    fn dsmi(&self, mods: &[FrameModalities]) -> Result<Vec<Vec<f32>>> {
+        let _guard = tch::no_grad_guard();
+        let n = mods.len() as i64;
+        let stack = |f: &dyn Fn(&FrameModalities) -> &[f32]| {
+            let flat: Vec<f32> = mods.iter().flat_map(|m| f(m).iter().copied()).collect();
+            Tensor::from_slice(&flat).reshape([n, 6, 1, NUM_JOINTS as i64]).to(self.device)
+        };
+        let abs = stack(&|m| &m.abs[..]);
+        let rel = stack(&|m| &m.rel[..]);
+        let motion = stack(&|m| &m.motion[..]);
+        let feats = self.model.dsmi(&abs, &rel, &motion, false)?; // (N, D, 1)
+        let d = feats.size()[1];
+        let flat = Vec::<f32>::try_from(
+            feats.reshape([n * d]).to_kind(Kind::Float).to_device(Device::Cpu),
+        )?;
+        Ok(flat.chunks(d as usize).map(<[f32]>::to_vec).collect())
+    }
+
+    /// MFAI over the current window of each stream, batched by window length; finalises the
+    /// frames that now have `lookahead` future frames (all pending ones when `flush`).
+    fn run_windows(
+        &self,
+        states: &mut [&mut StreamState],
+        flush: bool,
+    ) -> Result<Vec<Vec<FinalFrame>>> {
+        let _guard = tch::no_grad_guard();
+        let mut out = vec![Vec::new(); states.len()];
+        // Group by window length so each group is one (N, D, T) forward.
+        let mut lengths: Vec<usize> = states.iter().map(|s| s.features.len()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        for len in lengths {
+            let members: Vec<usize> =
+                (0..states.len()).filter(|&i| states[i].features.len() == len).collect();
+            let d = states[members[0]].features[0].len();
+            let mut flat = Vec::with_capacity(members.len() * len * d);
+            for &i in &members {
+                for feat in &states[i].features {
+                    flat.extend_from_slice(feat);
+                }
+            }
+            let n = members.len() as i64;
+            // Stored (N, T, D); the model wants (N, D, T).
+            let feats = Tensor::from_slice(&flat)
+                .reshape([n, len as i64, d as i64])
+                .transpose(1, 2)
+                .to(self.device);
+            let mask = Tensor::ones([n, len as i64], (Kind::Float, self.device));
+            let output = self.model.mfai(&feats, &mask, false)?;
+            let probs = output.final_action_probs().to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, T)
+            let bprobs = output.final_boundary_probs().to_kind(Kind::Float).to_device(Device::Cpu); // (N, T)
+            let a = probs.size()[1] as usize;
+            let probs = Vec::<f32>::try_from(probs.reshape([-1]))?;
+            let bprobs = Vec::<f32>::try_from(bprobs.reshape([-1]))?;
+            for (row, &i) in members.iter().enumerate() {
+                let state = &mut *states[i];
+                state.counters.windows += 1;
+                // Hops that passed without a window of their own were skipped.
+                let hops = (state.received - state.last_window_at) / self.cfg.hop_frames as u64;
+                state.counters.skipped_windows += hops.saturating_sub(1);
+                state.last_window_at = state.received;
+                let window_start = state.received - len as u64;
+                let until = if flush {
+                    state.received
+                } else {
+                    state.received.saturating_sub(self.cfg.lookahead_frames as u64)
+                };
+                if state.finalised < window_start {
+                    return Err(Error::invalid(
+                        "stream engine",
+                        format!(
+                            "frame {} left the window before it was finalised",
+                            state.finalised
+                        ),
+                    ));
+                }
+                while state.finalised < until {
+                    let col = (state.finalised - window_start) as usize;
+                    let (index, timestamp_secs) = state.times[col];
+                    let base = row * a * len;
+                    out[i].push(FinalFrame {
+                        index,
+                        timestamp_secs,
+                        probs: (0..a).map(|c| probs[base + c * len + col]).collect(),
+                        boundary_prob: bprobs[row * len + col],
+                    });
+                    state.finalised += 1;
+                    state.counters.finalised += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

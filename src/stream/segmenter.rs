@@ -1,0 +1,401 @@
+//! Stable online segments from finalised per-frame probabilities.
+//!
+//! A candidate label takes over from the current segment only when it is backed by a boundary
+//! peak (and has held for a few frames), or when it has held for a minimum length with a mean
+//! probability of at least θ (OnlineTAS-style post-processing; O-TALC's per-class cut-offs).
+//! The committed boundary is back-dated to where the candidate began, so segment boundaries stay
+//! accurate while emission waits. Committed segments are never retracted: frames of a candidate
+//! that does not make it are absorbed into the current segment.
+
+use serde::{Deserialize, Serialize};
+
+/// Segmenter settings. All lengths are in frames.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SegmenterConfig {
+    /// Mean probability a candidate needs to take over without a boundary peak (θ).
+    pub min_mean_prob: f32,
+    /// Frames a candidate must hold to take over without a boundary peak. Per-class values in
+    /// `min_frames_per_class` override it.
+    pub min_frames: usize,
+    /// Optional per-class minimum lengths (index = class id), e.g. σ × the mean training
+    /// segment length of each class.
+    pub min_frames_per_class: Vec<usize>,
+    /// Frames a boundary-backed candidate must hold.
+    pub boundary_min_frames: usize,
+    /// Boundary probability that counts as a peak.
+    pub boundary_threshold: f32,
+    /// A peak counts for a candidate when it lies within this many frames of the candidate's start.
+    pub boundary_radius: usize,
+    /// Emit a [`SegmenterOutput::Frame`] for every finalised frame.
+    pub per_frame: bool,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        SegmenterConfig {
+            min_mean_prob: 0.6,
+            min_frames: 12,
+            min_frames_per_class: Vec::new(),
+            boundary_min_frames: 4,
+            boundary_threshold: 0.5,
+            boundary_radius: 4,
+            per_frame: false,
+        }
+    }
+}
+
+impl SegmenterConfig {
+    fn min_frames_for(&self, class: usize) -> usize {
+        self.min_frames_per_class.get(class).copied().unwrap_or(self.min_frames)
+    }
+}
+
+/// One finalised frame as the segmenter sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinalFrame {
+    /// Frame index in its stream.
+    pub index: u64,
+    /// Sensor time in seconds.
+    pub timestamp_secs: f64,
+    /// Class probabilities (softmax), one per class.
+    pub probs: Vec<f32>,
+    /// Boundary probability.
+    pub boundary_prob: f32,
+}
+
+/// A segment boundary event in frame terms (the stream layer adds stream and label names).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum SegmenterOutput {
+    /// A segment of `class` began at `start`.
+    Started {
+        /// Class id.
+        class: usize,
+        /// First frame index.
+        start: u64,
+        /// Time of the first frame.
+        start_secs: f64,
+    },
+    /// A segment closed; it will never change.
+    Ended {
+        /// Class id.
+        class: usize,
+        /// First frame index.
+        start: u64,
+        /// Last frame index (inclusive).
+        end: u64,
+        /// Time of the first frame.
+        start_secs: f64,
+        /// Time of the last frame.
+        end_secs: f64,
+        /// Mean probability of `class` over the segment's frames.
+        confidence: f32,
+    },
+    /// A finalised frame (only with `per_frame`).
+    Frame {
+        /// Frame index.
+        index: u64,
+        /// Argmax class of this frame.
+        class: usize,
+        /// Its probability.
+        prob: f32,
+        /// Boundary probability.
+        boundary_prob: f32,
+        /// Class of the segment the frame currently belongs to.
+        segment_class: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Run {
+    class: usize,
+    start: u64,
+    start_secs: f64,
+    end: u64,
+    end_secs: f64,
+    /// Sum of the run's class probability over the frames whose argmax was that class.
+    prob_sum: f64,
+    /// Frames whose argmax was the run's class (absorbed noise frames are not counted).
+    support: usize,
+    boundary_backed: bool,
+}
+
+impl Run {
+    fn new(class: usize, f: &FinalFrame, prob: f32, boundary_backed: bool) -> Self {
+        Run {
+            class,
+            start: f.index,
+            start_secs: f.timestamp_secs,
+            end: f.index,
+            end_secs: f.timestamp_secs,
+            prob_sum: f64::from(prob),
+            support: 1,
+            boundary_backed,
+        }
+    }
+
+    fn extend(&mut self, f: &FinalFrame, prob: f32) {
+        self.end = f.index;
+        self.end_secs = f.timestamp_secs;
+        self.prob_sum += f64::from(prob);
+        self.support += 1;
+    }
+
+    /// Takes over the extent of a candidate that did not make it.
+    fn absorb(&mut self, other: &Run) {
+        self.end = other.end;
+        self.end_secs = other.end_secs;
+    }
+
+    fn mean_prob(&self) -> f32 {
+        (self.prob_sum / self.support.max(1) as f64) as f32
+    }
+}
+
+/// The online segmenter of one stream. Feed it finalised frames in order.
+#[derive(Clone, Debug)]
+pub struct Segmenter {
+    cfg: SegmenterConfig,
+    current: Option<Run>,
+    candidate: Option<Run>,
+    /// Frame index of the latest boundary peak seen.
+    last_peak: Option<u64>,
+}
+
+impl Segmenter {
+    /// A segmenter with no open segment.
+    pub fn new(cfg: SegmenterConfig) -> Self {
+        Segmenter { cfg, current: None, candidate: None, last_peak: None }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SegmenterConfig {
+        &self.cfg
+    }
+
+    /// Class of the open segment, if any.
+    pub fn current_class(&self) -> Option<usize> {
+        self.current.as_ref().map(|r| r.class)
+    }
+
+    /// Takes one finalised frame; returns the events it causes, in order.
+    pub fn push(&mut self, frame: &FinalFrame) -> Vec<SegmenterOutput> {
+        let mut out = Vec::new();
+        let (class, prob) = argmax(&frame.probs);
+        if frame.boundary_prob >= self.cfg.boundary_threshold {
+            self.last_peak = Some(frame.index);
+        }
+        match self.current.as_mut() {
+            None => {
+                self.current = Some(Run::new(class, frame, prob, false));
+                out.push(SegmenterOutput::Started {
+                    class,
+                    start: frame.index,
+                    start_secs: frame.timestamp_secs,
+                });
+            }
+            Some(current) if current.class == class => {
+                // The current label came back: a pending candidate was noise and its frames
+                // belong to the current segment.
+                if let Some(c) = self.candidate.take() {
+                    current.absorb(&c);
+                }
+                current.extend(frame, prob);
+            }
+            Some(_) => {
+                match self.candidate.as_mut() {
+                    Some(c) if c.class == class => c.extend(frame, prob),
+                    _ => {
+                        if let (Some(c), Some(cur)) = (self.candidate.take(), self.current.as_mut())
+                        {
+                            cur.absorb(&c);
+                        }
+                        self.candidate = Some(Run::new(class, frame, prob, false));
+                    }
+                }
+                if let Some(c) = self.candidate.as_mut() {
+                    let near = |peak: u64| peak + self.cfg.boundary_radius as u64 >= c.start;
+                    c.boundary_backed = c.boundary_backed || self.last_peak.is_some_and(near);
+                }
+                if self.candidate_ready() {
+                    self.commit_candidate(&mut out);
+                }
+            }
+        }
+        if self.cfg.per_frame {
+            out.push(SegmenterOutput::Frame {
+                index: frame.index,
+                class,
+                prob,
+                boundary_prob: frame.boundary_prob,
+                segment_class: self.current_class().unwrap_or(class),
+            });
+        }
+        out
+    }
+
+    /// Closes the open segment (end of stream, disconnect, person timeout). A pending candidate
+    /// that has not taken over is absorbed into it. The segmenter can be reused afterwards.
+    pub fn flush(&mut self) -> Vec<SegmenterOutput> {
+        let mut out = Vec::new();
+        if let Some(mut current) = self.current.take() {
+            if let Some(c) = self.candidate.take() {
+                current.absorb(&c);
+            }
+            out.push(ended(&current));
+        }
+        self.candidate = None;
+        self.last_peak = None;
+        out
+    }
+
+    fn candidate_ready(&self) -> bool {
+        let Some(c) = self.candidate.as_ref() else { return false };
+        let backed = c.boundary_backed && c.support >= self.cfg.boundary_min_frames;
+        let held = c.support >= self.cfg.min_frames_for(c.class)
+            && c.mean_prob() >= self.cfg.min_mean_prob;
+        backed || held
+    }
+
+    fn commit_candidate(&mut self, out: &mut Vec<SegmenterOutput>) {
+        let (Some(current), Some(candidate)) = (self.current.take(), self.candidate.take()) else {
+            return;
+        };
+        out.push(ended(&current));
+        out.push(SegmenterOutput::Started {
+            class: candidate.class,
+            start: candidate.start,
+            start_secs: candidate.start_secs,
+        });
+        self.current = Some(candidate);
+    }
+}
+
+fn ended(run: &Run) -> SegmenterOutput {
+    SegmenterOutput::Ended {
+        class: run.class,
+        start: run.start,
+        end: run.end,
+        start_secs: run.start_secs,
+        end_secs: run.end_secs,
+        confidence: run.mean_prob(),
+    }
+}
+
+fn argmax(probs: &[f32]) -> (usize, f32) {
+    probs
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames from a label sequence: the labelled class gets `p`, the rest share what is left.
+    fn frames(labels: &[usize], p: f32, peaks: &[u64]) -> Vec<FinalFrame> {
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let mut probs = vec![(1.0 - p) / 2.0; 3];
+                probs[l] = p;
+                FinalFrame {
+                    index: i as u64,
+                    timestamp_secs: i as f64 / 30.0,
+                    probs,
+                    boundary_prob: if peaks.contains(&(i as u64)) { 0.9 } else { 0.0 },
+                }
+            })
+            .collect()
+    }
+
+    fn run(cfg: SegmenterConfig, frames: &[FinalFrame]) -> Vec<SegmenterOutput> {
+        let mut seg = Segmenter::new(cfg);
+        let mut out: Vec<_> = frames.iter().flat_map(|f| seg.push(f)).collect();
+        out.extend(seg.flush());
+        out
+    }
+
+    fn ended(out: &[SegmenterOutput]) -> Vec<(usize, u64, u64)> {
+        out.iter()
+            .filter_map(|e| match *e {
+                SegmenterOutput::Ended { class, start, end, .. } => Some((class, start, end)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_held_label_takes_over_with_a_back_dated_boundary() {
+        let cfg = SegmenterConfig { min_frames: 5, ..SegmenterConfig::default() };
+        let labels: Vec<usize> = [vec![0; 10], vec![1; 10]].concat();
+        let out = run(cfg, &frames(&labels, 0.8, &[]));
+        assert_eq!(ended(&out), vec![(0, 0, 9), (1, 10, 19)]);
+        // The switch is emitted when the candidate has held for 5 frames, i.e. while pushing
+        // frame 14, but it is dated at frame 10.
+        let mut seg =
+            Segmenter::new(SegmenterConfig { min_frames: 5, ..SegmenterConfig::default() });
+        let f = frames(&labels, 0.8, &[]);
+        for frame in &f[..14] {
+            assert!(ended(&seg.push(frame)).is_empty());
+        }
+        assert_eq!(ended(&seg.push(&f[14])), vec![(0, 0, 9)]);
+    }
+
+    #[test]
+    fn short_noise_is_absorbed_and_never_emitted() {
+        let cfg = SegmenterConfig { min_frames: 5, ..SegmenterConfig::default() };
+        let labels: Vec<usize> =
+            [vec![0; 10], vec![2; 3], vec![0; 10], vec![1; 2], vec![0; 5]].concat();
+        let out = run(cfg, &frames(&labels, 0.9, &[]));
+        assert_eq!(ended(&out), vec![(0, 0, 29)]);
+    }
+
+    #[test]
+    fn low_confidence_candidates_do_not_take_over() {
+        let cfg =
+            SegmenterConfig { min_frames: 5, min_mean_prob: 0.7, ..SegmenterConfig::default() };
+        let mut f = frames(&[vec![0; 10], vec![1; 10]].concat(), 0.9, &[]);
+        for frame in &mut f[10..] {
+            frame.probs = vec![0.3, 0.4, 0.3];
+        }
+        assert_eq!(ended(&run(cfg, &f)), vec![(0, 0, 19)]);
+    }
+
+    #[test]
+    fn a_boundary_peak_lets_a_short_candidate_take_over_early() {
+        let cfg = SegmenterConfig {
+            min_frames: 50,
+            boundary_min_frames: 3,
+            ..SegmenterConfig::default()
+        };
+        let labels: Vec<usize> = [vec![0; 10], vec![1; 6]].concat();
+        let out = run(cfg.clone(), &frames(&labels, 0.8, &[9]));
+        assert_eq!(ended(&out), vec![(0, 0, 9), (1, 10, 15)]);
+        // Without the peak the same candidate is absorbed.
+        assert_eq!(ended(&run(cfg, &frames(&labels, 0.8, &[]))), vec![(0, 0, 15)]);
+    }
+
+    #[test]
+    fn per_class_minimum_lengths_override_the_default() {
+        let cfg = SegmenterConfig {
+            min_frames: 3,
+            min_frames_per_class: vec![3, 8, 3],
+            ..SegmenterConfig::default()
+        };
+        let labels: Vec<usize> = [vec![0; 10], vec![1; 6], vec![0; 4], vec![2; 4]].concat();
+        assert_eq!(ended(&run(cfg, &frames(&labels, 0.9, &[]))), vec![(0, 0, 19), (2, 20, 23)]);
+    }
+
+    #[test]
+    fn flush_closes_the_open_segment_and_covers_every_frame() {
+        let labels: Vec<usize> = [vec![1; 7], vec![2; 2]].concat();
+        let out = run(SegmenterConfig::default(), &frames(&labels, 0.9, &[]));
+        assert_eq!(ended(&out), vec![(1, 0, 8)]);
+        let started = out.iter().filter(|e| matches!(e, SegmenterOutput::Started { .. })).count();
+        assert_eq!(started, 1);
+    }
+}

@@ -1,0 +1,128 @@
+//! [`StreamSegmenter`]: the whole streaming path for one stream on the caller's thread, for apps
+//! that run their own loop.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use crate::error::Result;
+use crate::frame::Frame;
+use crate::io::ClassMap;
+use crate::model::checkpoint::{self, LoadedModel};
+use crate::stream::engine::{Engine, EngineConfig, StreamCounters, StreamState};
+use crate::stream::events::SegmentEvent;
+use crate::stream::segmenter::{FinalFrame, Segmenter, SegmenterConfig};
+
+/// Settings of the streaming path: window and finalisation, then segment emission.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamConfig {
+    /// Window, hop, lookahead, modalities.
+    pub engine: EngineConfig,
+    /// Stable emission.
+    pub segmenter: SegmenterConfig,
+}
+
+/// Segments one stream synchronously: push frames, get events.
+///
+/// ```no_run
+/// use skelseg::stream::{StreamConfig, StreamSegmenter};
+/// # fn frames() -> Vec<skelseg::Frame> { Vec::new() }
+/// let mut seg = StreamSegmenter::from_checkpoint(
+///     "fixtures/models/synth.safetensors".as_ref(), tch::Device::Cpu, "camera-1", StreamConfig::default())?;
+/// for frame in frames() {
+///     for event in seg.push(&frame)? {
+///         println!("{event}");
+///     }
+/// }
+/// for event in seg.finish()? {
+///     println!("{event}");
+/// }
+/// # Ok::<(), skelseg::Error>(())
+/// ```
+///
+/// Each call to [`StreamSegmenter::push`] costs one DSMI step, plus one MFAI window every `hop`
+/// frames. Events lag the frames by `lookahead` frames (plus up to `hop − 1`), and segment changes
+/// are committed once the segmenter is confident; their boundaries are back-dated.
+#[derive(Debug)]
+pub struct StreamSegmenter {
+    engine: Engine,
+    state: StreamState,
+    segmenter: Segmenter,
+    classes: ClassMap,
+    stream: String,
+    /// Keeps the variables alive for the model's lifetime.
+    _loaded: tch::nn::VarStore,
+}
+
+impl StreamSegmenter {
+    /// Loads a checkpoint (`.safetensors` with its `.json` beside it) onto `device`.
+    pub fn from_checkpoint(
+        path: &Path,
+        device: Device,
+        stream: &str,
+        cfg: StreamConfig,
+    ) -> Result<Self> {
+        Self::new(checkpoint::load(path, device)?, stream, cfg)
+    }
+
+    /// Wraps an already loaded model.
+    pub fn new(loaded: LoadedModel, stream: &str, cfg: StreamConfig) -> Result<Self> {
+        let device = loaded.vs.device();
+        let classes = ClassMap::new(loaded.meta.classes.clone());
+        let engine = Engine::new(loaded.model, device, cfg.engine.clone())?;
+        Ok(StreamSegmenter {
+            state: StreamState::new(&cfg.engine),
+            engine,
+            segmenter: Segmenter::new(cfg.segmenter),
+            classes,
+            stream: stream.to_owned(),
+            _loaded: loaded.vs,
+        })
+    }
+
+    /// The class names of the model.
+    pub fn classes(&self) -> &ClassMap {
+        &self.classes
+    }
+
+    /// Counters of the stream so far.
+    pub fn counters(&self) -> &StreamCounters {
+        self.state.counters()
+    }
+
+    /// Takes the next frame of the stream; returns the events it completes.
+    pub fn push(&mut self, frame: &Frame) -> Result<Vec<SegmentEvent>> {
+        let finals = self.engine.push(&mut [(&mut self.state, frame)])?.pop().unwrap_or_default();
+        Ok(self.segment(&finals))
+    }
+
+    /// End of the stream: finalises the pending frames, closes the open segment and reports
+    /// [`SegmentEvent::StreamEnded`]. The segmenter starts afresh afterwards.
+    pub fn finish(&mut self) -> Result<Vec<SegmentEvent>> {
+        let finals = self.engine.flush(&mut self.state)?;
+        let mut events = self.segment(&finals);
+        events.extend(
+            self.segmenter
+                .flush()
+                .into_iter()
+                .map(|o| SegmentEvent::from_output(&self.stream, &self.classes, o)),
+        );
+        events.push(SegmentEvent::StreamEnded {
+            stream: self.stream.clone(),
+            frames: self.state.counters().frames,
+            reason: "finished".into(),
+        });
+        self.state = StreamState::new(self.engine.config());
+        Ok(events)
+    }
+
+    fn segment(&mut self, finals: &[FinalFrame]) -> Vec<SegmentEvent> {
+        finals
+            .iter()
+            .flat_map(|f| self.segmenter.push(f))
+            .map(|o| SegmentEvent::from_output(&self.stream, &self.classes, o))
+            .collect()
+    }
+}

@@ -1,0 +1,62 @@
+//! Full-sequence inference (argmax + ASRF boundary refinement) and offline evaluation.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::Result;
+use crate::metrics::{MetricsAccumulator, Scores, Variant};
+use crate::model::InterAct;
+use crate::postprocess::refinement_with_boundary;
+use crate::train::data::{Batch, Crop, SequenceTensors};
+
+/// The model's reading of one whole sequence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// Final per-frame class ids (argmax refined with the boundary probabilities).
+    pub labels: Vec<usize>,
+    /// Per-frame argmax before refinement.
+    pub raw: Vec<usize>,
+    /// Per-frame boundary probability.
+    pub boundary_probs: Vec<f32>,
+}
+
+/// Runs the model over the whole of `seq` (no crop) in inference mode.
+pub fn predict(
+    model: &InterAct,
+    seq: &SequenceTensors,
+    device: Device,
+    boundary_threshold: f32,
+) -> Result<Prediction> {
+    let _guard = tch::no_grad_guard();
+    let batch = Batch::from_crops(&[(seq, Crop { start: 0, len: seq.len })], device);
+    let out = model.forward_t(&batch.abs, &batch.rel, &batch.motion, &batch.mask, false)?;
+    let probs = out.final_action_probs(); // (1, A, T)
+    let raw = tensor_to_usize(&probs.argmax(1, false).squeeze_dim(0))?;
+    let boundary_probs = Vec::<f32>::try_from(
+        out.final_boundary_probs().squeeze_dim(0).to_kind(Kind::Float).to_device(Device::Cpu),
+    )?;
+    let labels = refinement_with_boundary(&raw, &boundary_probs, boundary_threshold);
+    Ok(Prediction { labels, raw, boundary_probs })
+}
+
+/// Predicts every sequence and scores the predictions against their labels.
+pub fn evaluate(
+    model: &InterAct,
+    seqs: &[SequenceTensors],
+    device: Device,
+    boundary_threshold: f32,
+    background: &[usize],
+) -> Result<(Scores, Vec<Prediction>)> {
+    let mut acc = MetricsAccumulator::new(Variant::Asrf, background.to_vec());
+    let mut predictions = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        let pred = predict(model, seq, device, boundary_threshold)?;
+        acc.add(&pred.labels, &seq.label_ids)?;
+        predictions.push(pred);
+    }
+    Ok((acc.finish(), predictions))
+}
+
+fn tensor_to_usize(t: &Tensor) -> Result<Vec<usize>> {
+    let v = Vec::<i64>::try_from(t.to_kind(Kind::Int64).to_device(Device::Cpu))?;
+    Ok(v.into_iter().map(|x| x.max(0) as usize).collect())
+}
