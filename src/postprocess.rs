@@ -47,7 +47,7 @@ pub fn refinement_with_boundary_scored(
     class_scores: &[f32],
 ) -> Vec<usize> {
     let t_len = pred.len();
-    if t_len == 0 || class_scores.len() % t_len != 0 {
+    if t_len == 0 || !class_scores.len().is_multiple_of(t_len) {
         tracing::warn!(
             frames = t_len,
             scores = class_scores.len(),
