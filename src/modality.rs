@@ -119,7 +119,7 @@ impl SlotAssigner {
         self.owners.map(|o| o.map(|o| o.id))
     }
 
-    /// Bodies ignored so far because both slots were taken (counted once per frame).
+    /// Bodies ignored so far because no slot was free (each counts once per frame it appears in).
     pub fn ignored_bodies(&self) -> u64 {
         self.ignored_bodies
     }
