@@ -326,7 +326,8 @@ mod tests {
     /// Tiny local PKU-MMD skeleton reader (data.md §1.2): 150 floats per line, body 2 absent
     /// when all zero. Body ids 0 and 1, frame index = line number.
     fn read_pku(path: &str) -> Vec<Frame> {
-        let text = std::fs::read_to_string(path).unwrap();
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (the checkout must sit beside shared/)"));
         text.lines()
             .enumerate()
             .map(|(k, line)| {
