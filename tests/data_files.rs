@@ -56,7 +56,7 @@ fn pku_a10n08_has_1040_frames_and_a_second_body_in_728() {
     // data.md §3.1: frame 0, body 1, SpineBase and Head.
     let body = &frames[0].bodies[0];
     assert_eq!(body.joints[0].pos, [-0.304560, 0.212575, 2.728912]);
-    assert_eq!(body.joints[3].pos, [-0.283308, 1.023740, 2.654253]);
+    assert_eq!(body.joints[3].pos, [-0.283308, 1.02374, 2.654253]);
     assert_eq!(frames[1039].index, 1039);
     assert!((frames[1039].timestamp_secs - 1039.0 / 30.0).abs() < 1e-9);
 }
@@ -295,7 +295,7 @@ fn pku_line(col: Option<(usize, &str)>) -> String {
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
+    std::fs::write(&p, text).expect("write test file");
     p
 }
 
@@ -410,10 +410,10 @@ fn pku_label_errors_name_file_line_expected_and_found() {
 
 /// A convention folder with one 20-frame recording `r1` and the given label file text.
 fn convention_folder(labels: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
-    std::fs::create_dir(root.join("skeleton")).unwrap();
-    std::fs::create_dir(root.join("label")).unwrap();
+    std::fs::create_dir(root.join("skeleton")).expect("mkdir");
+    std::fs::create_dir(root.join("label")).expect("mkdir");
     let skel: String = (0..20).map(|_| pku_line(None) + "\n").collect();
     write(&root.join("skeleton"), "r1.txt", &skel);
     write(&root.join("label"), "r1.txt", labels);
