@@ -86,7 +86,7 @@ pub fn classes() -> ClassMap {
 
 /// Reads a skeleton file. Body slot 1 becomes body id 1 and slot 2 id 2; an all-zero slot is
 /// omitted; frame `k` (line `k + 1`) has index `k` and timestamp `k / 30` s. PKU files carry no
-/// tracking state: every joint is [`Tracking::Tracked`].
+/// tracking state: every joint is [`crate::Tracking::Tracked`].
 pub fn read_skeleton(path: impl AsRef<Path>) -> Result<Vec<Frame>> {
     let path = path.as_ref();
     parse_skeleton(&read_text(path)?, path)

@@ -87,6 +87,7 @@ pub const BONES: [(usize, usize); JOINT_COUNT - 1] = [
 pub const TO_CANONICAL: [usize; NUM_JOINTS] =
     [0, 1, 3, 26, 5, 6, 7, 8, 12, 13, 14, 15, 18, 19, 20, 21, 22, 23, 24, 25, 2, 9, 10, 16, 17];
 
+/// Azure 32 → Kinect v2: every joint copied with its own tracking state.
 pub(super) fn to_canonical(src: &Source<'_>) -> [Joint; NUM_JOINTS] {
     TO_CANONICAL.map(|i| src.copy(i))
 }

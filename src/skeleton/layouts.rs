@@ -1,22 +1,7 @@
 //! What every [`Layout`] knows: its name, joint names, bones, and its mapping onto the canonical
 //! Kinect v2 layout (data.md §2.4–§2.6).
 //!
-//! # Fill rule for joints a layout lacks
-//!
-//! Every canonical joint gets a position and a [`Tracking`] state:
-//!
-//! * **copied** from the same anatomical joint: keeps the source joint's tracking state
-//!   ([`Tracking::Tracked`] when the source gives none);
-//! * **derived** from source joints by a geometric rule (midpoint, mean, interpolation along a
-//!   bone, extrapolation past the wrist): [`Tracking::Inferred`], or [`Tracking::NotTracked`] when
-//!   one of its source joints is not tracked;
-//! * **placeholder** for a joint the layout has no counterpart for (hand tips and thumbs of
-//!   Kinect v1, COCO-17 and OpenPose; feet of COCO-17): the position of the nearest joint up the
-//!   tree (the hand, the ankle), so bones have zero length rather than jumping to the origin, and
-//!   [`Tracking::NotTracked`].
-//!
-//! The mappings pick and combine joints only; they do not convert units or axes (Azure Kinect
-//! millimetres, image axes): that belongs to the source, which knows them.
+//! The fill rule for joints a layout lacks is documented on [`Layout::to_canonical`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -91,7 +76,24 @@ impl Layout {
     }
 
     /// Maps one body given in this layout onto the canonical 25 joints, filling the joints the
-    /// layout lacks by the rule in the [module docs](self).
+    /// layout lacks by the rule below.
+    ///
+    /// # Fill rule for joints a layout lacks
+    ///
+    /// Every canonical joint gets a position and a [`Tracking`] state:
+    ///
+    /// * **copied** from the same anatomical joint: keeps the source joint's tracking state
+    ///   ([`Tracking::Tracked`] when the source gives none);
+    /// * **derived** from source joints by a geometric rule (midpoint, mean, interpolation along a
+    ///   bone, extrapolation past the wrist): [`Tracking::Inferred`], or [`Tracking::NotTracked`] when
+    ///   one of its source joints is not tracked;
+    /// * **placeholder** for a joint the layout has no counterpart for (hand tips and thumbs of
+    ///   Kinect v1, COCO-17 and OpenPose; feet of COCO-17): the position of the nearest joint up the
+    ///   tree (the hand, the ankle), so bones have zero length rather than jumping to the origin, and
+    ///   [`Tracking::NotTracked`].
+    ///
+    /// The mappings pick and combine joints only; they do not convert units or axes (Azure Kinect
+    /// millimetres, image axes): that belongs to the source, which knows them.
     ///
     /// `tracking`, when given, holds one state per source joint; without it every source joint
     /// counts as tracked. Errors: a joint count (or tracking count) other than
