@@ -3,7 +3,14 @@
 //! Every reader returns located errors ([`crate::Error::Parse`] with `path:line`) and never
 //! panics on malformed input.
 
+pub mod dataset;
 pub mod gt;
+pub mod ntu;
+pub mod pku;
+mod text;
+pub mod utkinect;
+
+pub use dataset::{DatasetFormat, read_dataset, read_recording, write_dataset};
 
 use serde::{Deserialize, Serialize};
 

@@ -2,8 +2,14 @@
 //!
 //! The canonical layout is Kinect v2's 25 joints ([`kinect_v2`]); every other layout maps onto it.
 
+pub mod azure32;
+pub mod coco17;
 pub mod graph;
+pub mod kinect_v1;
 pub mod kinect_v2;
+mod layouts;
+pub mod mediapipe33;
+pub mod openpose25;
 
 use serde::{Deserialize, Serialize};
 

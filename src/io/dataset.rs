@@ -1,0 +1,534 @@
+//! Dataset folders and single recordings, whatever their format.
+//!
+//! The training-data convention (what [`write_dataset`] writes and [`DatasetFormat::Pku`] reads):
+//!
+//! ```text
+//! DIR/skeleton/NAME.txt   PKU-MMD skeleton file (150 floats per line)
+//! DIR/label/NAME.txt      PKU-MMD label file (`class,start,end,confidence`, 1-based frames);
+//!                         the class may also be written as its name from mapping.txt
+//! DIR/mapping.txt         `id name` per line, ids 0..n-1, 0 = background
+//! DIR/splits/NAME.txt     recording names of split NAME, one per line
+//! ```
+//!
+//! PKU-MMD in its original layout reads too: skeletons in `PKU_Skeleton_Renew/`, labels in
+//! `Train_Label_PKU_final/` (or `Label_PKUMMD/`), split files in `Split/` (sections keyed
+//! `FILE/train`, `FILE/val`), and the built-in 52-class map when there is no `mapping.txt`.
+//! UTKinect-Action3D is read from its folder (`joints/` with `actionLabel.txt`), NTU RGB+D from a
+//! folder of `.skeleton` files (each clip one interval of its action). Split names that are not
+//! recordings of the folder are dropped with a warning.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::text::{At, empty_file, numbered_lines, read_text};
+use super::{ClassMap, Dataset, Interval, Recording, ntu, pku, utkinect};
+use crate::error::{Error, Result};
+use crate::skeleton::Layout;
+
+/// Skeleton folder names, convention first, then PKU-MMD's own.
+const SKELETON_DIRS: [&str; 4] = ["skeleton", "PKU_Skeleton_Renew", "Skeleton", "SKELETON_VIDEO"];
+/// Label folder names, convention first, then PKU-MMD's own (phase 1 and 2).
+const LABEL_DIRS: [&str; 4] = ["label", "Train_Label_PKU_final", "Label_PKUMMD", "Label_PKUMMD_v2"];
+/// Split folder names.
+const SPLIT_DIRS: [&str; 2] = ["splits", "Split"];
+/// Class map file of the convention.
+pub const MAPPING_FILE: &str = "mapping.txt";
+
+/// Which kind of dataset folder [`read_dataset`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DatasetFormat {
+    /// The convention folder, or PKU-MMD in its original layout.
+    Pku,
+    /// UTKinect-Action3D (`joints/joints_sNN_eMM.txt` + `actionLabel.txt`).
+    Utkinect,
+    /// A folder of NTU RGB+D `.skeleton` clips.
+    Ntu,
+}
+
+impl FromStr for DatasetFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pku" | "pku_mmd" | "pku-mmd" => Ok(DatasetFormat::Pku),
+            "utkinect" | "utkinect_action3d" | "utkinect-action3d" => Ok(DatasetFormat::Utkinect),
+            "ntu" | "ntu_rgbd" | "ntu-rgbd" => Ok(DatasetFormat::Ntu),
+            other => Err(Error::invalid(
+                "dataset format",
+                format!("expected pku, utkinect or ntu, found `{other}`"),
+            )),
+        }
+    }
+}
+
+/// Reads a dataset folder (see the [module docs](self)); recordings come sorted by name.
+pub fn read_dataset(dir: impl AsRef<Path>, format: DatasetFormat) -> Result<Dataset> {
+    let dir = dir.as_ref();
+    if !dir.is_dir() {
+        return Err(Error::invalid(
+            "dataset folder",
+            format!("{}: expected a folder, found none", dir.display()),
+        ));
+    }
+    let mapping = dir.join(MAPPING_FILE);
+    let classes_or = |builtin: fn() -> ClassMap| {
+        if mapping.is_file() { read_mapping(&mapping) } else { Ok(builtin()) }
+    };
+    let (classes, recordings) = match format {
+        DatasetFormat::Pku => {
+            let classes = classes_or(pku::classes)?;
+            let recordings = read_pku_recordings(dir, &classes)?;
+            (classes, recordings)
+        }
+        DatasetFormat::Utkinect => (classes_or(utkinect::classes)?, read_utkinect_recordings(dir)?),
+        DatasetFormat::Ntu => {
+            let classes = classes_or(ntu::classes)?;
+            let recordings = read_ntu_recordings(dir, &classes)?;
+            (classes, recordings)
+        }
+    };
+    let splits = match first_dir(dir, &SPLIT_DIRS) {
+        Some(split_dir) => read_splits(&split_dir, &recordings)?,
+        None => BTreeMap::new(),
+    };
+    tracing::info!(dir = %dir.display(), ?format, recordings = recordings.len(), classes = classes.len(), splits = splits.len(), "dataset read");
+    Ok(Dataset { classes, recordings, splits })
+}
+
+fn first_dir(dir: &Path, names: &[&str]) -> Option<PathBuf> {
+    names.iter().map(|n| dir.join(n)).find(|p| p.is_dir())
+}
+
+/// Files of `dir` whose name ends in `.ext`, sorted.
+fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let matches =
+            path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case(ext));
+        if matches && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn read_pku_recordings(dir: &Path, classes: &ClassMap) -> Result<Vec<Recording>> {
+    let Some(skeleton_dir) = first_dir(dir, &SKELETON_DIRS) else {
+        return Err(Error::invalid(
+            "dataset folder",
+            format!(
+                "{}: expected a skeleton folder ({}), found none",
+                dir.display(),
+                SKELETON_DIRS.join(", ")
+            ),
+        ));
+    };
+    let label_dir = first_dir(dir, &LABEL_DIRS);
+    let mut recordings = Vec::new();
+    for path in files_with_ext(&skeleton_dir, "txt")? {
+        let name = stem(&path);
+        let frames = pku::read_skeleton(&path)?;
+        let label_path = label_dir.as_ref().map(|d| d.join(format!("{name}.txt")));
+        let intervals = match label_path {
+            Some(l) if l.is_file() => Some(pku::read_labels_with(&l, frames.len(), Some(classes))?),
+            Some(l) => {
+                tracing::warn!(missing = %l.display(), "recording without a label file: unlabelled");
+                None
+            }
+            None => None,
+        };
+        recordings.push(Recording {
+            name,
+            source_layout: Layout::KinectV2_25,
+            fps: pku::FPS,
+            frames,
+            intervals,
+        });
+    }
+    Ok(recordings)
+}
+
+fn read_utkinect_recordings(dir: &Path) -> Result<Vec<Recording>> {
+    let joints_dir =
+        if dir.join("joints").is_dir() { dir.join("joints") } else { dir.to_path_buf() };
+    let label_path = [dir.join(utkinect::LABEL_FILE), joints_dir.join(utkinect::LABEL_FILE)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::invalid(
+                "dataset folder",
+                format!(
+                    "{}: expected {} in it or in joints/, found none",
+                    dir.display(),
+                    utkinect::LABEL_FILE
+                ),
+            )
+        })?;
+    let labels = utkinect::read_action_labels(&label_path)?;
+    let mut recordings = Vec::new();
+    for path in files_with_ext(&joints_dir, "txt")? {
+        if utkinect::take_name(&path).is_none() {
+            continue; // actionLabel.txt and other notes
+        }
+        let take = utkinect::read_joints(&path)?;
+        let Some(ranges) = labels.get(&take.name) else {
+            return Err(Error::parse(
+                label_path.display().to_string(),
+                format!(
+                    "expected labels for take `{}` ({}), found none",
+                    take.name,
+                    path.display()
+                ),
+            ));
+        };
+        let intervals = utkinect::intervals_for_take(&take, ranges, &label_path)?;
+        recordings.push(Recording {
+            name: take.name,
+            source_layout: Layout::KinectV1_20,
+            fps: utkinect::FPS,
+            frames: take.frames,
+            intervals: Some(intervals),
+        });
+    }
+    Ok(recordings)
+}
+
+fn read_ntu_recordings(dir: &Path, classes: &ClassMap) -> Result<Vec<Recording>> {
+    let clip_dir =
+        if dir.join("skeleton").is_dir() { dir.join("skeleton") } else { dir.to_path_buf() };
+    let mut recordings = Vec::new();
+    for path in files_with_ext(&clip_dir, "skeleton")? {
+        let recording = read_ntu_clip(&path)?;
+        if let Some(iv) = recording.intervals.as_ref().and_then(|v| v.first())
+            && iv.class >= classes.len()
+        {
+            return Err(Error::invalid(
+                format!("NTU clip {}", path.display()),
+                format!(
+                    "expected an action id below {} (the class map's size; add a {MAPPING_FILE} for NTU-120), found A{:03}",
+                    classes.len(),
+                    iv.class
+                ),
+            ));
+        }
+        recordings.push(recording);
+    }
+    Ok(recordings)
+}
+
+/// One NTU clip: its action (from the name) covers every frame.
+fn read_ntu_clip(path: &Path) -> Result<Recording> {
+    let name = stem(path);
+    let frames = ntu::read_skeleton(path)?;
+    let intervals = match ntu::action_from_name(&name) {
+        Some(class) if !frames.is_empty() => {
+            Some(vec![Interval { class, start: 0, end: frames.len() - 1 }])
+        }
+        _ => {
+            tracing::warn!(path = %path.display(), "no action id in the NTU file name: unlabelled");
+            None
+        }
+    };
+    Ok(Recording { name, source_layout: Layout::KinectV2_25, fps: ntu::FPS, frames, intervals })
+}
+
+/// Reads every split file of `split_dir`; names that are not recordings are dropped (warned).
+fn read_splits(
+    split_dir: &Path,
+    recordings: &[Recording],
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let known: BTreeSet<&str> = recordings.iter().map(|r| r.name.as_str()).collect();
+    let mut splits = BTreeMap::new();
+    for path in files_with_ext(split_dir, "txt")? {
+        for (key, names) in read_split_file(&path)? {
+            let total = names.len();
+            let kept: Vec<String> =
+                names.into_iter().filter(|n| known.contains(n.as_str())).collect();
+            if kept.len() < total {
+                tracing::warn!(split = %key, dropped = total - kept.len(), kept = kept.len(), "split names without a recording in the folder dropped");
+            }
+            splits.insert(key, kept);
+        }
+    }
+    Ok(splits)
+}
+
+/// Reads one split file: a list of names one per line (keyed by the file stem), or a PKU-MMD
+/// split file with `Training videos:` style sections (keyed `STEM/train`, `STEM/val`, ...).
+pub fn read_split_file(path: impl AsRef<Path>) -> Result<BTreeMap<String, Vec<String>>> {
+    let path = path.as_ref();
+    let text = read_text(path)?;
+    let name = stem(path);
+    let sectioned = text.lines().any(|l| l.trim_end().ends_with(':'));
+    if sectioned {
+        let sections = pku::read_split(path)?;
+        return Ok(sections.into_iter().map(|(k, v)| (format!("{name}/{k}"), v)).collect());
+    }
+    let names = numbered_lines(&text)
+        .flat_map(|(_, l)| l.split([',', ' ', '\t']))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(BTreeMap::from([(name, names)]))
+}
+
+/// Reads a `mapping.txt`: `id name` per line, ids exactly 0..n-1 (any order), names unique.
+pub fn read_mapping(path: impl AsRef<Path>) -> Result<ClassMap> {
+    let path = path.as_ref();
+    let text = read_text(path)?;
+    if text.trim().is_empty() {
+        return Err(empty_file(path, "`id name` lines"));
+    }
+    let mut by_id: BTreeMap<usize, (String, usize)> = BTreeMap::new();
+    for (line_no, line) in numbered_lines(&text) {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = At::new(path, line_no);
+        let (id, name) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let id: usize = at.integer(id, "the class id")?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(at.err(format!("expected `id name`, found `{line}`")));
+        }
+        if let Some((_, first)) = by_id.get(&id) {
+            return Err(at.err(format!(
+                "expected each id once, found id {id} again (first on line {first})"
+            )));
+        }
+        if let Some((other, (_, first))) = by_id.iter().find(|(_, (n, _))| n == name) {
+            return Err(at.err(format!(
+                "expected unique names, found `{name}` again (id {other}, line {first})"
+            )));
+        }
+        by_id.insert(id, (name.to_owned(), line_no));
+    }
+    if let Some(missing) = (0..by_id.len()).find(|i| !by_id.contains_key(i)) {
+        return Err(Error::parse(
+            path.display().to_string(),
+            format!("expected ids 0..{} without gaps, found no id {missing}", by_id.len() - 1),
+        ));
+    }
+    Ok(ClassMap::new(by_id.into_values().map(|(n, _)| n).collect()))
+}
+
+/// Writes a `mapping.txt`.
+pub fn write_mapping(path: impl AsRef<Path>, classes: &ClassMap) -> Result<()> {
+    let path = path.as_ref();
+    let mut out = String::new();
+    for (id, name) in classes.names().iter().enumerate() {
+        if name.trim().is_empty() || name.contains(['\n', '\r']) || name.trim() != name {
+            return Err(Error::invalid(
+                format!("class {id}"),
+                format!("expected a one-line name without surrounding blanks, found {name:?}"),
+            ));
+        }
+        out += &format!("{id} {name}\n");
+    }
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+/// A recording or split name must be usable as a file name.
+fn check_file_name(kind: &str, name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.starts_with('.')
+        || name.trim() != name
+        || name.contains(['/', '\\', '\n', '\r', ',', ':']);
+    if bad {
+        return Err(Error::invalid(
+            format!("{kind} name"),
+            format!(
+                "expected a plain file name (no separators, commas, colons or surrounding blanks), found {name:?}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `dataset` as a convention folder under `dir` (created if needed; existing files of
+/// the same names are overwritten). Recordings without intervals get no label file. Errors:
+/// names that are not plain file names, duplicate names, intervals whose class is not in the
+/// class map, and I/O.
+pub fn write_dataset(dir: impl AsRef<Path>, dataset: &Dataset) -> Result<()> {
+    let dir = dir.as_ref();
+    let mut seen = BTreeSet::new();
+    for r in &dataset.recordings {
+        check_file_name("recording", &r.name)?;
+        if !seen.insert(r.name.as_str()) {
+            return Err(Error::invalid(
+                "recording name",
+                format!("expected unique names, found `{}` twice", r.name),
+            ));
+        }
+        if let Some(iv) = r.intervals.iter().flatten().find(|iv| iv.class >= dataset.classes.len())
+        {
+            return Err(Error::invalid(
+                format!("recording {}", r.name),
+                format!("expected class ids below {}, found {}", dataset.classes.len(), iv.class),
+            ));
+        }
+    }
+    for split in dataset.splits.keys() {
+        check_file_name("split", split)?;
+    }
+    let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| Error::io(p, e));
+    let (skeleton_dir, label_dir) = (dir.join("skeleton"), dir.join("label"));
+    mkdir(&skeleton_dir)?;
+    mkdir(&label_dir)?;
+    write_mapping(dir.join(MAPPING_FILE), &dataset.classes)?;
+    for r in &dataset.recordings {
+        pku::write_skeleton(skeleton_dir.join(format!("{}.txt", r.name)), &r.frames)?;
+        if let Some(intervals) = &r.intervals {
+            pku::write_labels(label_dir.join(format!("{}.txt", r.name)), intervals)?;
+        }
+    }
+    if !dataset.splits.is_empty() {
+        let split_dir = dir.join("splits");
+        mkdir(&split_dir)?;
+        for (split, names) in &dataset.splits {
+            let path = split_dir.join(format!("{split}.txt"));
+            let text: String = names.iter().map(|n| format!("{n}\n")).collect();
+            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads one recording, choosing the format by extension and content:
+///
+/// * `.skeleton` → NTU RGB+D (labelled with the action of its file name);
+/// * `.txt` named `joints_*` or with 61 numbers per line → UTKinect-Action3D, labelled from the
+///   `actionLabel.txt` beside it or one folder up when there is one;
+/// * `.txt` with 150 numbers per line → PKU-MMD, labelled from `../label/NAME.txt` (or PKU-MMD's
+///   own label folders) when there is one;
+/// * `.ndjson` → an [`Error::Invalid`]: NDJSON recordings are read by the `skeleton-ndjson/1`
+///   codec (`io::ndjson`).
+pub fn read_recording(path: impl AsRef<Path>) -> Result<Recording> {
+    let path = path.as_ref();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("skeleton") => read_ntu_clip(path),
+        Some("ndjson" | "jsonl") => Err(Error::invalid(
+            "recording format",
+            format!(
+                "{}: NDJSON (skeleton-ndjson/1) recordings are read by io::ndjson",
+                path.display()
+            ),
+        )),
+        Some("txt") if utkinect::take_name(path).is_some() => read_utkinect_file(path),
+        Some("txt") => {
+            let text = read_text(path)?;
+            let Some((line_no, first)) = numbered_lines(&text).find(|(_, l)| !l.trim().is_empty())
+            else {
+                return Err(empty_file(path, "lines of 150 (PKU-MMD) or 61 (UTKinect) numbers"));
+            };
+            match first.split_ascii_whitespace().count() {
+                pku::FLOATS_PER_LINE => read_pku_file(path, &text),
+                utkinect::VALUES_PER_ROW => read_utkinect_file(path),
+                n => Err(At::new(path, line_no).err(format!(
+                    "expected {} numbers per line (PKU-MMD) or {} (UTKinect-Action3D), found {n}",
+                    pku::FLOATS_PER_LINE,
+                    utkinect::VALUES_PER_ROW
+                ))),
+            }
+        }
+        _ => Err(Error::invalid(
+            "recording format",
+            format!(
+                "{}: expected a .skeleton (NTU), .txt (PKU-MMD, UTKinect) or .ndjson file",
+                path.display()
+            ),
+        )),
+    }
+}
+
+fn read_pku_file(path: &Path, text: &str) -> Result<Recording> {
+    let frames = pku::parse_skeleton(text, path)?;
+    let name = stem(path);
+    let label = path.parent().and_then(Path::parent).and_then(|root| {
+        LABEL_DIRS.iter().map(|d| root.join(d).join(format!("{name}.txt"))).find(|p| p.is_file())
+    });
+    let intervals = match label {
+        Some(l) => Some(pku::read_labels(&l, frames.len())?),
+        None => None,
+    };
+    Ok(Recording { name, source_layout: Layout::KinectV2_25, fps: pku::FPS, frames, intervals })
+}
+
+fn read_utkinect_file(path: &Path) -> Result<Recording> {
+    let labels = utkinect::find_action_labels(path);
+    utkinect::read_take(path, labels.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_requires_ids_without_gaps_and_unique_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(MAPPING_FILE);
+        std::fs::write(&p, "1 walk fast\n0 background\n").unwrap();
+        let map = read_mapping(&p).unwrap();
+        assert_eq!(map.names(), ["background", "walk fast"]);
+        std::fs::write(&p, "0 background\n2 walk\n").unwrap();
+        let err = read_mapping(&p).unwrap_err().to_string();
+        assert!(err.contains("mapping.txt") && err.contains("no id 1"), "{err}");
+        std::fs::write(&p, "0 background\n1 background\n").unwrap();
+        let err = read_mapping(&p).unwrap_err().to_string();
+        assert!(err.contains("mapping.txt:2:") && err.contains("`background` again"), "{err}");
+        std::fs::write(&p, "0 background\nx walk\n").unwrap();
+        let err = read_mapping(&p).unwrap_err().to_string();
+        assert!(err.contains("mapping.txt:2:") && err.contains("found `x`"), "{err}");
+    }
+
+    #[test]
+    fn split_files_come_as_lists_or_pku_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("train.txt");
+        std::fs::write(&list, "a\nb\n\n").unwrap();
+        assert_eq!(read_split_file(&list).unwrap()["train"], ["a", "b"]);
+        let pku = dir.path().join("cross-view.txt");
+        std::fs::write(&pku, "Training videos:\n0002-M, 0002-R\nValidation videos:\n0002-L\n")
+            .unwrap();
+        let s = read_split_file(&pku).unwrap();
+        assert_eq!(s["cross-view/train"], ["0002-M", "0002-R"]);
+        assert_eq!(s["cross-view/val"], ["0002-L"]);
+    }
+
+    #[test]
+    fn format_names_parse() {
+        assert_eq!("PKU-MMD".parse::<DatasetFormat>().unwrap(), DatasetFormat::Pku);
+        assert_eq!("utkinect".parse::<DatasetFormat>().unwrap(), DatasetFormat::Utkinect);
+        assert!("kinetics".parse::<DatasetFormat>().unwrap_err().to_string().contains("kinetics"));
+    }
+
+    #[test]
+    fn bad_names_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = Dataset {
+            classes: ClassMap::new(vec!["background".into()]),
+            recordings: vec![Recording {
+                name: "../escape".into(),
+                source_layout: Layout::KinectV2_25,
+                fps: 30.0,
+                frames: Vec::new(),
+                intervals: None,
+            }],
+            splits: BTreeMap::new(),
+        };
+        let err = write_dataset(dir.path().join("out"), &ds).unwrap_err().to_string();
+        assert!(err.contains("../escape"), "{err}");
+        assert!(!dir.path().join("out").exists());
+    }
+}
