@@ -3,6 +3,8 @@
 //! Every reader returns located errors ([`crate::Error::Parse`] with `path:line`) and never
 //! panics on malformed input.
 
+pub mod ndjson;
+
 use serde::{Deserialize, Serialize};
 
 use crate::frame::Frame;
