@@ -24,12 +24,13 @@ const WAIT: Duration = Duration::from_secs(10);
 fn pku_frames(n: usize) -> Vec<Frame> {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pku-mmd/A10N08-L.txt");
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = std::fs::read_to_string(&path).expect("the PKU-MMD take in shared/data");
     text.lines()
         .take(n)
         .enumerate()
         .map(|(i, line)| {
-            let values: Vec<f32> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+            let values: Vec<f32> =
+                line.split_whitespace().map(|v| v.parse().expect("a float")).collect();
             assert_eq!(values.len(), 150, "{}:{}", path.display(), i + 1);
             let bodies = values
                 .chunks(75)

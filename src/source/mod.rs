@@ -134,7 +134,8 @@ pub struct SourceStats {
     pub dropped_overflow: u64,
     /// Connections accepted (TCP clients, UDP/OSC peers).
     pub connections: u64,
-    /// Connections refused because the connection limit was reached.
+    /// Connections refused because the connection limit was reached (UDP/OSC: datagrams from
+    /// new peers over the limit).
     pub rejected_connections: u64,
     /// Streams that have ended.
     pub streams_ended: u64,

@@ -320,7 +320,8 @@ async fn serve_tcp(
                         continue;
                     };
                     ingress.counters.connection();
-                    clients.spawn(read_tcp(stream, peer, cfg.clone(), ingress.clone(), rx_shutdown.clone(), Some(permit)));
+                    let client = read_tcp(stream, peer, cfg.clone(), ingress.clone(), rx_shutdown.clone(), Some(permit));
+                    clients.spawn(client);
                 }
                 Err(e) => {
                     // E.g. out of file descriptors: back off instead of spinning.
@@ -350,9 +351,10 @@ async fn read_tcp(
     let mut line = Vec::new();
     let mut log = SkipLog::default();
     let reason = loop {
+        let next_line = read_line_limited(&mut reader, &mut line, cfg.max_line_bytes);
         let read = tokio::select! {
             () = wait_shutdown(&mut rx_shutdown) => break EndReason::Shutdown,
-            read = tokio::time::timeout(cfg.idle_timeout, read_line_limited(&mut reader, &mut line, cfg.max_line_bytes)) => read,
+            read = tokio::time::timeout(cfg.idle_timeout, next_line) => read,
         };
         match read {
             Err(_elapsed) => break EndReason::Idle,

@@ -423,16 +423,17 @@ pub(crate) async fn serve_osc(
                 p.last_seen = now;
                 if len > cfg.max_line_bytes {
                     p.assembler.messages += 1;
-                    p.assembler.skip(&mut out, SkipReason::Oversize, format_args!("packet of {len} bytes exceeds {} bytes", cfg.max_line_bytes));
-                    ingress.counters.skip(SkipReason::Oversize);
-                    out.clear();
-                    continue;
-                }
-                match rosc::decoder::decode_udp(&datagram[..len]) {
-                    Ok((_, packet)) => p.assembler.on_packet(&packet, now, &mut out),
-                    Err(e) => {
-                        p.assembler.messages += 1;
-                        p.assembler.skip(&mut out, SkipReason::Malformed, format_args!("not an OSC packet: {e:?}"));
+                    let limit = cfg.max_line_bytes;
+                    let message = format_args!("packet of {len} bytes exceeds {limit} bytes");
+                    p.assembler.skip(&mut out, SkipReason::Oversize, message);
+                } else {
+                    match rosc::decoder::decode_udp(&datagram[..len]) {
+                        Ok((_, packet)) => p.assembler.on_packet(&packet, now, &mut out),
+                        Err(e) => {
+                            p.assembler.messages += 1;
+                            let message = format_args!("not an OSC packet: {e:?}");
+                            p.assembler.skip(&mut out, SkipReason::Malformed, message);
+                        }
                     }
                 }
                 deliver(&ingress, p, &mut out);
