@@ -458,7 +458,7 @@ fn tcp_connect_reads_a_server() {
             conn.write_all(format!("{}\n", encode_frame(&frame)).as_bytes()).unwrap();
         }
     });
-    let mut source = spec.open(&skelseg::source::OpenOptions::default()).unwrap();
+    let mut source = spec.open(skelseg::source::Pacing::RealTime).unwrap();
     let events = collect_until(&mut source, |e| ended_count(e) == 1);
     server.join().unwrap();
     assert_eq!(events.len(), 4);

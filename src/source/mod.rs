@@ -118,7 +118,7 @@ pub enum SourcePoll {
 }
 
 /// Counters of a source, cumulative since it was opened.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SourceStats {
     /// Frames decoded and accepted (some of them may later be dropped by ingress overflow).
     pub frames: u64,

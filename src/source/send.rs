@@ -45,14 +45,14 @@ impl fmt::Display for Proto {
 }
 
 /// What [`send_recording`] sent.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SendStats {
     /// Frames sent.
     pub frames: u64,
     /// Bytes sent, header included.
     pub bytes: u64,
-    /// Wall time from the header to the last frame.
-    pub elapsed: Duration,
+    /// Wall time from the header to the last frame, in seconds.
+    pub elapsed_secs: f64,
 }
 
 /// Sends `recording` to `to`: the canonical header, then every frame, one per line (TCP) or
@@ -97,8 +97,8 @@ pub fn send_recording(
         stats.bytes += line.len() as u64 + 1;
     }
     sink.finish().map_err(io_err)?;
-    stats.elapsed = started.elapsed();
-    tracing::info!(to = %location, frames = stats.frames, bytes = stats.bytes, elapsed_secs = stats.elapsed.as_secs_f64(), "recording sent");
+    stats.elapsed_secs = started.elapsed().as_secs_f64();
+    tracing::info!(to = %location, frames = stats.frames, bytes = stats.bytes, elapsed_secs = stats.elapsed_secs, "recording sent");
     Ok(stats)
 }
 

@@ -114,9 +114,15 @@ impl fmt::Display for SourceSpec {
 }
 
 impl SourceSpec {
+    /// Opens the source with default network limits ([`NetConfig::DEFAULT`]); `pacing` applies
+    /// to file replays.
+    pub fn open(&self, pacing: Pacing) -> Result<Box<dyn FrameSource>> {
+        self.open_with(&OpenOptions { net: NetConfig::DEFAULT, pacing })
+    }
+
     /// Opens the source: binds or connects network sources at once (so a busy port or a
     /// refused connection is an error here), reads and replays recordings.
-    pub fn open(&self, options: &OpenOptions) -> Result<Box<dyn FrameSource>> {
+    pub fn open_with(&self, options: &OpenOptions) -> Result<Box<dyn FrameSource>> {
         Ok(match self {
             SourceSpec::File(path) => Box::new(open_file(path, options.pacing)?),
             SourceSpec::TcpListen(addr) => Box::new(NetSource::tcp_listen(*addr, &options.net)?),
@@ -217,7 +223,7 @@ mod tests {
     }
 
     fn open_error(spec: &SourceSpec) -> String {
-        match spec.open(&OpenOptions::default()) {
+        match spec.open_with(&OpenOptions::default()) {
             Ok(_) => panic!("{spec} opened"),
             Err(e) => e.to_string(),
         }
