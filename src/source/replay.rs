@@ -1,0 +1,200 @@
+//! Replay of a recording as a live stream, paced in real time, at ×speed, or as fast as possible.
+//!
+//! Pull-based and lossless: the consumer's `next_event` sleeps until the next frame is due, and a
+//! consumer that falls behind gets the late frames at once (catch-up), never fewer frames.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::io::Recording;
+
+use super::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId};
+
+/// How fast a replay runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pacing {
+    /// At the recording's own timing.
+    RealTime,
+    /// `Speed(2.0)` plays twice as fast as recorded.
+    Speed(f64),
+    /// No waiting at all (offline evaluation, tests).
+    AsFastAsPossible,
+}
+
+/// A recording replayed as one stream named `file:NAME`.
+#[derive(Debug)]
+pub struct ReplaySource {
+    stream: StreamId,
+    frames: std::vec::IntoIter<crate::frame::Frame>,
+    /// Offset of each frame from the first, in recording seconds.
+    offsets_secs: std::vec::IntoIter<f64>,
+    speed: Option<f64>,
+    started: Option<Instant>,
+    ended_sent: bool,
+    stats: SourceStats,
+}
+
+impl ReplaySource {
+    /// Replays `recording` at `pacing`. Frames are timed by their `timestamp_secs`; when those do
+    /// not increase (a reader that leaves them at zero) by `index / fps`.
+    pub fn new(recording: Recording, pacing: Pacing) -> Result<Self> {
+        let speed = match pacing {
+            Pacing::RealTime => Some(1.0),
+            Pacing::Speed(s) if s.is_finite() && s > 0.0 => Some(s),
+            Pacing::Speed(s) => {
+                return Err(Error::invalid(
+                    "replay speed",
+                    format!("expected a positive factor, found {s}"),
+                ));
+            }
+            Pacing::AsFastAsPossible => None,
+        };
+        let frames = recording.frames;
+        let by_timestamp = frames.windows(2).all(|w| w[1].timestamp_secs > w[0].timestamp_secs)
+            && frames.iter().all(|f| f.timestamp_secs.is_finite());
+        let fps =
+            if recording.fps.is_finite() && recording.fps > 0.0 { recording.fps } else { 30.0 };
+        let offsets: Vec<f64> = match frames.first() {
+            None => Vec::new(),
+            Some(first) if by_timestamp => {
+                frames.iter().map(|f| f.timestamp_secs - first.timestamp_secs).collect()
+            }
+            Some(first) => {
+                frames.iter().map(|f| f.index.saturating_sub(first.index) as f64 / fps).collect()
+            }
+        };
+        Ok(ReplaySource {
+            stream: StreamId::new(format!("file:{}", recording.name)),
+            frames: frames.into_iter(),
+            offsets_secs: offsets.into_iter(),
+            speed,
+            started: None,
+            ended_sent: false,
+            stats: SourceStats { connections: 1, ..SourceStats::default() },
+        })
+    }
+
+    /// The stream's id, `file:NAME`.
+    pub fn stream_id(&self) -> &StreamId {
+        &self.stream
+    }
+}
+
+impl FrameSource for ReplaySource {
+    fn next_event(&mut self, timeout: Duration) -> SourcePoll {
+        let Some(&offset_secs) = self.offsets_secs.as_slice().first() else {
+            if self.ended_sent {
+                return SourcePoll::Finished;
+            }
+            self.ended_sent = true;
+            self.stats.streams_ended += 1;
+            return SourcePoll::Event(SourceEvent::Ended {
+                stream: self.stream.clone(),
+                reason: EndReason::Closed,
+            });
+        };
+        if let Some(speed) = self.speed {
+            // The clock starts at the first request, so set-up time does not cause a burst.
+            let started = *self.started.get_or_insert_with(Instant::now);
+            let due = started + Duration::from_secs_f64((offset_secs / speed).max(0.0));
+            let now = Instant::now();
+            if due > now {
+                if due - now > timeout {
+                    std::thread::sleep(timeout);
+                    return SourcePoll::Timeout;
+                }
+                std::thread::sleep(due - now);
+            }
+        }
+        self.offsets_secs.next();
+        let Some(frame) = self.frames.next() else {
+            return SourcePoll::Finished;
+        };
+        self.stats.frames += 1;
+        SourcePoll::Event(SourceEvent::Frame { stream: self.stream.clone(), frame })
+    }
+
+    fn stats(&self) -> SourceStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Frame;
+    use crate::skeleton::Layout;
+
+    fn recording(n: u64, fps: f64) -> Recording {
+        Recording {
+            name: "take".into(),
+            source_layout: Layout::KinectV2_25,
+            fps,
+            frames: (0..n)
+                .map(|i| Frame { index: i, timestamp_secs: i as f64 / fps, bodies: Vec::new() })
+                .collect(),
+            intervals: None,
+        }
+    }
+
+    fn drain(source: &mut ReplaySource) -> (Vec<u64>, usize) {
+        let (mut indices, mut ended) = (Vec::new(), 0);
+        loop {
+            match source.next_event(Duration::from_secs(2)) {
+                SourcePoll::Event(SourceEvent::Frame { frame, .. }) => indices.push(frame.index),
+                SourcePoll::Event(SourceEvent::Ended { reason, .. }) => {
+                    assert_eq!(reason, EndReason::Closed);
+                    ended += 1;
+                }
+                SourcePoll::Timeout => {}
+                SourcePoll::Finished => return (indices, ended),
+            }
+        }
+    }
+
+    #[test]
+    fn fast_replay_is_lossless_and_ends_once() {
+        let mut source = ReplaySource::new(recording(50, 30.0), Pacing::AsFastAsPossible).unwrap();
+        assert_eq!(source.stream_id().as_str(), "file:take");
+        let (indices, ended) = drain(&mut source);
+        assert_eq!(indices, (0..50).collect::<Vec<_>>());
+        assert_eq!(ended, 1);
+        assert_eq!(source.next_event(Duration::ZERO), SourcePoll::Finished);
+        assert_eq!(source.stats().frames, 50);
+    }
+
+    #[test]
+    fn paced_replay_takes_recording_time_over_speed() {
+        // 10 frames at 100 fps span 90 ms; at ×3 about 30 ms.
+        let started = Instant::now();
+        let mut source = ReplaySource::new(recording(10, 100.0), Pacing::RealTime).unwrap();
+        assert_eq!(drain(&mut source).0.len(), 10);
+        let real = started.elapsed();
+        assert!(real >= Duration::from_millis(89), "{real:?}");
+
+        let started = Instant::now();
+        let mut source = ReplaySource::new(recording(10, 100.0), Pacing::Speed(3.0)).unwrap();
+        assert_eq!(drain(&mut source).0.len(), 10);
+        let fast = started.elapsed();
+        assert!(fast >= Duration::from_millis(29) && fast < real, "{fast:?} vs {real:?}");
+    }
+
+    #[test]
+    fn short_timeouts_return_timeout_then_the_frame() {
+        let mut rec = recording(2, 30.0);
+        rec.frames[1].timestamp_secs = 0.2;
+        let mut source = ReplaySource::new(rec, Pacing::RealTime).unwrap();
+        assert!(matches!(source.next_event(Duration::ZERO), SourcePoll::Event(_)));
+        assert_eq!(source.next_event(Duration::from_millis(10)), SourcePoll::Timeout);
+        assert!(matches!(
+            source.next_event(Duration::from_secs(1)),
+            SourcePoll::Event(SourceEvent::Frame { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_speed_is_an_error() {
+        assert!(ReplaySource::new(recording(1, 30.0), Pacing::Speed(0.0)).is_err());
+        assert!(ReplaySource::new(recording(1, 30.0), Pacing::Speed(f64::NAN)).is_err());
+    }
+}
