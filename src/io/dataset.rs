@@ -411,20 +411,13 @@ pub fn write_dataset(dir: impl AsRef<Path>, dataset: &Dataset) -> Result<()> {
 ///   `actionLabel.txt` beside it or one folder up when there is one;
 /// * `.txt` with 150 numbers per line → PKU-MMD, labelled from `../label/NAME.txt` (or PKU-MMD's
 ///   own label folders) when there is one;
-/// * `.ndjson` → an [`Error::Invalid`]: NDJSON recordings are read by the `skeleton-ndjson/1`
-///   codec (`io::ndjson`).
+/// * `.ndjson` / `.jsonl` → `skeleton-ndjson/1` ([`crate::io::ndjson::read_recording`]).
 pub fn read_recording(path: impl AsRef<Path>) -> Result<Recording> {
     let path = path.as_ref();
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("skeleton") => read_ntu_clip(path),
-        Some("ndjson" | "jsonl") => Err(Error::invalid(
-            "recording format",
-            format!(
-                "{}: NDJSON (skeleton-ndjson/1) recordings are read by io::ndjson",
-                path.display()
-            ),
-        )),
+        Some("ndjson" | "jsonl") => crate::io::ndjson::read_recording(path),
         Some("txt") if utkinect::take_name(path).is_some() => read_utkinect_file(path),
         Some("txt") => {
             let text = read_text(path)?;

@@ -269,7 +269,7 @@ impl Decoder {
         }
         let layout = match object.layout.as_deref() {
             None => Layout::KinectV2_25,
-            Some(name) => layout_from_name(name).ok_or_else(|| {
+            Some(name) => Layout::from_name(name).ok().ok_or_else(|| {
                 self.reject(
                     SkipReason::Malformed,
                     format!("expected a layout ({}), found {name:?}", LAYOUT_NAMES.join(", ")),
@@ -392,12 +392,12 @@ impl Decoder {
     /// Converts one wire body to canonical joints: count check, units, axes, validation, layout.
     fn body_joints(&self, wire: &WireBody) -> Result<[Joint; NUM_JOINTS], (SkipReason, String)> {
         let layout = self.header.layout;
-        let expected = layout_joint_count(layout);
+        let expected = layout.joint_count();
         let found = wire.joint_positions.len();
         if found != expected {
             return Err((
                 SkipReason::InvalidJoints,
-                format!("expected {expected} joints ({}), found {found}", layout_name(layout)),
+                format!("expected {expected} joints ({}), found {found}", layout.name()),
             ));
         }
         let scale = match self.header.units {
@@ -441,7 +441,7 @@ impl Decoder {
             }
             (None, None) => None,
         };
-        to_canonical(layout, &positions, tracking.as_deref())
+        layout.to_canonical( &positions, tracking.as_deref())
             .map_err(|e| (SkipReason::InvalidJoints, e.to_string()))
     }
 }
@@ -508,82 +508,12 @@ struct WireBody {
     joint_confidence: Option<Vec<i64>>,
 }
 
-// LEAD: replace the layout shims below with the `Layout` methods of `src/skeleton/` after merge
-// (`Layout::to_canonical`, its joint count and its `skeleton-ndjson/1` names).
-const LAYOUT_NAMES: [&str; 6] = [
-    "kinect_v2_25",
-    "azure_kinect_32",
-    "kinect_v1_20",
-    "coco_17",
-    "openpose_body_25",
-    "mediapipe_33",
-];
-
-fn layout_from_name(name: &str) -> Option<Layout> {
-    Some(match name {
-        "kinect_v2_25" => Layout::KinectV2_25,
-        "azure_kinect_32" => Layout::AzureKinect32,
-        "kinect_v1_20" => Layout::KinectV1_20,
-        "coco_17" => Layout::Coco17,
-        "openpose_body_25" => Layout::OpenposeBody25,
-        "mediapipe_33" => Layout::Mediapipe33,
-        _ => return None,
-    })
-}
-
-fn layout_name(layout: Layout) -> &'static str {
-    match layout {
-        Layout::KinectV2_25 => LAYOUT_NAMES[0],
-        Layout::AzureKinect32 => LAYOUT_NAMES[1],
-        Layout::KinectV1_20 => LAYOUT_NAMES[2],
-        Layout::Coco17 => LAYOUT_NAMES[3],
-        Layout::OpenposeBody25 => LAYOUT_NAMES[4],
-        Layout::Mediapipe33 => LAYOUT_NAMES[5],
-    }
-}
-
-fn layout_joint_count(layout: Layout) -> usize {
-    match layout {
-        Layout::KinectV2_25 | Layout::OpenposeBody25 => 25,
-        Layout::AzureKinect32 => 32,
-        Layout::KinectV1_20 => 20,
-        Layout::Coco17 => 17,
-        Layout::Mediapipe33 => 33,
-    }
-}
-
-// LEAD: replace with Layout::to_canonical after merge
-fn to_canonical(
-    layout: Layout,
-    positions: &[[f32; 3]],
-    tracking: Option<&[Tracking]>,
-) -> Result<[Joint; NUM_JOINTS]> {
-    if layout != Layout::KinectV2_25 {
-        return Err(Error::invalid(
-            "layout",
-            format!("mapping {} to kinect_v2_25 is not available yet", layout_name(layout)),
-        ));
-    }
-    let mut joints = [Joint::default(); NUM_JOINTS];
-    for (j, joint) in joints.iter_mut().enumerate() {
-        let Some(&pos) = positions.get(j) else {
-            return Err(Error::invalid(
-                "joints",
-                format!("expected {NUM_JOINTS}, found {}", positions.len()),
-            ));
-        };
-        let tracking = tracking.and_then(|t| t.get(j).copied()).unwrap_or(Tracking::Tracked);
-        *joint = Joint { pos, tracking };
-    }
-    Ok(joints)
-}
-
 /// The header line (no trailing newline).
 pub fn encode_header(header: &Header) -> String {
     let mut object = serde_json::Map::new();
     object.insert("type".into(), "header".into());
     object.insert("format".into(), header.format.clone().into());
-    object.insert("layout".into(), layout_name(header.layout).into());
+    object.insert("layout".into(), header.layout.name().into());
     let units = match header.units {
         Units::M => "m",
         Units::Mm => "mm",

@@ -150,23 +150,9 @@ fn resolve(target: &str) -> Result<SocketAddr> {
     })
 }
 
-/// NDJSON recordings are read here; other formats need the readers of `crate::io`.
+/// Reads any recording `crate::io::read_recording` knows and replays it.
 fn open_file(path: &Path, pacing: Pacing) -> Result<ReplaySource> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
-    // LEAD: replace with the generic `io::read_recording` dispatcher after merge.
-    let recording = match ext {
-        "ndjson" | "jsonl" => crate::io::ndjson::read_recording(path)?,
-        _ => {
-            return Err(Error::invalid(
-                "source spec",
-                format!(
-                    "`file:{}`: only .ndjson/.jsonl recordings can be replayed yet",
-                    path.display()
-                ),
-            ));
-        }
-    };
-    ReplaySource::new(recording, pacing)
+    ReplaySource::new(crate::io::read_recording(path)?, pacing)
 }
 
 #[cfg(test)]
