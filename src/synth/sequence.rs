@@ -400,6 +400,10 @@ impl Sensor {
                 }
             }
         }
+        // Kinect-like resolution (0.1 mm): keeps files short, far below the noise.
+        for jt in &mut out {
+            jt.pos = jt.pos.map(|c| (c * 1e4).round() / 1e4);
+        }
         self.last = Some(out.map(|jt| jt.pos));
         out
     }
