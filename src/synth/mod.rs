@@ -573,6 +573,50 @@ mod tests {
         assert!(checked >= 10, "only {checked} intervals checked");
     }
 
+    /// The settings `fixtures/synth/README.md` names.
+    fn fixture_config() -> SynthConfig {
+        SynthConfig {
+            sequences: 4,
+            seed: 2024,
+            min_actions: 3,
+            max_actions: 5,
+            second_person_prob: 0.5,
+            ..SynthConfig::default()
+        }
+    }
+
+    #[test]
+    fn fixtures_are_what_the_generator_makes_now() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/synth");
+        let ds = generate_dataset(&fixture_config());
+        for rec in &ds.recordings {
+            let skeleton = std::fs::read_to_string(format!("{dir}/skeleton/{}.txt", rec.name))
+                .expect("fixture skeleton file");
+            let lines: Vec<&str> = skeleton.lines().collect();
+            assert_eq!(lines.len(), rec.frames.len(), "{}: regenerate fixtures/synth", rec.name);
+            for (line, frame) in lines.iter().zip(&rec.frames) {
+                let v: Vec<f32> =
+                    line.split_whitespace().map(|s| s.parse().expect("float")).collect();
+                assert_eq!(v.len(), 150);
+                for (k, joint) in frame.bodies[0].joints.iter().enumerate() {
+                    for a in 0..3 {
+                        assert!((v[3 * k + a] - joint.pos[a]).abs() < 1e-6, "regenerate fixtures");
+                    }
+                }
+            }
+            // Label files: `class,start,end,confidence` with 1-based frames.
+            let labels = std::fs::read_to_string(format!("{dir}/label/{}.txt", rec.name))
+                .expect("fixture label file");
+            let expected: String = rec
+                .intervals
+                .iter()
+                .flatten()
+                .map(|i| format!("{},{},{},1\n", i.class, i.start + 1, i.end + 1))
+                .collect();
+            assert_eq!(labels, expected, "{}: regenerate fixtures/synth", rec.name);
+        }
+    }
+
     #[test]
     fn config_validation_and_serde_defaults() {
         assert!(SynthConfig::default().validate().is_ok());
