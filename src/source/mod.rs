@@ -22,6 +22,7 @@ pub mod net;
 pub mod osc;
 pub mod replay;
 pub mod send;
+pub mod sim;
 pub mod spec;
 
 use std::fmt;
@@ -33,6 +34,7 @@ use crate::frame::Frame;
 pub use net::{NetConfig, NetSource, SourceHandle};
 pub use replay::{Pacing, ReplaySource};
 pub use send::{Proto, SendStats, send_recording};
+pub use sim::SimSource;
 pub use spec::{OpenOptions, SourceSpec};
 
 /// Name of one stream: `tcp:PEER`, `udp:PEER`, `osc:PEER`, `file:NAME`, `sim:N`. Cheap to clone.

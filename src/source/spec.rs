@@ -132,13 +132,7 @@ impl SourceSpec {
             }
             SourceSpec::Udp(addr) => Box::new(NetSource::udp(*addr, &options.net)?),
             SourceSpec::Osc(addr) => Box::new(NetSource::osc(*addr, &options.net)?),
-            // LEAD: wire the synth engineer's `Simulator` here after merge.
-            SourceSpec::Sim => {
-                return Err(Error::invalid(
-                    "source spec",
-                    "`sim`: the simulator source is not wired yet",
-                ));
-            }
+            SourceSpec::Sim => Box::new(super::sim::SimSource::new(0, options.pacing)),
         })
     }
 }
