@@ -34,8 +34,8 @@ impl MultiHeadAttention {
         v: &Tensor,
         key_mask: Option<&Tensor>,
     ) -> Tensor {
-        let (n, l, e) = q.size3().unwrap_or((0, 0, 0));
-        let s = k.size()[1];
+        let (qs, s) = (q.size(), k.size()[1]);
+        let (n, l, e) = (qs[0], qs[1], qs[2]);
         let dh = e / self.heads;
         // (N, L, E) -> (N, heads, L, dh)
         let split = |x: Tensor, len: i64| x.view([n, len, self.heads, dh]).transpose(1, 2);
@@ -72,7 +72,8 @@ impl LinearAttention {
 
     /// `q`, `kv (N, T, C)`, `mask (N, T, 1)` → `(N, T, C)` (masked).
     pub(crate) fn forward_t(&self, q: &Tensor, kv: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let (n, t, c) = q.size3().unwrap_or((0, 0, 0));
+        let qs = q.size();
+        let (n, t, c) = (qs[0], qs[1], qs[2]);
         let dh = c / self.heads;
         // (N, T, C) -> (N, heads, T, dh)
         let split = |x: Tensor| x.view([n, t, self.heads, dh]).transpose(1, 2);

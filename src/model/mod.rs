@@ -129,8 +129,11 @@ impl InterAct {
         }
         let m = self.cfg.pad_multiple();
         let padded = (t + m - 1) / m * m;
-        let mask =
-            mask.to_kind(feats.kind()).pad([0, padded - t], "constant", None).view([n, 1, padded]);
+        let mask = mask
+            .to_device(feats.device())
+            .to_kind(feats.kind())
+            .pad([0, padded - t], "constant", None)
+            .view([n, 1, padded]);
         let feats = feats.pad([0, padded - t], "constant", None) * &mask;
         let stages = self
             .mfai
@@ -204,8 +207,11 @@ pub fn parameter_count(cfg: &ModelConfig) -> i64 {
         conv(d, d, 1) + lb * (conv(d, d, 3) + conv(d, d, 1)) + lb * d + conv(lb * d, d, 1);
     let qblock = 3 * 2 * d + 2 * mha(d) + lin(d, 4 * d) + lin(4 * d, d);
     let embed = lin(d, d / 4) + lin(d / 4, d) + lin(d, d);
-    let queries =
-        2 * (a + 1) * d + cfg.query_scales * qblock + (2 * 2 * d + 2 * mha(d)) + 2 * embed;
+    let queries = 2 * (a + 1) * d
+        + cfg.query_scales * qblock
+        + (2 * 2 * d + 2 * mha(d))
+        + 2 * embed
+        + 3 * 2 * d; // LayerNorms on F_a, F_b and the queries
     spatial + conv(d, d, 1) + encoder + decoder + action + boundary + queries
 }
 

@@ -2,7 +2,10 @@
 //! with a learnable query PE, H QBlocks (pre-LN self-attention over the A+1 queries,
 //! cross-attention to the frames with a key padding mask and a sinusoidal key PE, FFN), the
 //! FBlock (frames attend to the queries, FACT-style frame-action interaction, as a residual MHA)
-//! and the dot-product heads `P_a = ⟨MLP_a(Q_a), F_a⟩`, `P_b = ⟨MLP_b(Q_b), F_b⟩`.
+//! and the dot-product heads `P_a = ⟨MLP_a(Q_a), F_a⟩/√D`, `P_b = ⟨MLP_b(Q_b), F_b⟩/√D`.
+//!
+//! Additions to the reference, for scale: channel LayerNorms on `F_a`, `F_b`, a final LayerNorm
+//! on the queries (pre-LN decoder), and the `1/√D` on the heads (see the fields).
 
 use tch::Tensor;
 use tch::nn::{self, Module};
@@ -120,10 +123,19 @@ pub(crate) struct QueryDecoder {
     query: Tensor,
     query_pe: Tensor,
     blocks: Vec<QBlock>,
+    /// Channel LayerNorms on `F_a`, `F_b` (ASQuery's heads read LayerNorm-ed FPN features; the
+    /// action/boundary blocks' residual stacks are unnormalised and reach magnitudes of 10³).
+    norm_a: nn::LayerNorm,
+    norm_b: nn::LayerNorm,
+    /// Final LayerNorm of the pre-LN query decoder before the FBlock and the heads.
+    norm_q: nn::LayerNorm,
     fblock: FBlock,
     embed_a: Embed,
     embed_b: Embed,
     num_classes: i64,
+    /// `1/√D` on the dot products (ASQuery uses the plain dot product; scaled, the logits of an
+    /// untrained model are O(1) instead of O(10), which keeps the first focal-loss steps sane).
+    logit_scale: f64,
 }
 
 impl QueryDecoder {
@@ -135,10 +147,14 @@ impl QueryDecoder {
             blocks: (0..cfg.query_scales)
                 .map(|i| QBlock::new(&(p / "qblocks" / i), d, cfg.heads))
                 .collect(),
+            norm_a: nn::layer_norm(p / "norm_action", vec![d], Default::default()),
+            norm_b: nn::layer_norm(p / "norm_boundary", vec![d], Default::default()),
+            norm_q: nn::layer_norm(p / "norm_query", vec![d], Default::default()),
             fblock: FBlock::new(&(p / "fblock"), d, cfg.heads),
             embed_a: Embed::new(&(p / "embed_action"), d),
             embed_b: Embed::new(&(p / "embed_boundary"), d),
             num_classes: a,
+            logit_scale: 1.0 / (d as f64).sqrt(),
         }
     }
 
@@ -155,15 +171,22 @@ impl QueryDecoder {
         let a = self.num_classes;
         let mut q = self.query.unsqueeze(0).expand([n, -1, -1], false); // (N, A+1, D)
         let pe = self.query_pe.unsqueeze(0);
+        // (N, D, T) -> LayerNorm over D per frame -> (N, D, T)
+        let channel_norm =
+            |ln: &nn::LayerNorm, f: &Tensor| ln.forward(&f.transpose(1, 2)).transpose(1, 2) * mask;
+        let (f_a, f_b) = (channel_norm(&self.norm_a, f_a), channel_norm(&self.norm_b, f_b));
+        let (f_a, f_b) = (&f_a, &f_b);
         let mut stages = Vec::with_capacity(self.blocks.len());
         for (block, (frames, level_mask)) in self.blocks.iter().zip(levels) {
             q = block.forward(&q, &pe, frames, level_mask);
-            let q_a = q.narrow(1, 0, a); // (N, A, D)
-            let q_b = q.narrow(1, a, 1); // (N, 1, D)
+            let qn = self.norm_q.forward(&q);
+            let q_a = qn.narrow(1, 0, a); // (N, A, D)
+            let q_b = qn.narrow(1, a, 1); // (N, 1, D)
             let fa = FBlock::attend(&self.fblock.ln_a, &self.fblock.attn_a, f_a, &q_a, mask);
-            let fb = FBlock::attend(&self.fblock.ln_b, &self.fblock.attn_b, f_b, &q, mask);
-            let action = self.embed_a.forward(&q_a).matmul(&fa); // (N, A, T)
-            let boundary = self.embed_b.forward(&q_b).matmul(&fb).squeeze_dim(1); // (N, T)
+            let fb = FBlock::attend(&self.fblock.ln_b, &self.fblock.attn_b, f_b, &qn, mask);
+            let action = self.embed_a.forward(&q_a).matmul(&fa) * self.logit_scale; // (N, A, T)
+            let boundary =
+                (self.embed_b.forward(&q_b).matmul(&fb) * self.logit_scale).squeeze_dim(1); // (N, T)
             stages.push(StageLogits { action, boundary });
         }
         stages
