@@ -1,0 +1,77 @@
+//! The action block: DeST's linear-attention refinement on the finest decoder output
+//! (architecture.md §3.5, §11.6): `Conv1d(D→D, 1)` → L × `AttModule` (linear attention, encoder
+//! mode, dilation 2^i) → `Conv1d(D→D, 1)`, masked. Gives `F_a (N, D, T)`.
+//!
+//! Deviations: masked instance norm and masked keys/values (the anchor leaks padding).
+
+use tch::Tensor;
+use tch::nn::{self, Module};
+
+use super::attention::{LinearAttention, masked_instance_norm};
+use super::config::ModelConfig;
+
+/// DeST `AttModule` with linear attention, encoder mode, alpha 1. `(N, C, T)` → `(N, C, T)`.
+#[derive(Debug)]
+struct LinearAttModule {
+    ff: nn::Conv1D,
+    att: LinearAttention,
+    conv_1x1: nn::Conv1D,
+    dropout: f64,
+}
+
+impl LinearAttModule {
+    fn new(p: &nn::Path, cfg: &ModelConfig, dilation: i64) -> Self {
+        let d = cfg.hidden;
+        let ff_cfg = nn::ConvConfig { padding: dilation, dilation, ..Default::default() };
+        Self {
+            ff: nn::conv1d(p / "feed_forward", d, d, 3, ff_cfg),
+            att: LinearAttention::new(&(p / "att_layer"), d, cfg.heads, cfg.attention_dropout),
+            conv_1x1: nn::conv1d(p / "conv_1x1", d, d, 1, Default::default()),
+            dropout: cfg.layer_dropout,
+        }
+    }
+
+    fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let out = self.ff.forward(x).relu();
+        let q = masked_instance_norm(&out, mask).transpose(1, 2); // (N, T, C)
+        let att = self.att.forward_t(&q, &q, &mask.transpose(1, 2), train).transpose(1, 2);
+        let out = self.conv_1x1.forward(&(att + out)).dropout(self.dropout, train);
+        (x + out) * mask
+    }
+}
+
+/// The action block. `(N, D, T)` → `F_a (N, D, T)`.
+#[derive(Debug)]
+pub(crate) struct ActionBlock {
+    conv_in: nn::Conv1D,
+    layers: Vec<LinearAttModule>,
+    conv_out: nn::Conv1D,
+}
+
+impl ActionBlock {
+    pub(crate) fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        let d = cfg.hidden;
+        Self {
+            conv_in: nn::conv1d(p / "conv_in", d, d, 1, Default::default()),
+            layers: (0..cfg.action_layers)
+                .map(|i| LinearAttModule::new(&(p / "layers" / i), cfg, 1 << i))
+                .collect(),
+            conv_out: nn::conv1d(p / "conv_out", d, d, 1, Default::default()),
+        }
+    }
+
+    pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let mut h = self.conv_in.forward(x) * mask;
+        for layer in &self.layers {
+            h = layer.forward_t(&h, mask, train);
+        }
+        self.conv_out.forward(&h) * mask
+    }
+}
+
+/// Multiply-adds of the action block per frame.
+pub(crate) fn flops_per_frame(cfg: &ModelConfig) -> u64 {
+    let d = cfg.hidden as u64;
+    let layer = 3 * d * d + 4 * d * d + 2 * d * (d / cfg.heads as u64) + d * d; // conv k3, q/k/v/out, KV + read-out, 1×1
+    2 * d * d + cfg.action_layers as u64 * layer
+}

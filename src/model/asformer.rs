@@ -1,0 +1,158 @@
+//! One ASFormer encoder layer (architecture.md §4.1–§4.2): dilated conv, masked instance norm,
+//! sliding-window (block + halo) attention vectorised over blocks and batch, 1×1 conv, residual.
+//!
+//! The window behaviour is the released one (§4.1): queries of block `b` (positions
+//! `[b·bl, (b+1)·bl)`) see keys `[b·bl − bl/2, (b+1)·bl + bl/2 − 1)`. Deviation: instance norm over
+//! valid frames only (the anchor includes padding), and padded keys get a -1e9 bias instead of
+//! `log(1e-6)`.
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use super::attention::masked_instance_norm;
+
+/// ASFormer `AttLayer` in sliding-window mode with `r1 = r2 = r3 = 2`. `(N, C, L)` → `(N, C, L)`.
+#[derive(Debug)]
+struct SlidingAttention {
+    q: nn::Conv1D,
+    k: nn::Conv1D,
+    v: nn::Conv1D,
+    out: nn::Conv1D,
+    block: i64,
+}
+
+impl SlidingAttention {
+    fn new(p: &nn::Path, dim: i64, block: i64) -> Self {
+        let conv = |name: &str, i, o| nn::conv1d(p / name, i, o, 1, Default::default());
+        Self {
+            q: conv("query_conv", dim, dim / 2),
+            k: conv("key_conv", dim, dim / 2),
+            v: conv("value_conv", dim, dim / 2),
+            out: conv("conv_out", dim / 2, dim),
+            block,
+        }
+    }
+
+    /// `x (N, C, L)` (normalised), `mask (N, 1, L)`.
+    fn forward(&self, x: &Tensor, mask: &Tensor) -> Tensor {
+        let s = x.size();
+        let (n, l) = (s[0], s[2]);
+        let bl = self.block;
+        let half = bl / 2;
+        let nb = (l + bl - 1) / bl;
+        let right = nb * bl - l;
+        let (q, k, v) = (self.q.forward(x), self.k.forward(x), self.v.forward(x)); // (N, c, L)
+        let c = q.size()[1];
+        // queries: (N, c, nb·bl) -> (N, c, nb, bl) -> (N, nb, bl, c)
+        let q = q.pad([0, right], "constant", None).view([n, c, nb, bl]).permute([0, 2, 3, 1]);
+        // keys/values with halo: pad bl/2 left, right + bl/2 right, windows of bl + 2·(bl/2) every bl
+        let win = bl + 2 * half;
+        let windows = |t: &Tensor| t.pad([half, right + half], "constant", None).unfold(2, win, bl); // (N, c, nb, win)
+        let k = windows(&k).permute([0, 2, 1, 3]); // (N, nb, c, win)
+        let v = windows(&v).permute([0, 2, 3, 1]); // (N, nb, win, c)
+        let pmask = windows(mask).permute([0, 2, 1, 3]); // (N, nb, 1, win)
+        // Released window mask: every query row sees the first 2·bl − 1 columns (bl = 1: column 0).
+        let visible = (2 * bl - 1).min(win);
+        let wmask = Tensor::cat(
+            &[
+                Tensor::ones([visible], (Kind::Float, x.device())),
+                Tensor::zeros([win - visible], (Kind::Float, x.device())),
+            ],
+            0,
+        );
+        let keep = pmask * wmask; // (N, nb, 1, win)
+        // The anchor adds log(keep + 1e-6), which still gives padded keys a 1e-6 share of the
+        // softmax denominator (so results shift slightly with the padded length); a -1e9 bias
+        // removes them exactly. Masked keys are then zeroed as in the anchor.
+        let energy = q.matmul(&k) / (c as f64).sqrt() + (&keep - 1.0) * 1e9; // (N, nb, bl, win)
+        let att = energy.softmax(-1, Kind::Float) * &keep;
+        let o = att.matmul(&v); // (N, nb, bl, c)
+        // (N, nb, bl, c) -> (N, c, nb·bl) -> crop to L
+        let o = o.permute([0, 3, 1, 2]).reshape([n, c, nb * bl]).narrow(2, 0, l);
+        self.out.forward(&o.relu()) * mask
+    }
+}
+
+/// ASFormer `AttModule` (encoder mode, alpha 1) with dilation = window = `2^(level)`.
+/// `(N, C, L)` → `(N, C, L)`, masked.
+#[derive(Debug)]
+pub(crate) struct AsformerLayer {
+    ff: nn::Conv1D,
+    att: SlidingAttention,
+    conv_1x1: nn::Conv1D,
+    dropout: f64,
+}
+
+impl AsformerLayer {
+    pub(crate) fn new(p: &nn::Path, dim: i64, dilation: i64, dropout: f64) -> Self {
+        let ff_cfg = nn::ConvConfig { padding: dilation, dilation, ..Default::default() };
+        Self {
+            ff: nn::conv1d(p / "feed_forward", dim, dim, 3, ff_cfg),
+            att: SlidingAttention::new(&(p / "att_layer"), dim, dilation),
+            conv_1x1: nn::conv1d(p / "conv_1x1", dim, dim, 1, Default::default()),
+            dropout,
+        }
+    }
+
+    pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let out = self.ff.forward(x).relu();
+        let out = self.att.forward(&masked_instance_norm(&out, mask), mask) + out;
+        let out = self.conv_1x1.forward(&out).dropout(self.dropout, train);
+        (x + out) * mask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// Reference loop over blocks (the released per-block computation, one block at a time).
+    fn looped(att: &SlidingAttention, x: &Tensor, mask: &Tensor) -> Tensor {
+        let (l, bl) = (x.size()[2], att.block);
+        let half = bl / 2;
+        let nb = (l + bl - 1) / bl;
+        let pad = |t: &Tensor| t.pad([half, nb * bl - l + half], "constant", None);
+        let (q, k, v) = (att.q.forward(x), att.k.forward(x), att.v.forward(x));
+        let c = q.size()[1] as f64;
+        let qp = q.pad([0, nb * bl - l], "constant", None);
+        let (kp, vp, mp) = (pad(&k), pad(&v), pad(mask));
+        let mut outs = Vec::new();
+        for b in 0..nb {
+            let qb = qp.narrow(2, b * bl, bl); // (1, c, bl)
+            let kb = kp.narrow(2, b * bl, bl + 2 * half);
+            let vb = vp.narrow(2, b * bl, bl + 2 * half);
+            let mb = mp.narrow(2, b * bl, bl + 2 * half).copy();
+            let visible = (2 * bl - 1).min(bl + 2 * half);
+            if visible < bl + 2 * half {
+                let _ = mb.narrow(2, visible, bl + 2 * half - visible).fill_(0.0);
+            }
+            let e = qb.transpose(1, 2).matmul(&kb) / c.sqrt() + (&mb - 1.0) * 1e9;
+            let a = e.softmax(-1, Kind::Float) * &mb;
+            outs.push(vb.matmul(&a.transpose(1, 2)));
+        }
+        let o = Tensor::cat(&outs, 2).narrow(2, 0, l);
+        att.out.forward(&o.relu()) * mask
+    }
+
+    #[test]
+    fn vectorised_sliding_attention_equals_the_per_block_loop() {
+        tch::manual_seed(5);
+        for (bl, l) in [(1, 7), (2, 9), (4, 16), (8, 13), (32, 5)] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let att = SlidingAttention::new(&vs.root(), 8, bl);
+            let x = Tensor::randn([1, 8, l], (Kind::Float, Device::Cpu));
+            let valid = l - 2;
+            let mask = Tensor::cat(
+                &[
+                    Tensor::ones([1, 1, valid], (Kind::Float, Device::Cpu)),
+                    Tensor::zeros([1, 1, 2], (Kind::Float, Device::Cpu)),
+                ],
+                2,
+            );
+            let got = att.forward(&x, &mask);
+            let want = looped(&att, &x, &mask);
+            assert!(got.allclose(&want, 1e-5, 1e-6, false), "bl {bl} l {l}");
+        }
+    }
+}

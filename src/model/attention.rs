@@ -1,0 +1,185 @@
+//! Attention and normalisation building blocks shared by DSMI and MFAI: standard multi-head
+//! attention with a key padding mask (architecture.md §11.10, §8.2), DeST's linear attention
+//! (§3.5), a masked instance norm (§11.10), channel dropout and the sinusoidal frame PE (§8.2).
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+/// Additive bias given to padded keys: finite so that a fully padded row stays a (harmless)
+/// uniform average instead of NaN.
+const MASKED_BIAS: f64 = -1e9;
+
+/// Multi-head attention with separate q/k/v in-projections and an out-projection (PyTorch's
+/// `nn.MultiheadAttention`, batch first, attention dropout 0). Tokens `(N, L, E)`.
+#[derive(Debug)]
+pub(crate) struct MultiHeadAttention {
+    q: nn::Linear,
+    k: nn::Linear,
+    v: nn::Linear,
+    out: nn::Linear,
+    heads: i64,
+}
+
+impl MultiHeadAttention {
+    pub(crate) fn new(p: &nn::Path, dim: i64, heads: i64) -> Self {
+        let lin = |name: &str| nn::linear(p / name, dim, dim, Default::default());
+        Self { q: lin("q"), k: lin("k"), v: lin("v"), out: lin("out"), heads }
+    }
+
+    /// `q (N, L, E)`, `k`/`v (N, S, E)`, `key_mask (N, S)` float 1 = valid → `(N, L, E)`.
+    pub(crate) fn forward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        key_mask: Option<&Tensor>,
+    ) -> Tensor {
+        let (qs, s) = (q.size(), k.size()[1]);
+        let (n, l, e) = (qs[0], qs[1], qs[2]);
+        let dh = e / self.heads;
+        // (N, L, E) -> (N, heads, L, dh)
+        let split = |x: Tensor, len: i64| x.view([n, len, self.heads, dh]).transpose(1, 2);
+        let q = split(self.q.forward(q), l);
+        let k = split(self.k.forward(k), s);
+        let v = split(self.v.forward(v), s);
+        // (N, 1, 1, S) additive bias on padded keys.
+        let bias = key_mask
+            .map(|m: &Tensor| ((1f64 - m) * MASKED_BIAS).view([n, 1, 1, s]).to_kind(q.kind()));
+        let o = Tensor::scaled_dot_product_attention(&q, &k, &v, bias, 0.0, false, None, false);
+        self.out.forward(&o.transpose(1, 2).contiguous().view([n, l, e]))
+    }
+}
+
+/// DeST's linear attention (architecture.md §3.5): `φ = sigmoid`, per-head `KV = Σ_s φ(k_s) v_sᵀ`,
+/// normaliser `1 / (φ(q_t)·Σ_s φ(k_s) + 1e-6)`. Tokens `(N, T, C)`.
+///
+/// Deviation: padded keys and values are zeroed before the sums (DeST leaks them).
+#[derive(Debug)]
+pub(crate) struct LinearAttention {
+    q: nn::Linear,
+    k: nn::Linear,
+    v: nn::Linear,
+    out: nn::Linear,
+    heads: i64,
+    dropout: f64,
+}
+
+impl LinearAttention {
+    pub(crate) fn new(p: &nn::Path, dim: i64, heads: i64, dropout: f64) -> Self {
+        let lin = |name: &str| nn::linear(p / name, dim, dim, Default::default());
+        Self { q: lin("q"), k: lin("k"), v: lin("v"), out: lin("out"), heads, dropout }
+    }
+
+    /// `q`, `kv (N, T, C)`, `mask (N, T, 1)` → `(N, T, C)` (masked).
+    pub(crate) fn forward_t(&self, q: &Tensor, kv: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let qs = q.size();
+        let (n, t, c) = (qs[0], qs[1], qs[2]);
+        let dh = c / self.heads;
+        // (N, T, C) -> (N, heads, T, dh)
+        let split = |x: Tensor| x.view([n, t, self.heads, dh]).transpose(1, 2);
+        let phi_q = split(self.q.forward(q).sigmoid());
+        let phi_k = split(self.k.forward(kv).sigmoid() * mask);
+        let v = split(self.v.forward(kv) * mask);
+        let kv_sum = phi_k.transpose(2, 3).matmul(&v); // (N, h, dh, dh)
+        let k_sum = phi_k.sum_dim_intlist(2, true, Kind::Float); // (N, h, 1, dh)
+        let z = (&phi_q * k_sum).sum_dim_intlist(3, true, Kind::Float) + 1e-6; // (N, h, T, 1)
+        let o = phi_q.matmul(&kv_sum) / z; // (N, h, T, dh)
+        let o = o.transpose(1, 2).contiguous().view([n, t, c]);
+        self.out.forward(&o).dropout(self.dropout, train) * mask
+    }
+}
+
+/// Instance norm without affine over the valid frames only: `x (N, C, T)`, `mask (N, 1, T)`.
+/// The anchors (ASFormer, DeST) normalise over all frames including padding; this deviation keeps
+/// padded frames from changing the statistics.
+pub(crate) fn masked_instance_norm(x: &Tensor, mask: &Tensor) -> Tensor {
+    let count = mask.sum_dim_intlist(2, true, Kind::Float).clamp_min(1.0); // (N, 1, 1)
+    let mean = (x * mask).sum_dim_intlist(2, true, Kind::Float) / &count;
+    let centred = (x - &mean) * mask;
+    let var = centred.square().sum_dim_intlist(2, true, Kind::Float) / &count; // biased
+    centred / (var + 1e-5).sqrt()
+}
+
+/// `Dropout2d` on `(N, C, T)`: drops whole channels of each sequence (ASFormer's
+/// `x.unsqueeze(2)` trick).
+pub(crate) fn channel_dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
+    if !train || p <= 0.0 {
+        return x.shallow_clone();
+    }
+    let (n, c) = (x.size()[0], x.size()[1]);
+    let keep = Tensor::empty([n, c, 1], (x.kind(), x.device())).bernoulli_float_(1.0 - p);
+    x * keep / (1.0 - p)
+}
+
+/// ASQuery's fixed sinusoidal frame PE divided by √D: `(T, D)`, interleaved sin/cos with
+/// `inv_freq_j = 10000^(-2j/D)`.
+pub(crate) fn sincos_pe(t: i64, dim: i64, device: tch::Device) -> Tensor {
+    let pos = Tensor::arange(t, (Kind::Float, device)).unsqueeze(1); // (T, 1)
+    let j = Tensor::arange(dim / 2, (Kind::Float, device)); // (D/2)
+    let inv_freq = (j * (-2.0 * 10000f64.ln() / dim as f64)).exp().unsqueeze(0); // (1, D/2)
+    let angle = pos * inv_freq; // (T, D/2)
+    // interleave: [sin0, cos0, sin1, cos1, ...]
+    Tensor::stack(&[angle.sin(), angle.cos()], 2).view([t, dim]) / (dim as f64).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn masked_instance_norm_ignores_padding() {
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 100.0, -50.0]).view([1, 1, 5]);
+        let mask = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 0.0, 0.0]).view([1, 1, 5]);
+        let y = masked_instance_norm(&x, &mask);
+        // mean 2, biased var 2/3 over the three valid frames.
+        let want = [
+            -1.0 / (2.0f64 / 3.0 + 1e-5).sqrt(),
+            0.0,
+            1.0 / (2.0f64 / 3.0 + 1e-5).sqrt(),
+            0.0,
+            0.0,
+        ];
+        for (i, w) in want.iter().enumerate() {
+            assert!((y.double_value(&[0, 0, i as i64]) - w).abs() < 1e-5, "frame {i}");
+        }
+    }
+
+    #[test]
+    fn multi_head_attention_ignores_masked_keys() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mha = MultiHeadAttention::new(&vs.root(), 8, 2);
+        let q = Tensor::randn([1, 3, 8], (Kind::Float, Device::Cpu));
+        let kv = Tensor::randn([1, 4, 8], (Kind::Float, Device::Cpu));
+        let mask = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0]).view([1, 4]);
+        let full = mha.forward(&q, &kv, &kv, Some(&mask));
+        let cut = kv.narrow(1, 0, 2);
+        let short = mha.forward(&q, &cut, &cut, None);
+        assert!(full.allclose(&short, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn linear_attention_ignores_masked_frames() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let att = LinearAttention::new(&vs.root(), 8, 2, 0.0);
+        let x = Tensor::randn([1, 5, 8], (Kind::Float, Device::Cpu));
+        let mask = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 0.0, 0.0]).view([1, 5, 1]);
+        let full = att.forward_t(&x, &x, &mask, false).narrow(1, 0, 3);
+        let cut = x.narrow(1, 0, 3);
+        let short = att.forward_t(&cut, &cut, &mask.narrow(1, 0, 3), false);
+        assert!(full.allclose(&short, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn sincos_pe_matches_the_formula() {
+        let pe = sincos_pe(4, 8, Device::Cpu);
+        assert_eq!(pe.size(), [4, 8]);
+        let s = 8f64.sqrt();
+        assert!((pe.double_value(&[3, 0]) - 3f64.sin() / s).abs() < 1e-6);
+        assert!((pe.double_value(&[3, 1]) - 3f64.cos() / s).abs() < 1e-6);
+        let f1 = 10000f64.powf(-2.0 / 8.0);
+        assert!((pe.double_value(&[2, 2]) - (2.0 * f1).sin() / s).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,273 @@
+//! Tests of the assembled model: shapes, masking, per-frame DSMI, parameter count, training.
+
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use super::*;
+
+fn inputs(n: i64, t: i64) -> (Tensor, Tensor, Tensor) {
+    let opts = (Kind::Float, Device::Cpu);
+    (
+        Tensor::randn([n, 6, t, 25], opts),
+        Tensor::randn([n, 6, t, 25], opts),
+        Tensor::randn([n, 6, t, 25], opts) * 0.1,
+    )
+}
+
+fn ones(n: i64, t: i64) -> Tensor {
+    Tensor::ones([n, t], (Kind::Float, Device::Cpu))
+}
+
+#[test]
+fn output_shapes_for_several_lengths_with_the_default_config() {
+    tch::manual_seed(0);
+    let cfg = ModelConfig::default();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = InterAct::new(&vs.root(), &cfg).expect("model");
+    let _guard = tch::no_grad_guard();
+    for t in [1, 37, 64, 100] {
+        let (a, r, m) = inputs(2, t);
+        let feats = model.dsmi(&a, &r, &m, false).expect("dsmi");
+        assert_eq!(feats.size(), [2, 64, t]);
+        let out = model.mfai(&feats, &ones(2, t), false).expect("mfai");
+        assert_eq!(out.stages.len(), 3);
+        for stage in &out.stages {
+            assert_eq!(stage.action_logits.size(), [2, 52, t]);
+            assert_eq!(stage.boundary_logits.size(), [2, t]);
+        }
+        let probs = out.final_action_probs().expect("probs");
+        let sums = probs.sum_dim_intlist(1, false, Kind::Float);
+        assert!(sums.allclose(
+            &Tensor::ones([2, t], (Kind::Float, Device::Cpu)),
+            1e-5,
+            1e-5,
+            false
+        ));
+        let b = out.final_boundary_probs().expect("probs");
+        assert!(b.min().double_value(&[]) >= 0.0 && b.max().double_value(&[]) <= 1.0);
+    }
+}
+
+#[test]
+fn every_variant_builds_runs_and_counts_its_parameters() {
+    for spatial in [Spatial::Dsmi, Spatial::Concat, Spatial::None] {
+        for temporal in [Temporal::Mfai, Temporal::Fixed] {
+            tch::manual_seed(1);
+            let cfg = ModelConfig { spatial, temporal, ..ModelConfig::tiny(5) };
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = InterAct::new(&vs.root(), &cfg).expect("model");
+            let count: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+            assert_eq!(model.num_parameters(), count, "{spatial:?} {temporal:?}");
+            let (a, r, m) = inputs(1, 70);
+            let out =
+                tch::no_grad(|| model.forward_t(&a, &r, &m, &ones(1, 70), false)).expect("forward");
+            assert_eq!(out.stages[2].action_logits.size(), [1, 5, 70]);
+        }
+    }
+}
+
+#[test]
+fn parameter_count_of_the_default_model_matches_its_varstore() {
+    let cfg = ModelConfig::default();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = InterAct::new(&vs.root(), &cfg).expect("model");
+    let count: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    assert_eq!(model.num_parameters(), count);
+    // DSMI of the default model: 3 graph convolutions of architecture.md §11.3 …
+    let gcn = 13 * 6 * 64 + 64 + 2 * 64 + 325 * 25;
+    // … two fusions on 2D = 128 wide tokens (LN, 4 projections, MLP 128→64→64), collapse 25·64→64.
+    let fusion = 2 * 128 + 4 * (128 * 128 + 128) + (128 * 64 + 64) + (64 * 64 + 64);
+    let dsmi = 3 * gcn + 2 * fusion + (25 * 64 * 64 + 64);
+    let dsmi_vars: i64 = vs
+        .variables()
+        .iter()
+        .filter(|(name, _)| name.starts_with("dsmi.") && !name.contains("running_"))
+        .map(|(_, t)| t.numel() as i64)
+        .sum();
+    assert_eq!(dsmi_vars, dsmi);
+}
+
+#[test]
+fn padding_a_sequence_does_not_change_its_outputs() {
+    tch::manual_seed(2);
+    let cfg = ModelConfig::tiny(4);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = InterAct::new(&vs.root(), &cfg).expect("model");
+    let _guard = tch::no_grad_guard();
+    let (t, long) = (50, 150);
+    let feats = Tensor::randn([1, cfg.hidden, t], (Kind::Float, Device::Cpu));
+    let alone = model.mfai(&feats, &ones(1, t), false).expect("alone");
+    // Same sequence padded with garbage to 150 frames, batched with a full-length sequence.
+    let garbage = Tensor::randn([1, cfg.hidden, long - t], (Kind::Float, Device::Cpu)) * 100.0;
+    let padded = Tensor::cat(&[feats, garbage], 2);
+    let other = Tensor::randn([1, cfg.hidden, long], (Kind::Float, Device::Cpu));
+    let batch = Tensor::cat(&[padded, other], 0);
+    let mask = Tensor::cat(
+        &[
+            Tensor::cat(&[ones(1, t), Tensor::zeros([1, long - t], (Kind::Float, Device::Cpu))], 1),
+            ones(1, long),
+        ],
+        0,
+    );
+    let batched = model.mfai(&batch, &mask, false).expect("batched");
+    for (s_alone, s_batch) in alone.stages.iter().zip(&batched.stages) {
+        let a = s_batch.action_logits.narrow(0, 0, 1).narrow(2, 0, t);
+        let b = s_batch.boundary_logits.narrow(0, 0, 1).narrow(1, 0, t);
+        let scale = s_alone.action_logits.abs().max().double_value(&[]);
+        let diff = (a - &s_alone.action_logits).abs().max().double_value(&[]);
+        assert!(
+            diff < 1e-5 * scale.max(1.0),
+            "action logits differ by {diff} (max |logit| {scale})"
+        );
+        let scale = s_alone.boundary_logits.abs().max().double_value(&[]);
+        let diff = (b - &s_alone.boundary_logits).abs().max().double_value(&[]);
+        assert!(
+            diff < 1e-5 * scale.max(1.0),
+            "boundary logits differ by {diff} (max |logit| {scale})"
+        );
+    }
+}
+
+#[test]
+fn dsmi_per_frame_equals_dsmi_over_the_sequence_in_inference() {
+    tch::manual_seed(3);
+    let cfg = ModelConfig::default();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = InterAct::new(&vs.root(), &cfg).expect("model");
+    // Give BatchNorm non-trivial running statistics first.
+    let (a, r, m) = inputs(2, 6);
+    let _ = model.dsmi(&a, &r, &m, true).expect("train step");
+    let _guard = tch::no_grad_guard();
+    let whole = model.dsmi(&a, &r, &m, false).expect("whole");
+    for t in 0..6 {
+        let frame = |x: &Tensor| x.narrow(2, t, 1);
+        let one = model.dsmi(&frame(&a), &frame(&r), &frame(&m), false).expect("frame");
+        let want = whole.narrow(2, t, 1);
+        let scale = want.abs().max().double_value(&[]).max(1.0);
+        let diff = (one - want).abs().max().double_value(&[]);
+        // float32 sums in another order: a few ulp of the largest value
+        assert!(diff < 1e-5 * scale, "frame {t} differs by {diff} (max |x| {scale})");
+    }
+}
+
+#[test]
+fn wrong_input_shapes_are_shape_errors() {
+    let cfg = ModelConfig::tiny(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = InterAct::new(&vs.root(), &cfg).expect("model");
+    let (a, r, m) = inputs(1, 4);
+    let bad = Tensor::zeros([1, 3, 4, 25], (Kind::Float, Device::Cpu));
+    assert!(matches!(model.dsmi(&bad, &r, &m, false), Err(Error::Shape { .. })));
+    assert!(matches!(model.dsmi(&a, &r.narrow(2, 0, 3), &m, false), Err(Error::Shape { .. })));
+    assert!(matches!(model.dsmi(&a.view([6, 4, 25]), &r, &m, false), Err(Error::Shape { .. })));
+    let feats = Tensor::zeros([1, cfg.hidden, 4], (Kind::Float, Device::Cpu));
+    assert!(matches!(model.mfai(&feats, &ones(1, 5), false), Err(Error::Shape { .. })));
+    assert!(matches!(
+        model.mfai(&feats.narrow(1, 0, 8), &ones(1, 4), false),
+        Err(Error::Shape { .. })
+    ));
+}
+
+#[test]
+fn a_few_training_steps_reduce_the_loss() {
+    tch::manual_seed(4);
+    let cfg = ModelConfig {
+        channel_dropout: 0.0,
+        layer_dropout: 0.0,
+        attention_dropout: 0.0,
+        ..ModelConfig::tiny(3)
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = InterAct::new(&vs.root(), &cfg).expect("model");
+    let mut opt = nn::AdamW::default().build(&vs, 3e-3).expect("optimiser");
+    let (n, t) = (2, 48);
+    let (a, r, m) = inputs(n, t);
+    // Three segments per sequence; the second sequence is 40 frames long, then padding.
+    let seq: Vec<i64> = (0..t)
+        .map(|i| {
+            if i < 16 {
+                0
+            } else if i < 32 {
+                1
+            } else {
+                2
+            }
+        })
+        .collect();
+    let labels = Tensor::from_slice(&[seq.clone(), seq.clone()].concat()).view([n, t]);
+    let target: Vec<f32> = boundary_target(&seq, cfg.boundary_radius as usize, cfg.boundary_sigma);
+    let target = Tensor::from_slice(&[target.clone(), target].concat()).view([n, t]);
+    let mask = Tensor::cat(
+        &[
+            ones(1, t),
+            Tensor::cat(&[ones(1, 40), Tensor::zeros([1, t - 40], (Kind::Float, Device::Cpu))], 1),
+        ],
+        0,
+    );
+    let mut first = None;
+    let mut last = 0.0;
+    for _ in 0..25 {
+        let out = model.forward_t(&a, &r, &m, &mask, true).expect("forward");
+        let parts = loss(&out, &labels, &target, &mask).expect("loss");
+        let value = parts.total.double_value(&[]);
+        assert!(value.is_finite());
+        first.get_or_insert(value);
+        last = value;
+        opt.backward_step(&parts.total);
+    }
+    let first = first.unwrap_or(f64::NAN);
+    assert!(last < 0.7 * first, "loss {first} -> {last}");
+}
+
+#[test]
+fn flop_estimates_scale_with_the_window() {
+    let cfg = ModelConfig::default();
+    let (w256, w512) = (mfai_flops_per_window(&cfg, 256), mfai_flops_per_window(&cfg, 512));
+    assert_eq!(mfai_flops_per_window(&cfg, 200), w256); // padded to 256
+    let ratio = w512 as f64 / w256 as f64;
+    assert!((1.9..2.1).contains(&ratio), "ratio {ratio}");
+    // DSMI of one frame, counted from the model's own weights: every linear / 1×1 conv weight
+    // of DSMI runs once per joint token (the collapse once per frame), plus the graph
+    // aggregation (C·K·V² per modality) and the attention scores and sums (2·V²·2D per fusion).
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _model = InterAct::new(&vs.root(), &cfg).expect("model");
+    let mut want = 0u64;
+    for (name, t) in vs.variables() {
+        let is_weight = name.starts_with("dsmi.") && name.ends_with(".weight") && t.dim() >= 2;
+        if !is_weight {
+            continue;
+        }
+        let per = if name.starts_with("dsmi.collapse") { 1 } else { 25 };
+        want += t.numel() as u64 * per;
+    }
+    want += 3 * 6 * 13 * 25 * 25 + 2 * 2 * 25 * 25 * 128;
+    assert_eq!(dsmi_flops_per_frame(&cfg), want);
+    let star = ModelConfig { spatial: Spatial::None, ..cfg };
+    assert_eq!(dsmi_flops_per_frame(&star), 3 * 6 * 25 * 64);
+}
+
+#[test]
+fn variable_names_follow_the_module_tree_without_duplicates() {
+    let cfg = ModelConfig::tiny(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _model = InterAct::new(&vs.root(), &cfg).expect("model");
+    let names = vs.variables();
+    // tch's Path::add silently renames a duplicate to `name__N`.
+    assert!(names.keys().all(|k| !k.contains("__")), "duplicate variable names");
+    for want in [
+        "dsmi.gcn.abs.A_res",
+        "dsmi.gcn.motion.bn.running_mean",
+        "dsmi.fuse_abs_rel.attn.q.weight",
+        "dsmi.collapse.weight",
+        "mfai.encoder.5.down.weight",
+        "mfai.encoder.0.asformer.att_layer.query_conv.weight",
+        "mfai.decoder.5.conv2.weight",
+        "mfai.action_block.layers.1.att_layer.k.weight",
+        "mfai.boundary_block.prelu",
+        "mfai.queries.query",
+        "mfai.queries.qblocks.2.cross_attn.out.bias",
+        "mfai.queries.fblock.attn_b.v.weight",
+    ] {
+        assert!(names.contains_key(want), "missing {want}");
+    }
+}
