@@ -272,7 +272,7 @@ impl Decoder {
             Some(name) => Layout::from_name(name).ok().ok_or_else(|| {
                 self.reject(
                     SkipReason::Malformed,
-                    format!("expected a layout ({}), found {name:?}", LAYOUT_NAMES.join(", ")),
+                    format!("expected a layout ({}), found {name:?}", Layout::ALL.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")),
                 )
             })?,
         };

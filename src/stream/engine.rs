@@ -111,7 +111,7 @@ impl StreamState {
     /// A fresh stream.
     pub fn new(cfg: &EngineConfig) -> Self {
         StreamState {
-            modality: ModalityState::new(cfg.modality.clone()),
+            modality: ModalityState::new(&cfg.modality),
             features: VecDeque::with_capacity(cfg.window_frames),
             times: VecDeque::with_capacity(cfg.window_frames),
             received: 0,
@@ -177,6 +177,7 @@ impl Engine {
             state.received += 1;
             state.counters.frames += 1;
         }
+        let mut out = vec![Vec::new(); batch.len()];
         let mut due: Vec<&mut StreamState> = Vec::new();
         let mut positions = Vec::new();
         for (i, (state, _)) in batch.iter_mut().enumerate() {
@@ -187,7 +188,6 @@ impl Engine {
                 positions.push(i);
             }
         }
-        let mut out = vec![Vec::new(); batch.len()];
         for (finals, pos) in self.run_windows(&mut due, false)?.into_iter().zip(positions) {
             out[pos] = finals;
         }
@@ -279,8 +279,8 @@ impl Engine {
                 .to(self.device);
             let mask = Tensor::ones([n, len as i64], (Kind::Float, self.device));
             let output = self.model.mfai(&feats, &mask, false)?;
-            let probs = output.final_action_probs().to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, T)
-            let bprobs = output.final_boundary_probs().to_kind(Kind::Float).to_device(Device::Cpu); // (N, T)
+            let probs = output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, T)
+            let bprobs = output.final_boundary_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, T)
             let a = probs.size()[1] as usize;
             let probs = Vec::<f32>::try_from(probs.reshape([-1]))?;
             let bprobs = Vec::<f32>::try_from(bprobs.reshape([-1]))?;

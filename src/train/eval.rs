@@ -29,10 +29,10 @@ pub fn predict(
     let _guard = tch::no_grad_guard();
     let batch = Batch::from_crops(&[(seq, Crop { start: 0, len: seq.len })], device);
     let out = model.forward_t(&batch.abs, &batch.rel, &batch.motion, &batch.mask, false)?;
-    let probs = out.final_action_probs(); // (1, A, T)
+    let probs = out.final_action_probs()?; // (1, A, T)
     let raw = tensor_to_usize(&probs.argmax(1, false).squeeze_dim(0))?;
     let boundary_probs = Vec::<f32>::try_from(
-        out.final_boundary_probs().squeeze_dim(0).to_kind(Kind::Float).to_device(Device::Cpu),
+        out.final_boundary_probs()?.squeeze_dim(0).to_kind(Kind::Float).to_device(Device::Cpu),
     )?;
     let labels = refinement_with_boundary(&raw, &boundary_probs, boundary_threshold);
     Ok(Prediction { labels, raw, boundary_probs })

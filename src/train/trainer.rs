@@ -201,7 +201,7 @@ pub fn train(
         epochs_done = epoch;
 
         let (scores, _) =
-            evaluate(&net, val_set, job.device, job.model.boundary_threshold, &background)?;
+            evaluate(&net, val_set, job.device, job.model.boundary_threshold as f32, &background)?;
         tracing::info!(
             epoch,
             f1_50 = scores.f1_50,
@@ -222,11 +222,13 @@ pub fn train(
         if better {
             let mut meta = job.meta.clone();
             meta.model = job.model.clone();
-            meta.extra = serde_json::json!({
-                "epoch": epoch,
-                "val": scores,
-                "train": job.train,
-            });
+            let training = serde_json::json!({ "epoch": epoch, "val": scores, "train": job.train });
+            match &mut meta.data {
+                serde_json::Value::Object(map) => {
+                    map.insert("training".into(), training);
+                }
+                other => *other = serde_json::json!({ "training": training }),
+            }
             checkpoint::save(&job.out, &vs, &meta)?;
             best = Some((epoch, scores));
         }
