@@ -48,8 +48,8 @@ impl ConvBlock {
     }
 
     fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let h = self.bn1.forward_t(&self.conv1.forward(x), mask, train).relu() * mask;
-        self.bn2.forward_t(&self.conv2.forward(&h), mask, train).relu() * mask
+        let h = self.bn1.forward_t(&self.conv1.forward(x), Some(mask), train).relu() * mask;
+        self.bn2.forward_t(&self.conv2.forward(&h), Some(mask), train).relu() * mask
     }
 }
 

@@ -308,8 +308,8 @@ fn cuda_matches_cpu_when_a_gpu_is_present() {
 
 #[test]
 fn padding_does_not_change_outputs_in_training_mode_either() {
-    // Batch of one (BatchNorm statistics are per batch), no dropout: masked BatchNorm, instance
-    // norm and attention make the padded and the unpadded run identical.
+    // Batch of one (BatchNorm statistics are per batch), no dropout: masked BatchNorm (DSMI and
+    // decoder), instance norm and attention make the padded and the unpadded run identical.
     tch::manual_seed(7);
     let cfg = ModelConfig {
         channel_dropout: 0.0,
@@ -320,13 +320,15 @@ fn padding_does_not_change_outputs_in_training_mode_either() {
     let vs = nn::VarStore::new(Device::Cpu);
     let model = InterAct::new(&vs.root(), &cfg).expect("model");
     let (t, long) = (45, 140);
-    let feats = Tensor::randn([1, cfg.hidden, t], (Kind::Float, Device::Cpu));
-    let alone = model.mfai(&feats, &ones(1, t), true).expect("alone");
-    let garbage = Tensor::randn([1, cfg.hidden, long - t], (Kind::Float, Device::Cpu)) * 50.0;
-    let padded = Tensor::cat(&[feats, garbage], 2);
+    let (a, r, m) = inputs(1, t);
+    let alone = model.forward_t(&a, &r, &m, &ones(1, t), true).expect("alone");
+    let pad = |x: &Tensor| {
+        let garbage = Tensor::randn([1, 6, long - t, 25], (Kind::Float, Device::Cpu)) * 50.0;
+        Tensor::cat(&[x, &garbage], 2)
+    };
     let mask =
         Tensor::cat(&[ones(1, t), Tensor::zeros([1, long - t], (Kind::Float, Device::Cpu))], 1);
-    let out = model.mfai(&padded, &mask, true).expect("padded");
+    let out = model.forward_t(&pad(&a), &pad(&r), &pad(&m), &mask, true).expect("padded");
     let (x, y) = (&out.stages[2].action_logits.narrow(2, 0, t), &alone.stages[2].action_logits);
     let scale = y.abs().max().double_value(&[]).max(1.0);
     let diff = (x - y).abs().max().double_value(&[]);
