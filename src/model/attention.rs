@@ -100,6 +100,73 @@ pub(crate) fn masked_instance_norm(x: &Tensor, mask: &Tensor) -> Tensor {
     centred / (var + 1e-5).sqrt()
 }
 
+/// BatchNorm over the valid frames only: `x (N, C, T)` or `(N, C, T, V)`. Same variables as
+/// `nn::batch_norm1d/2d` (`weight`, `bias`, `running_mean`, `running_var`; momentum 0.1, eps 1e-5,
+/// unbiased running variance). C2F's BatchNorm counts padded frames in training, so the
+/// statistics would depend on how much a batch is padded; this deviation removes that.
+#[derive(Debug)]
+pub(crate) struct MaskedBatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+}
+
+impl MaskedBatchNorm {
+    const MOMENTUM: f64 = 0.1;
+    const EPS: f64 = 1e-5;
+
+    pub(crate) fn new(p: &nn::Path, channels: i64) -> Self {
+        Self {
+            weight: p.var("weight", &[channels], nn::Init::Const(1.0)),
+            bias: p.var("bias", &[channels], nn::Init::Const(0.0)),
+            running_mean: p.zeros_no_train("running_mean", &[channels]),
+            running_var: p.ones_no_train("running_var", &[channels]),
+        }
+    }
+
+    /// `x (N, C, ...)`, `mask` broadcastable as `(N, 1, ...)` (1 = valid; `None` = all valid).
+    pub(crate) fn forward_t(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
+        let dims = x.dim() as i64;
+        // per-channel shape (1, C, 1, ...) and the dims reduced over (all but channels)
+        let mut stat_shape = vec![1i64; dims as usize];
+        stat_shape[1] = -1;
+        let reduce: Vec<i64> = (0..dims).filter(|&d| d != 1).collect();
+        let (mean, var) = if train {
+            let mut one_channel = x.size();
+            one_channel[1] = 1;
+            let mask = match mask {
+                Some(m) => m.expand(one_channel.as_slice(), false).to_kind(x.kind()),
+                None => Tensor::ones(one_channel.as_slice(), (x.kind(), x.device())),
+            };
+            let count = mask.sum(Kind::Float).clamp_min(1.0);
+            let mean = (x * &mask).sum_dim_intlist(reduce.as_slice(), true, Kind::Float) / &count;
+            let var = ((x - &mean).square() * &mask).sum_dim_intlist(
+                reduce.as_slice(),
+                true,
+                Kind::Float,
+            ) / &count;
+            tch::no_grad(|| {
+                let unbiased = &var * &count / (&count - 1.0).clamp_min(1.0);
+                let m = Self::MOMENTUM;
+                let new_mean = &self.running_mean * (1.0 - m) + mean.view([-1]) * m;
+                let new_var = &self.running_var * (1.0 - m) + unbiased.view([-1]) * m;
+                self.running_mean.shallow_clone().copy_(&new_mean);
+                self.running_var.shallow_clone().copy_(&new_var);
+            });
+            (mean, var)
+        } else {
+            (
+                self.running_mean.view(stat_shape.as_slice()),
+                self.running_var.view(stat_shape.as_slice()),
+            )
+        };
+        let (w, b) =
+            (self.weight.view(stat_shape.as_slice()), self.bias.view(stat_shape.as_slice()));
+        (x - mean) / (var + Self::EPS).sqrt() * w + b
+    }
+}
+
 /// `Dropout2d` on `(N, C, T)`: drops whole channels of each sequence (ASFormer's
 /// `x.unsqueeze(2)` trick).
 pub(crate) fn channel_dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
@@ -143,6 +210,23 @@ mod tests {
         for (i, w) in want.iter().enumerate() {
             assert!((y.double_value(&[0, 0, i as i64]) - w).abs() < 1e-5, "frame {i}");
         }
+    }
+
+    #[test]
+    fn masked_batch_norm_uses_valid_frames_and_tracks_running_stats() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = MaskedBatchNorm::new(&vs.root(), 1);
+        let x = Tensor::from_slice(&[1.0f32, 3.0, 1000.0, 5.0, 7.0, -1000.0]).view([2, 1, 3]);
+        let mask = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 1.0, 1.0, 0.0]).view([2, 1, 3]);
+        let y = bn.forward_t(&x, Some(&mask), true);
+        // valid values 1, 3, 5, 7: mean 4, biased var 5, unbiased 20/3
+        let want = (7.0 - 4.0) / (5.0f64 + 1e-5).sqrt();
+        assert!((y.double_value(&[1, 0, 1]) - want).abs() < 1e-5);
+        assert!((bn.running_mean.double_value(&[0]) - 0.4).abs() < 1e-6);
+        assert!((bn.running_var.double_value(&[0]) - (0.9 + 0.1 * 20.0 / 3.0)).abs() < 1e-5);
+        let y = bn.forward_t(&x, Some(&mask), false);
+        let want = (7.0 - 0.4) / (0.9 + 2.0 / 3.0 + 1e-5f64).sqrt();
+        assert!((y.double_value(&[1, 0, 1]) - want).abs() < 1e-5);
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! attention fusion), `none` (InterAct*: the modalities flattened per frame + a 1×1 embedding).
 
 use tch::Tensor;
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, Module};
 
-use super::attention::MultiHeadAttention;
+use super::attention::{MaskedBatchNorm, MultiHeadAttention};
 use super::config::{ModelConfig, Spatial};
 use crate::skeleton::graph::k_hop_adjacency;
 
@@ -22,7 +22,7 @@ struct MultiScaleGcn {
     /// Learnable residual `B^(k)`, same shape.
     residual: Tensor,
     conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+    bn: MaskedBatchNorm,
     scales: i64,
 }
 
@@ -33,14 +33,15 @@ impl MultiScaleGcn {
             adj: adj.shallow_clone(),
             residual: p.uniform("A_res", &[k * v, v], -1e-6, 1e-6),
             conv: nn::conv2d(p / "conv", k * cfg.in_channels, cfg.hidden, 1, Default::default()),
-            bn: nn::batch_norm2d(p / "bn", cfg.hidden, Default::default()),
+            bn: MaskedBatchNorm::new(&(p / "bn"), cfg.hidden),
             scales: k,
         }
     }
 }
 
-impl ModuleT for MultiScaleGcn {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+impl MultiScaleGcn {
+    /// `x (N, C, T, V)`; `mask (N, 1, T, 1)` keeps padded frames out of the training statistics.
+    fn forward_t(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let s = x.size();
         let (n, c, t, v) = (s[0], s[1], s[2], s[3]);
         let a = &self.adj + &self.residual; // (K·V, V)
@@ -53,7 +54,7 @@ impl ModuleT for MultiScaleGcn {
             t,
             v,
         ]);
-        self.conv.forward(&agg).apply_t(&self.bn, train).relu()
+        self.bn.forward_t(&self.conv.forward(&agg), mask, train).relu()
     }
 }
 
@@ -149,16 +150,21 @@ impl Dsmi {
     }
 
     /// `abs`, `rel`, `motion (N, C, T, V)` → `(N, D, T)`. Shapes are checked by the caller.
+    /// `mask (N, T)`, when given, keeps padded frames out of BatchNorm's training statistics
+    /// (everything else is per frame).
     pub(crate) fn forward_t(
         &self,
         abs: &Tensor,
         rel: &Tensor,
         motion: &Tensor,
+        mask: Option<&Tensor>,
         train: bool,
     ) -> Tensor {
         let s = abs.size();
         let (n, t, v) = (s[0], s[2], s[3]);
         let d = self.hidden;
+        let mask = mask.map(|m| m.view([n, 1, t, 1]));
+        let mask = mask.as_ref();
         // (N, D, T, V) -> joint tokens (N·T, V, D)
         let tokens = |x: Tensor| x.permute([0, 2, 3, 1]).reshape([n * t, v, d]);
         // joint tokens (N·T, V, D) -> (N, D, T)
@@ -167,13 +173,13 @@ impl Dsmi {
         };
         match &self.body {
             Body::Dsmi { gcns, fuse_ar, fuse_m, collapse } => {
-                let [sa, sr, sm] = run_gcns(gcns, abs, rel, motion, train).map(tokens);
+                let [sa, sr, sm] = run_gcns(gcns, [abs, rel, motion], mask, train).map(tokens);
                 let x = fuse_ar.forward(&Tensor::cat(&[sa, sr], 2)); // (N·T, V, D)
                 let x = fuse_m.forward(&Tensor::cat(&[x, sm], 2));
                 to_frames(x, collapse)
             }
             Body::Concat { gcns, mlp, collapse } => {
-                let [sa, sr, sm] = run_gcns(gcns, abs, rel, motion, train).map(tokens);
+                let [sa, sr, sm] = run_gcns(gcns, [abs, rel, motion], mask, train).map(tokens);
                 let x = Tensor::cat(&[sa, sr, sm], 2); // (N·T, V, 3D)
                 let x = mlp.fc2.forward(&mlp.fc1.forward(&x).relu());
                 to_frames(x, collapse)
@@ -191,12 +197,16 @@ impl Dsmi {
 
 fn run_gcns(
     gcns: &[MultiScaleGcn; 3],
-    abs: &Tensor,
-    rel: &Tensor,
-    motion: &Tensor,
+    modalities: [&Tensor; 3],
+    mask: Option<&Tensor>,
     train: bool,
 ) -> [Tensor; 3] {
-    [gcns[0].forward_t(abs, train), gcns[1].forward_t(rel, train), gcns[2].forward_t(motion, train)]
+    let [abs, rel, motion] = modalities;
+    [
+        gcns[0].forward_t(abs, mask, train),
+        gcns[1].forward_t(rel, mask, train),
+        gcns[2].forward_t(motion, mask, train),
+    ]
 }
 
 /// Multiply-adds of DSMI for one frame of one stream (see [`super::dsmi_flops_per_frame`]).
@@ -226,12 +236,12 @@ mod tests {
         let adj = Tensor::from_slice(&k_hop_adjacency(13)).view([13 * 25, 25]);
         let gcn = MultiScaleGcn::new(&vs.root(), &cfg, &adj);
         let x = Tensor::randn([2, 6, 3, 25], (Kind::Float, Device::Cpu));
-        let got = gcn.forward_t(&x, false);
+        let got = gcn.forward_t(&x, None, false);
         // einsum('vu,nctu->nctv') then channel = k*C + c (architecture.md §3.2)
         let a = &gcn.adj + &gcn.residual;
         let agg = Tensor::einsum("vu,nctu->nctv", &[&a, &x], None::<i64>);
         let agg = agg.view([2, 6, 3, 13, 25]).permute([0, 3, 1, 2, 4]).reshape([2, 78, 3, 25]);
-        let want = gcn.conv.forward(&agg).apply_t(&gcn.bn, false).relu();
+        let want = gcn.bn.forward_t(&gcn.conv.forward(&agg), None, false).relu();
         assert_eq!(got.size(), [2, 16, 3, 25]);
         assert!(got.allclose(&want, 1e-5, 1e-6, false));
     }

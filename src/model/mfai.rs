@@ -7,15 +7,15 @@
 //! anchors, all for that reason: masked instance norm / linear attention (see their files), and
 //! ×2 up-sampling with half-pixel linear interpolation and zeros beyond the end
 //! (`align_corners = False` on a zero-extended input) instead of C2F's `align_corners = True`,
-//! whose sampling grid depends on the padded length. BatchNorm in the decoder conv blocks still
-//! sees padded frames in training (eval uses running statistics, so inference is unaffected).
+//! whose sampling grid depends on the padded length; BatchNorm of the decoder conv blocks over
+//! valid frames only.
 
 use tch::Tensor;
 use tch::nn::{self, Module};
 
 use super::action_block::{self, ActionBlock};
 use super::asformer::AsformerLayer;
-use super::attention::channel_dropout;
+use super::attention::{MaskedBatchNorm, channel_dropout};
 use super::boundary_block::{self, BoundaryBlock};
 use super::config::{ModelConfig, Temporal};
 use super::query::{self, QueryDecoder, StageLogits};
@@ -31,9 +31,9 @@ struct EncoderLayer {
 #[derive(Debug)]
 struct ConvBlock {
     conv1: nn::Conv1D,
-    bn1: nn::BatchNorm,
+    bn1: MaskedBatchNorm,
     conv2: nn::Conv1D,
-    bn2: nn::BatchNorm,
+    bn2: MaskedBatchNorm,
 }
 
 impl ConvBlock {
@@ -41,15 +41,15 @@ impl ConvBlock {
         let k5 = nn::ConvConfig { padding: 2, ..Default::default() };
         Self {
             conv1: nn::conv1d(p / "conv1", 2 * d, d, 5, k5),
-            bn1: nn::batch_norm1d(p / "bn1", d, Default::default()),
+            bn1: MaskedBatchNorm::new(&(p / "bn1"), d),
             conv2: nn::conv1d(p / "conv2", d, d, 5, k5),
-            bn2: nn::batch_norm1d(p / "bn2", d, Default::default()),
+            bn2: MaskedBatchNorm::new(&(p / "bn2"), d),
         }
     }
 
     fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let h = self.conv1.forward(x).apply_t(&self.bn1, train).relu() * mask;
-        self.conv2.forward(&h).apply_t(&self.bn2, train).relu() * mask
+        let h = self.bn1.forward_t(&self.conv1.forward(x), Some(mask), train).relu() * mask;
+        self.bn2.forward_t(&self.conv2.forward(&h), Some(mask), train).relu() * mask
     }
 }
 

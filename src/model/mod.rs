@@ -102,9 +102,15 @@ impl InterAct {
     /// Spatial module: `abs`, `rel`, `motion (N, C, T, V)` → `(N, D, T)`.
     pub fn dsmi(&self, abs: &Tensor, rel: &Tensor, motion: &Tensor, train: bool) -> Result<Tensor> {
         let _span = trace_span!("dsmi").entered();
+        self.check_modalities(abs, rel, motion)?;
+        Ok(self.dsmi.forward_t(abs, rel, motion, None, train))
+    }
+
+    /// Checks the three modality tensors; returns `(N, T)`.
+    fn check_modalities(&self, abs: &Tensor, rel: &Tensor, motion: &Tensor) -> Result<(i64, i64)> {
         let want = format!("[N, {}, T, {}]", self.cfg.in_channels, self.cfg.joints);
         let (n, c, t, v) = abs.size4().map_err(|_| shape_error("dsmi abs", &want, abs))?;
-        if c != self.cfg.in_channels || v != self.cfg.joints || t < 1 {
+        if c != self.cfg.in_channels || v != self.cfg.joints || t < 1 || n < 1 {
             return Err(shape_error("dsmi abs", &want, abs));
         }
         for (name, x) in [("dsmi rel", rel), ("dsmi motion", motion)] {
@@ -112,7 +118,7 @@ impl InterAct {
                 return Err(shape_error(name, &format!("{:?} (as abs)", [n, c, t, v]), x));
             }
         }
-        Ok(self.dsmi.forward_t(abs, rel, motion, train))
+        Ok((n, t))
     }
 
     /// Temporal module: `feats (N, D, T)`, `mask (N, T)` (1 valid, 0 padding) → [`Output`] with
@@ -147,7 +153,8 @@ impl InterAct {
         Ok(Output { stages })
     }
 
-    /// DSMI then MFAI: modalities `(N, C, T, V)`, `mask (N, T)`.
+    /// DSMI then MFAI: modalities `(N, C, T, V)`, `mask (N, T)`. Unlike a separate
+    /// [`InterAct::dsmi`] call, DSMI's BatchNorm then ignores padded frames in training.
     pub fn forward_t(
         &self,
         abs: &Tensor,
@@ -156,7 +163,15 @@ impl InterAct {
         mask: &Tensor,
         train: bool,
     ) -> Result<Output> {
-        let feats = self.dsmi(abs, rel, motion, train)?;
+        let (n, t) = self.check_modalities(abs, rel, motion)?;
+        if mask.size() != [n, t] {
+            return Err(shape_error("forward mask", &format!("[{n}, {t}]"), mask));
+        }
+        let feats = {
+            let _span = trace_span!("dsmi").entered();
+            let m = mask.to_device(abs.device()).to_kind(abs.kind());
+            self.dsmi.forward_t(abs, rel, motion, Some(&m), train)
+        };
         self.mfai(&feats, mask, train)
     }
 }
