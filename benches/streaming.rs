@@ -5,6 +5,8 @@
 //! - `full_model_per_window/W`: DSMI over the whole window + MFAI, the no-cache baseline,
 //! - `stream_push`: `StreamSegmenter::push` per frame at hop 4 (end to end, one stream).
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use skelseg::model::checkpoint::{CheckpointMeta, LoadedModel};
 use skelseg::model::{InterAct, ModelConfig};
@@ -24,11 +26,13 @@ fn bench_blocks(c: &mut Criterion) {
     let (_vs, model, cfg) = fresh_model();
     let _guard = tch::no_grad_guard();
     let frame = Tensor::randn([1, 6, 1, 25], (Kind::Float, Device::Cpu)) * 0.1;
-    c.bench_function("dsmi_per_frame", |b| b.iter(|| model.dsmi(&frame, &frame, &frame, false).expect("dsmi")));
+    c.bench_function("dsmi_per_frame", |b| {
+        b.iter(|| model.dsmi(&frame, &frame, &frame, false).expect("dsmi"))
+    });
     let mut group = c.benchmark_group("per_window");
     group.sample_size(20);
     for w in [128i64, 256, 512] {
-        let feats = Tensor::randn([1, cfg.dim, w], (Kind::Float, Device::Cpu));
+        let feats = Tensor::randn([1, cfg.hidden, w], (Kind::Float, Device::Cpu));
         let mask = Tensor::ones([1, w], (Kind::Float, Device::Cpu));
         group.bench_with_input(BenchmarkId::new("mfai_per_window", w), &w, |b, _| {
             b.iter(|| model.mfai(&feats, &mask, false).expect("mfai"))
@@ -43,16 +47,10 @@ fn bench_blocks(c: &mut Criterion) {
 
 fn bench_stream(c: &mut Criterion) {
     let (vs, model, cfg) = fresh_model();
-    let meta = CheckpointMeta {
-        model: cfg,
-        classes: synth::classes().names().to_vec(),
-        layout: "kinect_v2_25".into(),
-        data: serde_json::Value::Null,
-        command: "bench".into(),
-        extra: serde_json::Value::Null,
-    };
-    let mut seg = StreamSegmenter::new(LoadedModel { vs, model, meta }, "bench", StreamConfig::default())
-        .expect("default stream config is valid");
+    let meta = CheckpointMeta::new(cfg, synth::classes().names().to_vec(), "kinect_v2_25");
+    let mut seg =
+        StreamSegmenter::new(LoadedModel { vs, model, meta }, "bench", StreamConfig::default())
+            .expect("default stream config is valid");
     let rec = synth::generate_recording(&SynthConfig::default(), 7, "bench");
     let mut i = 0;
     c.bench_function("stream_push", |b| {

@@ -43,10 +43,17 @@ fn main() -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let spec: SourceSpec = match (args.simulate, args.osc) {
         (true, _) => "sim".parse()?,
-        (false, true) => format!("osc:{}", args.listen.as_deref().unwrap_or("127.0.0.1:12345")).parse()?,
-        (false, false) => format!("tcp-listen:{}", args.listen.as_deref().unwrap_or("127.0.0.1:7000")).parse()?,
+        (false, true) => {
+            format!("osc:{}", args.listen.as_deref().unwrap_or("127.0.0.1:12345")).parse()?
+        }
+        (false, false) => {
+            format!("tcp-listen:{}", args.listen.as_deref().unwrap_or("127.0.0.1:7000")).parse()?
+        }
     };
-    let model = checkpoint::load(&args.model.unwrap_or_else(|| root.join("fixtures/models/synth.safetensors")), tch::Device::cuda_if_available())?;
+    let model = checkpoint::load(
+        &args.model.unwrap_or_else(|| root.join("fixtures/models/synth.safetensors")),
+        tch::Device::cuda_if_available(),
+    )?;
     eprintln!("listening on {spec} (Ctrl-C to stop)");
     let pipeline = PipelineBuilder::new(model, StreamConfig::default())
         .boxed_source(spec.open(Pacing::RealTime)?)
@@ -57,7 +64,10 @@ fn main() -> Result<()> {
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
     let deadline = args.seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
-    while !stop.load(Ordering::Relaxed) && !pipeline.is_finished() && deadline.is_none_or(|d| Instant::now() < d) {
+    while !stop.load(Ordering::Relaxed)
+        && !pipeline.is_finished()
+        && deadline.is_none_or(|d| Instant::now() < d)
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (stats, _) = pipeline.shutdown()?;

@@ -25,17 +25,30 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let files = if args.files.is_empty() { vec![root.join("fixtures/synth/skeleton/synth_0000.txt")] } else { args.files };
+    let files = if args.files.is_empty() {
+        vec![root.join("fixtures/synth/skeleton/synth_0000.txt")]
+    } else {
+        args.files
+    };
     let model = args.model.unwrap_or_else(|| root.join("fixtures/models/synth.safetensors"));
     for file in files {
-        let rec = skelseg::io::read_recording(&file).with_context(|| format!("reading {}", file.display()))?;
+        let rec = skelseg::io::read_recording(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
         let loaded = checkpoint::load(&model, tch::Device::cuda_if_available())?;
         let classes = loaded.meta.classes.clone();
         let run = stream_recording(loaded, &rec, &StreamConfig::default())?;
-        println!("{} ({} frames): {} segments", file.display(), rec.frames.len(), run.segments.len());
+        println!(
+            "{} ({} frames): {} segments",
+            file.display(),
+            rec.frames.len(),
+            run.segments.len()
+        );
         for s in &run.segments {
             let name = classes.get(s.class).map_or("?", String::as_str);
-            println!("  {:>6}–{:<6} {name:<16} conf {:.2} (known at frame {})", s.start_frame, s.end_frame, s.confidence, s.started_at);
+            println!(
+                "  {:>6}–{:<6} {name:<16} conf {:.2} (known at frame {})",
+                s.start_frame, s.end_frame, s.confidence, s.started_at
+            );
         }
         match &run.scores {
             Some(sc) => println!(

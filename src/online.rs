@@ -63,13 +63,21 @@ pub struct OnlineReport {
 }
 
 /// Streams one recording through a fresh [`StreamSegmenter`].
-pub fn stream_recording(loaded: LoadedModel, rec: &Recording, cfg: &StreamConfig) -> Result<RecordingRun> {
+pub fn stream_recording(
+    loaded: LoadedModel,
+    rec: &Recording,
+    cfg: &StreamConfig,
+) -> Result<RecordingRun> {
     let mut seg = StreamSegmenter::new(loaded, &rec.name, cfg.clone())?;
     run_one(&mut seg, rec)
 }
 
 /// Streams every recording (one after the other, sharing one model) and scores them.
-pub fn evaluate_online(loaded: LoadedModel, recs: &[&Recording], cfg: &StreamConfig) -> Result<OnlineReport> {
+pub fn evaluate_online(
+    loaded: LoadedModel,
+    recs: &[&Recording],
+    cfg: &StreamConfig,
+) -> Result<OnlineReport> {
     let mut seg = StreamSegmenter::new(loaded, "eval", cfg.clone())?;
     let mut acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
     let mut delays = Vec::new();
@@ -83,7 +91,7 @@ pub fn evaluate_online(loaded: LoadedModel, recs: &[&Recording], cfg: &StreamCon
         pred_segments += run.segments.len();
         for &(class, start, end) in gt_runs.iter().skip(1) {
             boundaries += 1;
-            let tolerance = ((end - start + 1) / 2).max(15);
+            let tolerance = (end - start + 1).div_ceil(2).max(15);
             if let Some(s) = run
                 .segments
                 .iter()
@@ -94,7 +102,8 @@ pub fn evaluate_online(loaded: LoadedModel, recs: &[&Recording], cfg: &StreamCon
         }
     }
     delays.sort_by(f64::total_cmp);
-    let mean = if delays.is_empty() { f64::NAN } else { delays.iter().sum::<f64>() / delays.len() as f64 };
+    let mean =
+        if delays.is_empty() { f64::NAN } else { delays.iter().sum::<f64>() / delays.len() as f64 };
     Ok(OnlineReport {
         scores: acc.finish(),
         delay_mean_frames: mean,
@@ -109,7 +118,8 @@ pub fn evaluate_online(loaded: LoadedModel, recs: &[&Recording], cfg: &StreamCon
 
 fn run_one(seg: &mut StreamSegmenter, rec: &Recording) -> Result<RecordingRun> {
     // Frame indices of a recording may skip numbers (UTKinect); metrics work on positions.
-    let position: HashMap<u64, usize> = rec.frames.iter().enumerate().map(|(i, f)| (f.index, i)).collect();
+    let position: HashMap<u64, usize> =
+        rec.frames.iter().enumerate().map(|(i, f)| (f.index, i)).collect();
     let pos = |index: u64| position.get(&index).copied().unwrap_or(0);
     let mut segments = Vec::new();
     let mut started_at: HashMap<u64, usize> = HashMap::new();
@@ -119,7 +129,9 @@ fn run_one(seg: &mut StreamSegmenter, rec: &Recording) -> Result<RecordingRun> {
                 SegmentEvent::SegmentStarted { start_frame, .. } => {
                     started_at.insert(start_frame, at);
                 }
-                SegmentEvent::SegmentEnded { class, start_frame, end_frame, confidence, .. } => {
+                SegmentEvent::SegmentEnded {
+                    class, start_frame, end_frame, confidence, ..
+                } => {
                     segments.push(CommittedSegment {
                         class,
                         start_frame: pos(start_frame),

@@ -272,7 +272,10 @@ impl Decoder {
             Some(name) => Layout::from_name(name).ok().ok_or_else(|| {
                 self.reject(
                     SkipReason::Malformed,
-                    format!("expected a layout ({}), found {name:?}", Layout::ALL.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "expected a layout ({}), found {name:?}",
+                        Layout::ALL.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+                    ),
                 )
             })?,
         };
@@ -441,7 +444,8 @@ impl Decoder {
             }
             (None, None) => None,
         };
-        layout.to_canonical( &positions, tracking.as_deref())
+        layout
+            .to_canonical(&positions, tracking.as_deref())
             .map_err(|e| (SkipReason::InvalidJoints, e.to_string()))
     }
 }

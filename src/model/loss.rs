@@ -23,27 +23,6 @@ pub struct LossParts {
     pub boundary: Tensor,
 }
 
-/// Peak-1 Gaussian boundary target of one label sequence (ASQuery §8.5): at every frame `t` with
-/// `labels[t+1] != labels[t]` (the last frame of the previous segment), a window
-/// `exp(-k²/(2σ²))`, `k = -radius..=radius`. Overlapping windows take the maximum (ASQuery lets
-/// later windows overwrite, which can lower an earlier peak; the maximum keeps every peak at 1).
-pub fn boundary_target(labels: &[i64], radius: usize, sigma: f64) -> Vec<f32> {
-    let mut target = vec![0.0f32; labels.len()];
-    for (t, pair) in labels.windows(2).enumerate() {
-        if pair[0] == pair[1] {
-            continue;
-        }
-        let lo = t.saturating_sub(radius);
-        let hi = (t + radius).min(labels.len() - 1);
-        for (i, slot) in target.iter_mut().enumerate().take(hi + 1).skip(lo) {
-            let k = i as f64 - t as f64;
-            let value = (-0.5 * k * k / (sigma * sigma)).exp() as f32;
-            *slot = slot.max(value);
-        }
-    }
-    target
-}
-
 /// The InterAct loss. `labels (N, T)` int64 class ids (any value on padded frames),
 /// `boundary_target (N, T)` float, `mask (N, T)` 1 on valid frames.
 pub fn loss(
@@ -131,19 +110,6 @@ pub fn loss(
 mod tests {
     use super::*;
     use crate::model::Stage;
-
-    #[test]
-    fn boundary_target_matches_the_asquery_window() {
-        let labels = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1];
-        let g = boundary_target(&labels, 10, 6.0);
-        // boundary on the last frame of the first segment (t = 4)
-        assert_eq!(g[4], 1.0);
-        assert!((g[5] - 0.986_207).abs() < 1e-5); // ±1
-        assert!((g[9] - 0.706_648).abs() < 1e-5); // ±5
-        assert!((g[14] - 0.249_352).abs() < 1e-5); // ±10
-        assert_eq!(g[15], 0.0);
-        assert!(boundary_target(&[3, 3, 3], 10, 6.0).iter().all(|&v| v == 0.0));
-    }
 
     fn output(action: &[f32], a: i64, boundary: &[f32]) -> Output {
         let t = boundary.len() as i64;

@@ -25,7 +25,7 @@ mod query;
 
 pub use checkpoint::{CheckpointMeta, LoadedModel};
 pub use config::{ModelConfig, Spatial, Temporal};
-pub use loss::{LossParts, boundary_target, loss};
+pub use loss::{LossParts, loss};
 
 use tch::{Kind, Tensor, nn};
 use tracing::trace_span;

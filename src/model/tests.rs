@@ -195,7 +195,13 @@ fn a_few_training_steps_reduce_the_loss() {
         })
         .collect();
     let labels = Tensor::from_slice(&[seq.clone(), seq.clone()].concat()).view([n, t]);
-    let target: Vec<f32> = boundary_target(&seq, cfg.boundary_radius as usize, cfg.boundary_sigma);
+    let ids: Vec<usize> = seq.iter().map(|&l| l as usize).collect();
+    let target = crate::postprocess::boundary_target_with(
+        &ids,
+        ids.len(),
+        cfg.boundary_sigma as f32,
+        cfg.boundary_radius as usize,
+    );
     let target = Tensor::from_slice(&[target.clone(), target].concat()).view([n, t]);
     let mask = Tensor::cat(
         &[

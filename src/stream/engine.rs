@@ -286,10 +286,13 @@ impl Engine {
             let bprobs = Vec::<f32>::try_from(bprobs.reshape([-1]))?;
             for (row, &i) in members.iter().enumerate() {
                 let state = &mut *states[i];
+                // Hops that passed without a window of their own were skipped (before the first
+                // window there was nothing to skip).
+                if state.counters.windows > 0 {
+                    let hops = (state.received - state.last_window_at) / self.cfg.hop_frames as u64;
+                    state.counters.skipped_windows += hops.saturating_sub(1);
+                }
                 state.counters.windows += 1;
-                // Hops that passed without a window of their own were skipped.
-                let hops = (state.received - state.last_window_at) / self.cfg.hop_frames as u64;
-                state.counters.skipped_windows += hops.saturating_sub(1);
                 state.last_window_at = state.received;
                 let window_start = state.received - len as u64;
                 let until = if flush {

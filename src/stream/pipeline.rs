@@ -79,12 +79,15 @@ impl PipelineStats {
     }
 }
 
+/// A consumer of events, called on the segmenter thread.
+pub type EventCallback = Box<dyn FnMut(&SegmentEvent) + Send>;
+
 /// Builds a [`Pipeline`].
 pub struct PipelineBuilder {
     model: LoadedModel,
     cfg: StreamConfig,
     sources: Vec<Box<dyn FrameSource>>,
-    callback: Option<Box<dyn FnMut(&SegmentEvent) + Send>>,
+    callback: Option<EventCallback>,
     channel: bool,
 }
 
@@ -136,7 +139,9 @@ impl PipelineBuilder {
         let mut handles = Vec::new();
         for (i, source) in sources.into_iter().enumerate() {
             let (tx, stop, stats) = (tx_frames.clone(), Arc::clone(&stop), Arc::clone(&stats));
-            handles.push(spawn(&format!("skelseg::source{i}"), move || pump(i, source, tx, stop, stats))?);
+            handles.push(spawn(&format!("skelseg::source{i}"), move || {
+                pump(i, source, tx, stop, stats)
+            })?);
         }
         drop(tx_frames);
         let engine = Engine::new(model.model, device, cfg.engine.clone())?;
@@ -217,7 +222,10 @@ impl Pipeline {
                     first_error.get_or_insert(e);
                 }
                 Err(_) => {
-                    first_error.get_or_insert(Error::invalid("pipeline", format!("thread {name} panicked")));
+                    first_error.get_or_insert(Error::invalid(
+                        "pipeline",
+                        format!("thread {name} panicked"),
+                    ));
                 }
             }
         }
@@ -241,7 +249,10 @@ impl Drop for Pipeline {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() -> Result<()> + Send + 'static) -> Result<JoinHandle<Result<()>>> {
+fn spawn(
+    name: &str,
+    f: impl FnOnce() -> Result<()> + Send + 'static,
+) -> Result<JoinHandle<Result<()>>> {
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(f)
@@ -277,7 +288,9 @@ fn pump(
         match source.next_event(POLL) {
             SourcePoll::Event(event) => {
                 match &event {
-                    SourceEvent::Frame { stream, .. } if !open.contains(stream) => open.push(stream.clone()),
+                    SourceEvent::Frame { stream, .. } if !open.contains(stream) => {
+                        open.push(stream.clone())
+                    }
                     SourceEvent::Ended { stream, .. } => open.retain(|s| s != stream),
                     _ => {}
                 }
@@ -316,12 +329,8 @@ fn infer(
     let hop = engine.config().hop_frames;
     let mut streams: Vec<Stream> = Vec::new();
     let mut latencies = Vec::new();
-    loop {
-        // Block for the first arrival, then take whatever else is already there.
-        let first = match rx.recv() {
-            Ok(a) => a,
-            Err(_) => break,
-        };
+    // Block for the first arrival, then take whatever else is already there.
+    while let Ok(first) = rx.recv() {
         for Arrival { event, at } in std::iter::once(first).chain(rx.try_iter()) {
             let key: Arc<str> = Arc::from(event.stream().as_str());
             let pos = match streams.iter().position(|s| s.id == key) {
@@ -341,7 +350,9 @@ fn infer(
             };
             match event {
                 SourceEvent::Frame { frame, .. } => streams[pos].queue.push_back((frame, at)),
-                SourceEvent::Ended { reason, .. } => streams[pos].ended = Some(format!("{reason:?}")),
+                SourceEvent::Ended { reason, .. } => {
+                    streams[pos].ended = Some(format!("{reason:?}"))
+                }
             }
         }
 
@@ -403,7 +414,9 @@ fn infer(
                 publish_counters(&stats, &s.state, &mut latencies);
                 let received = s.state.counters().frames;
                 let reason = s.ended.take().unwrap_or_default();
-                if !frames.is_empty() && tx.send(WorkerOut::Finals { stream: Arc::clone(&stream), frames }).is_err() {
+                if !frames.is_empty()
+                    && tx.send(WorkerOut::Finals { stream: Arc::clone(&stream), frames }).is_err()
+                {
                     return Ok(());
                 }
                 if tx.send(WorkerOut::Ended { stream, frames: received, reason }).is_err() {
@@ -448,15 +461,13 @@ fn segment(
     classes: ClassMap,
     rx: Receiver<WorkerOut>,
     tx: Option<Sender<SegmentEvent>>,
-    mut callback: Option<Box<dyn FnMut(&SegmentEvent) + Send>>,
+    mut callback: Option<EventCallback>,
     stats: Arc<Mutex<PipelineStats>>,
 ) -> Result<()> {
     let mut segmenters: HashMap<Arc<str>, Segmenter> = HashMap::new();
     let mut emit = |event: SegmentEvent| {
-        if matches!(event, SegmentEvent::SegmentEnded { .. }) {
-            if let Ok(mut s) = stats.lock() {
-                s.segments += 1;
-            }
+        if let (SegmentEvent::SegmentEnded { .. }, Ok(mut s)) = (&event, stats.lock()) {
+            s.segments += 1;
         }
         if let Some(cb) = callback.as_mut() {
             cb(&event);
@@ -469,7 +480,9 @@ fn segment(
     for out in rx.iter() {
         match out {
             WorkerOut::Finals { stream, frames } => {
-                let seg = segmenters.entry(Arc::clone(&stream)).or_insert_with(|| Segmenter::new(cfg.clone()));
+                let seg = segmenters
+                    .entry(Arc::clone(&stream))
+                    .or_insert_with(|| Segmenter::new(cfg.clone()));
                 for f in &frames {
                     for o in seg.push(f) {
                         emit(SegmentEvent::from_output(&stream, &classes, o));

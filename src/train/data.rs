@@ -6,7 +6,8 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{Error, Result};
 use crate::io::Recording;
 use crate::modality;
-use crate::postprocess::boundary_target;
+use crate::model::ModelConfig;
+use crate::postprocess::boundary_target_with;
 
 /// One recording, prepared once: the three modalities, per-frame labels and boundary target.
 #[derive(Debug)]
@@ -30,8 +31,13 @@ pub struct SequenceTensors {
 }
 
 impl SequenceTensors {
-    /// Prepares `recording` (which must carry labels) on the CPU.
-    pub fn from_recording(recording: &Recording, cfg: &modality::ModalityConfig) -> Result<Self> {
+    /// Prepares `recording` (which must carry labels) on the CPU, with the boundary target
+    /// shaped as `model` trains it.
+    pub fn from_recording(
+        recording: &Recording,
+        cfg: &modality::ModalityConfig,
+        model: &ModelConfig,
+    ) -> Result<Self> {
         let label_ids = recording.frame_labels().ok_or_else(|| {
             Error::invalid(
                 "recording",
@@ -52,7 +58,12 @@ impl SequenceTensors {
             rel: Tensor::from_slice(&m.rel).reshape(shape),
             motion: Tensor::from_slice(&m.motion).reshape(shape),
             labels: Tensor::from_slice(&labels),
-            boundary: Tensor::from_slice(&boundary_target(&label_ids)),
+            boundary: Tensor::from_slice(&boundary_target_with(
+                &label_ids,
+                len,
+                model.boundary_sigma as f32,
+                model.boundary_radius as usize,
+            )),
             label_ids,
         })
     }

@@ -33,9 +33,6 @@ pub struct BenchArgs {
     /// Latency budget (p99, ms) a stream count must meet to count as sustained.
     #[arg(long, default_value_t = 50.0)]
     budget_ms: f64,
-    /// CPU threads for libtorch (0 = its default).
-    #[arg(long, default_value_t = 0)]
-    threads: i32,
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -101,15 +98,12 @@ fn sync(device: Device) {
 }
 
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
-    if args.threads > 0 {
-        tch::set_num_threads(args.threads);
-    }
     let device = args.device.device()?;
     let model_path = args.model.clone().unwrap_or_else(bundled_model);
     let loaded = checkpoint::load(&model_path, device)?;
     let cfg = args.options.config(&loaded.meta)?;
     let (w, hop) = (cfg.engine.window_frames as i64, cfg.engine.hop_frames);
-    let d = loaded.meta.model.dim;
+    let d = loaded.meta.model.hidden;
     let model = &loaded.model;
     let _guard = tch::no_grad_guard();
 
@@ -118,7 +112,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     for n in [1i64, 8, 32] {
         let x = input(n, 1);
         let ms = time_ms(5, 30, || {
-            model.dsmi(&x, &x, &x, false)?;
+            drop(model.dsmi(&x, &x, &x, false)?);
             sync(device);
             Ok(())
         })?;
@@ -129,7 +123,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         let feats = Tensor::randn([n, d, w], (Kind::Float, device));
         let mask = Tensor::ones([n, w], (Kind::Float, device));
         let ms = time_ms(2, 10, || {
-            model.mfai(&feats, &mask, false)?;
+            drop(model.mfai(&feats, &mask, false)?);
             sync(device);
             Ok(())
         })?;
@@ -139,7 +133,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         let x = input(1, w);
         let mask = Tensor::ones([1, w], (Kind::Float, device));
         time_ms(2, 10, || {
-            model.forward_t(&x, &x, &x, &mask, false)?;
+            drop(model.forward_t(&x, &x, &x, &mask, false)?);
             sync(device);
             Ok(())
         })?
@@ -194,14 +188,26 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         let dropped: u64 = stats.sources.iter().map(|s| s.dropped_overflow).sum();
         let sustained = p99 < args.budget_ms && stats.skipped_windows == 0 && dropped == 0;
         if !args.json {
-            eprintln!("{streams:>3} streams: p50 {p50:7.2} ms  p99 {p99:7.2} ms  skipped windows {}  {}", stats.skipped_windows, if sustained { "ok" } else { "over budget" });
+            eprintln!(
+                "{streams:>3} streams: p50 {p50:7.2} ms  p99 {p99:7.2} ms  skipped windows {}  {}",
+                stats.skipped_windows,
+                if sustained { "ok" } else { "over budget" }
+            );
         }
-        ramp.push(RampStep { streams, latency_p50_ms: p50, latency_p99_ms: p99, skipped_windows: stats.skipped_windows, dropped_frames: dropped, sustained });
+        ramp.push(RampStep {
+            streams,
+            latency_p50_ms: p50,
+            latency_p99_ms: p99,
+            skipped_windows: stats.skipped_windows,
+            dropped_frames: dropped,
+            sustained,
+        });
         if !sustained {
             break;
         }
     }
-    let max_streams_30fps = ramp.iter().filter(|r| r.sustained).map(|r| r.streams).max().unwrap_or(0);
+    let max_streams_30fps =
+        ramp.iter().filter(|r| r.sustained).map(|r| r.streams).max().unwrap_or(0);
     let single = ramp.first();
     let report = BenchReport {
         device: device_name(device),
@@ -226,7 +232,10 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("device {} | W {} hop {} lookahead {}", report.device, w, hop, report.lookahead_frames);
+    println!(
+        "device {} | W {} hop {} lookahead {}",
+        report.device, w, hop, report.lookahead_frames
+    );
     for (n, us) in &report.dsmi_us_per_frame_batch {
         println!("DSMI  batch {n:>2}: {us:9.1} µs/frame");
     }
@@ -239,7 +248,13 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         report.streaming_ms_per_frame, report.baseline_ms_per_frame, report.speedup_vs_baseline
     );
     println!("single-stream replay: {:.1}× real time", report.replay_speed_x);
-    println!("latency at 30 fps (1 stream): p50 {:.2} ms, p99 {:.2} ms", report.latency_p50_ms, report.latency_p99_ms);
-    println!("concurrent 30-fps streams sustained (p99 < {} ms, no skipped windows): {}", args.budget_ms, report.max_streams_30fps);
+    println!(
+        "latency at 30 fps (1 stream): p50 {:.2} ms, p99 {:.2} ms",
+        report.latency_p50_ms, report.latency_p99_ms
+    );
+    println!(
+        "concurrent 30-fps streams sustained (p99 < {} ms, no skipped windows): {}",
+        args.budget_ms, report.max_streams_30fps
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -143,7 +143,9 @@ fn recording_info(file: &std::path::Path, rec: &Recording) -> RecordingInfo {
         bodies_max,
         frames_with_bodies,
         labels: rec.intervals.as_ref().map(|ivs| {
-            ivs.iter().map(|iv| LabelInfo { class: iv.class, start: iv.start, end: iv.end }).collect()
+            ivs.iter()
+                .map(|iv| LabelInfo { class: iv.class, start: iv.start, end: iv.end })
+                .collect()
         }),
     }
 }
@@ -162,8 +164,9 @@ fn model_info(args: InfoArgs) -> Result<ExitCode> {
     let info = ModelInfo {
         file: &args.file,
         params,
-        dsmi_flops_per_frame: skelseg::model::dsmi_flops_per_frame(&loaded.meta.model),
-        mfai_flops_per_window_256: skelseg::model::mfai_flops_per_window(&loaded.meta.model, 256),
+        dsmi_flops_per_frame: skelseg::model::dsmi_flops_per_frame(&loaded.meta.model) as f64,
+        mfai_flops_per_window_256: skelseg::model::mfai_flops_per_window(&loaded.meta.model, 256)
+            as f64,
         meta: &loaded.meta,
     };
     if args.json {
@@ -173,7 +176,10 @@ fn model_info(args: InfoArgs) -> Result<ExitCode> {
         println!("parameters  {params}");
         println!("classes     {}: {}", loaded.meta.classes.len(), loaded.meta.classes.join(", "));
         println!("DSMI        {:.2} MFLOP per frame", info.dsmi_flops_per_frame / 1e6);
-        println!("MFAI        {:.1} MFLOP per 256-frame window", info.mfai_flops_per_window_256 / 1e6);
+        println!(
+            "MFAI        {:.1} MFLOP per 256-frame window",
+            info.mfai_flops_per_window_256 / 1e6
+        );
         println!("model       {}", serde_json::to_string(&loaded.meta.model)?);
         println!("trained by  {}", loaded.meta.command);
     }
@@ -217,7 +223,8 @@ impl From<VariantArg> for Variant {
 }
 
 pub fn metrics(args: MetricsArgs) -> Result<ExitCode> {
-    let scores = io::gt::evaluate_dirs(&args.pred, &args.gt, &args.background, args.variant.into())?;
+    let scores =
+        io::gt::evaluate_dirs(&args.pred, &args.gt, &args.background, args.variant.into())?;
     if args.json {
         print_json(&scores)?;
     } else {
@@ -228,7 +235,10 @@ pub fn metrics(args: MetricsArgs) -> Result<ExitCode> {
 
 /// The metrics table.
 pub fn print_scores(s: &Scores) {
-    println!("{:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}", "F1@10", "F1@25", "F1@50", "Edit", "Acc", "videos", "frames");
+    println!(
+        "{:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "F1@10", "F1@25", "F1@50", "Edit", "Acc", "videos", "frames"
+    );
     println!(
         "{:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>9}",
         s.f1_10, s.f1_25, s.f1_50, s.edit, s.acc, s.videos, s.frames

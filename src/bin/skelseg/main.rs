@@ -18,6 +18,10 @@ struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// CPU threads for libtorch's operators (0 = libtorch's default). One is the default: on a
+    /// busy 2-core machine two spinning OpenMP threads made DSMI 250× slower (BENCHMARKS.md).
+    #[arg(long, default_value_t = 1, global = true)]
+    threads: i32,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +51,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     common::init_logging(cli.verbose);
+    if cli.threads > 0 {
+        tch::set_num_threads(cli.threads);
+    }
     let result = match cli.command {
         Command::Demo(args) => model::demo(args),
         Command::Synth(args) => data::synth(args),
@@ -63,7 +70,8 @@ fn main() -> ExitCode {
         Err(err) => {
             // A closed pipe (`skelseg stream --json | head`) is not an error.
             let broken_pipe = err.chain().any(|e| {
-                e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             });
             if broken_pipe {
                 return ExitCode::SUCCESS;

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use skelseg::io::{self, ClassMap, Dataset, Recording};
 use skelseg::metrics::Scores;
-use skelseg::model::{ModelConfig, Spatial, Temporal, checkpoint};
 use skelseg::modality::ModalityConfig;
+use skelseg::model::{ModelConfig, Spatial, Temporal, checkpoint};
 use skelseg::online::{OnlineReport, evaluate_online};
 use skelseg::stream::StreamConfig;
 use skelseg::train::{self, SequenceTensors, TrainConfig};
@@ -86,6 +86,12 @@ pub struct TrainArgs {
     /// Feature width D.
     #[arg(long, default_value_t = 64)]
     dim: i64,
+    /// Linear-attention layers of the action block (the paper does not say; DeST uses 10).
+    #[arg(long, default_value_t = ModelConfig::default().action_layers)]
+    action_layers: i64,
+    /// Dilated residual layers of the boundary block (the paper does not say; ETSPNet uses 10).
+    #[arg(long, default_value_t = ModelConfig::default().boundary_layers)]
+    boundary_layers: i64,
     /// Spatial module (ablation).
     #[arg(long, value_enum, default_value_t = SpatialArg::Dsmi)]
     spatial: SpatialArg,
@@ -103,31 +109,21 @@ pub struct TrainArgs {
     /// Seed (training is deterministic for a seed on the CPU).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// CPU threads for libtorch (0 = its default).
-    #[arg(long, default_value_t = 0)]
-    threads: i32,
     /// Print one JSON object (the training report) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
-    if args.threads > 0 {
-        tch::set_num_threads(args.threads);
-    }
     let device = args.device.device()?;
     let dataset = io::dataset::read_dataset(&args.data, args.format.into())
         .with_context(|| format!("reading the dataset {}", args.data.display()))?;
     let (train_recs, val_recs) = split_for_training(&dataset, &args.holdout)?;
-    let modality = ModalityConfig::default();
-    let prepare = |recs: &[&Recording]| -> Result<Vec<SequenceTensors>> {
-        recs.iter().map(|r| Ok(SequenceTensors::from_recording(r, &modality)?)).collect()
-    };
-    let train_set = prepare(&train_recs)?;
-    let val_set = prepare(&val_recs)?;
     let model_cfg = ModelConfig {
         num_classes: dataset.classes.len() as i64,
-        dim: args.dim,
+        hidden: args.dim,
+        action_layers: args.action_layers,
+        boundary_layers: args.boundary_layers,
         spatial: match args.spatial {
             SpatialArg::Dsmi => Spatial::Dsmi,
             SpatialArg::Concat => Spatial::Concat,
@@ -139,6 +135,14 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         },
         ..ModelConfig::default()
     };
+    let modality = ModalityConfig::default();
+    let prepare = |recs: &[&Recording]| -> Result<Vec<SequenceTensors>> {
+        recs.iter()
+            .map(|r| Ok(SequenceTensors::from_recording(r, &modality, &model_cfg)?))
+            .collect()
+    };
+    let train_set = prepare(&train_recs)?;
+    let val_set = prepare(&val_recs)?;
     let train_cfg = TrainConfig {
         epochs: args.epochs,
         batch: args.batch,
@@ -148,20 +152,19 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         ..TrainConfig::default()
     };
     let frames: usize = train_set.iter().map(|s| s.len).sum();
-    let meta = checkpoint::CheckpointMeta {
-        model: model_cfg.clone(),
-        classes: dataset.classes.names().to_vec(),
-        layout: "kinect_v2_25".into(),
-        data: serde_json::json!({
+    let mut meta = checkpoint::CheckpointMeta::new(
+        model_cfg.clone(),
+        dataset.classes.names().to_vec(),
+        "kinect_v2_25",
+    );
+    meta.data = serde_json::json!({
             "path": args.data,
             "train_sequences": train_set.len(),
             "val_sequences": val_set.len(),
             "train_frames": frames,
             "mean_segment_frames": mean_segment_frames(&train_recs, dataset.classes.len()),
-        }),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        extra: serde_json::Value::Null,
-    };
+    });
+    meta.command = std::env::args().collect::<Vec<_>>().join(" ");
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -181,9 +184,11 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}/{eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}/{eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let job = train::trainer::TrainJob {
         model: model_cfg,
@@ -219,7 +224,10 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         if let Some(v) = &report.best_val {
             print_scores(v);
         }
-        println!("{} parameters, {:.0} training frames/s, {:.0} s", report.params, report.frames_per_sec, report.seconds);
+        println!(
+            "{} parameters, {:.0} training frames/s, {:.0} s",
+            report.params, report.frames_per_sec, report.seconds
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -244,12 +252,18 @@ fn mean_segment_frames(recs: &[&Recording], classes: usize) -> Vec<f64> {
     sum.iter().zip(count).map(|(s, c)| if c > 0.0 { s / c } else { 0.0 }).collect()
 }
 
-fn split_for_training<'a>(dataset: &'a Dataset, holdout: &[String]) -> Result<(Vec<&'a Recording>, Vec<&'a Recording>)> {
+fn split_for_training<'a>(
+    dataset: &'a Dataset,
+    holdout: &[String],
+) -> Result<(Vec<&'a Recording>, Vec<&'a Recording>)> {
     let by_names = |names: &[String]| -> Vec<&Recording> {
         dataset.recordings.iter().filter(|r| names.contains(&r.name)).collect()
     };
     let (train, val): (Vec<_>, Vec<_>) = if !holdout.is_empty() {
-        dataset.recordings.iter().partition(|r| !holdout.iter().any(|h| r.name.contains(h.as_str())))
+        dataset
+            .recordings
+            .iter()
+            .partition(|r| !holdout.iter().any(|h| r.name.contains(h.as_str())))
     } else if let Some(train) = dataset.splits.get("train") {
         let val = dataset.splits.get("val").map(|v| by_names(v)).unwrap_or_default();
         (by_names(train), val)
@@ -257,7 +271,11 @@ fn split_for_training<'a>(dataset: &'a Dataset, holdout: &[String]) -> Result<(V
         (dataset.recordings.iter().collect(), Vec::new())
     };
     if train.is_empty() {
-        bail!("no training recordings (holdout {:?}, splits {:?})", holdout, dataset.splits.keys().collect::<Vec<_>>());
+        bail!(
+            "no training recordings (holdout {:?}, splits {:?})",
+            holdout,
+            dataset.splits.keys().collect::<Vec<_>>()
+        );
     }
     Ok((train, val))
 }
@@ -314,31 +332,37 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
     check_classes(&loaded.meta.classes, &dataset.classes, &model_path)?;
     let recs = select(&dataset, args.split.as_deref(), &args.select)?;
     let modality = ModalityConfig::default();
-    let seqs: Vec<SequenceTensors> =
-        recs.iter().map(|r| SequenceTensors::from_recording(r, &modality)).collect::<skelseg::Result<_>>()?;
-    let threshold = loaded.meta.model.boundary_threshold;
+    let seqs: Vec<SequenceTensors> = recs
+        .iter()
+        .map(|r| SequenceTensors::from_recording(r, &modality, &loaded.meta.model))
+        .collect::<skelseg::Result<_>>()?;
+    let threshold = loaded.meta.model.boundary_threshold as f32;
     let (offline, preds) = train::evaluate(&loaded.model, &seqs, device, threshold, &[0])?;
     if let Some(dir) = &args.write_pred {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (rec, pred) in recs.iter().zip(&preds) {
-            let names: Vec<&str> = pred.labels.iter().map(|&c| dataset.classes.name(c).unwrap_or("?")).collect();
+            let names: Vec<&str> =
+                pred.labels.iter().map(|&c| dataset.classes.name(c).unwrap_or("?")).collect();
             io::gt::write_labels(&dir.join(format!("{}.txt", rec.name)), &names)?;
         }
     }
+    let params = loaded.model.num_parameters();
     let online = if args.online {
         let cfg = args.stream.config(&loaded.meta)?;
         Some(evaluate_online(loaded, &recs, &cfg)?)
     } else {
         None
     };
-    let params = checkpoint::load(&model_path, tch::Device::Cpu)?.model.num_parameters();
     if args.json {
         print_json(&EvalJson { offline_flat: offline.clone(), params, offline, online })?;
     } else {
         println!("offline ({} sequences, {} parameters):", recs.len(), params);
         print_scores(&offline);
         if let Some(on) = &online {
-            println!("online (window {}, hop {}, lookahead {}):", on.window_frames, on.hop_frames, on.lookahead_frames);
+            println!(
+                "online (window {}, hop {}, lookahead {}):",
+                on.window_frames, on.hop_frames, on.lookahead_frames
+            );
             print_scores(&on.scores);
             println!(
                 "emission delay: mean {:.1} frames, p95 {:.1} frames; over-segmentation ratio {:.2}",
@@ -361,12 +385,19 @@ fn check_classes(model: &[String], data: &ClassMap, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn select<'a>(dataset: &'a Dataset, split: Option<&str>, tokens: &[String]) -> Result<Vec<&'a Recording>> {
+fn select<'a>(
+    dataset: &'a Dataset,
+    split: Option<&str>,
+    tokens: &[String],
+) -> Result<Vec<&'a Recording>> {
     let mut recs: Vec<&Recording> = match split {
         None => dataset.recordings.iter().collect(),
         Some(name) => {
             let Some(names) = dataset.splits.get(name) else {
-                bail!("the dataset has no split {name:?} (it has {:?})", dataset.splits.keys().collect::<Vec<_>>());
+                bail!(
+                    "the dataset has no split {name:?} (it has {:?})",
+                    dataset.splits.keys().collect::<Vec<_>>()
+                );
             };
             dataset.recordings.iter().filter(|r| names.contains(&r.name)).collect()
         }
@@ -401,22 +432,42 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
     let rec = io::read_recording(&file)?;
     let cfg: StreamConfig = args.stream.config(&loaded.meta)?;
     let classes = ClassMap::new(loaded.meta.classes.clone());
-    println!("model {}\nsequence {} ({} frames, {:.1} s)\n", model_path.display(), file.display(), rec.frames.len(), rec.frames.len() as f64 / rec.fps);
+    println!(
+        "model {}\nsequence {} ({} frames, {:.1} s)\n",
+        model_path.display(),
+        file.display(),
+        rec.frames.len(),
+        rec.frames.len() as f64 / rec.fps
+    );
     let report = skelseg::online::stream_recording(loaded, &rec, &cfg)?;
-    println!("{:<34} | {}", "committed segments (streaming)", "ground truth");
+    println!("{:<34} | ground truth", "committed segments (streaming)");
     let gt: Vec<String> = rec
         .intervals
         .iter()
         .flatten()
-        .map(|iv| format!("{:>5}–{:<5} {}", iv.start, iv.end, classes.name(iv.class).unwrap_or("?")))
+        .map(|iv| {
+            format!("{:>5}–{:<5} {}", iv.start, iv.end, classes.name(iv.class).unwrap_or("?"))
+        })
         .collect();
     let pred: Vec<String> = report
         .segments
         .iter()
-        .map(|s| format!("{:>5}–{:<5} {:<16} {:.2}", s.start_frame, s.end_frame, classes.name(s.class).unwrap_or("?"), s.confidence))
+        .map(|s| {
+            format!(
+                "{:>5}–{:<5} {:<16} {:.2}",
+                s.start_frame,
+                s.end_frame,
+                classes.name(s.class).unwrap_or("?"),
+                s.confidence
+            )
+        })
         .collect();
     for i in 0..pred.len().max(gt.len()) {
-        println!("{:<34} | {}", pred.get(i).map_or("", String::as_str), gt.get(i).map_or("", String::as_str));
+        println!(
+            "{:<34} | {}",
+            pred.get(i).map_or("", String::as_str),
+            gt.get(i).map_or("", String::as_str)
+        );
     }
     if let Some(scores) = &report.scores {
         println!();

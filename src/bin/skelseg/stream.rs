@@ -4,8 +4,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -56,7 +56,13 @@ impl StreamOptions {
             .map(|means| {
                 means
                     .iter()
-                    .map(|&m| if m > 0.0 { ((m * self.min_len_factor).round() as usize).max(4) } else { self.min_frames })
+                    .map(|&m| {
+                        if m > 0.0 {
+                            ((m * self.min_len_factor).round() as usize).max(4)
+                        } else {
+                            self.min_frames
+                        }
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -108,16 +114,23 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     let model_path = args.model.clone().unwrap_or_else(bundled_model);
     let loaded = checkpoint::load(&model_path, device)?;
     let cfg = args.options.config(&loaded.meta)?;
-    let pacing = if args.speed > 0.0 { source::Pacing::Speed(args.speed) } else { source::Pacing::AsFastAsPossible };
+    let pacing = if args.speed > 0.0 {
+        source::Pacing::Speed(args.speed)
+    } else {
+        source::Pacing::AsFastAsPossible
+    };
     let mut builder = PipelineBuilder::new(loaded, cfg).event_channel(false);
     for spec in &args.source {
-        builder = builder.boxed_source(spec.open(pacing).with_context(|| format!("opening source {spec}"))?);
+        builder = builder
+            .boxed_source(spec.open(pacing).with_context(|| format!("opening source {spec}"))?);
     }
     let json = args.json;
     let builder = builder.on_event(move |event: &SegmentEvent| {
         let mut out = std::io::stdout().lock();
         let written = if json {
-            serde_json::to_writer(&mut out, event).map_err(std::io::Error::from).and_then(|()| writeln!(out))
+            serde_json::to_writer(&mut out, event)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
         } else {
             writeln!(out, "{event}")
         };
@@ -128,7 +141,8 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("installing the signal handler")?;
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+            .context("installing the signal handler")?;
     }
     while !stop.load(Ordering::Relaxed) && !pipeline.is_finished() {
         std::thread::sleep(Duration::from_millis(50));
@@ -191,7 +205,13 @@ pub fn send(args: SendArgs) -> Result<ExitCode> {
     if args.json {
         print_json(&stats)?;
     } else {
-        println!("sent {} frames of {} to {} over {:?}", stats.frames, args.file.display(), args.to, args.proto);
+        println!(
+            "sent {} frames of {} to {} over {:?}",
+            stats.frames,
+            args.file.display(),
+            args.to,
+            args.proto
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
