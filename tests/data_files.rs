@@ -132,8 +132,18 @@ fn read_recording_dispatches_on_extension_and_content() {
 
     let dir = tempfile::tempdir().unwrap();
     let nd = dir.path().join("live.ndjson");
-    std::fs::write(&nd, "{}\n").unwrap();
-    assert_err_mentions(io::read_recording(&nd), &["live.ndjson", "io::ndjson"]);
+    let first = io::pku::read_skeleton(data("pku-mmd/A10N08-L.txt")).unwrap().remove(0);
+    let text = format!(
+        "{}\n{}\n",
+        io::ndjson::encode_header(&io::ndjson::Header::canonical(Some(30.0))),
+        io::ndjson::encode_frame(&first)
+    );
+    std::fs::write(&nd, &text).unwrap();
+    let rec = io::read_recording(&nd).unwrap();
+    assert_eq!(rec.frames.len(), 1);
+    assert_eq!(rec.frames[0].bodies.len(), first.bodies.len());
+    std::fs::write(&nd, format!("{text}{{\"type\":\"frame\"}}\n")).unwrap();
+    assert_err_mentions(io::read_recording(&nd), &["live.ndjson:3"]);
     let odd = dir.path().join("odd.txt");
     std::fs::write(&odd, "1 2 3\n").unwrap();
     assert_err_mentions(io::read_recording(&odd), &["odd.txt:1:", "150", "61", "found 3"]);

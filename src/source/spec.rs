@@ -210,10 +210,21 @@ mod tests {
     }
 
     #[test]
-    fn open_reports_unwired_kinds() {
-        assert!(open_error(&SourceSpec::Sim).contains("simulator"));
-        assert!(open_error(&parse("file:x.skeleton")).contains(".ndjson"));
+    fn open_locates_missing_and_unknown_files() {
+        let err = open_error(&parse("file:/nonexistent/x.skeleton"));
+        assert!(err.starts_with("/nonexistent/x.skeleton"), "{err}");
         let err = open_error(&parse("file:/nonexistent/x.ndjson"));
         assert!(err.starts_with("/nonexistent/x.ndjson"), "{err}");
+        let err = open_error(&parse("file:/nonexistent/x.csv"));
+        assert!(err.contains("x.csv") && err.contains(".skeleton"), "{err}");
+    }
+
+    #[test]
+    fn sim_opens_a_live_stream() {
+        let mut src = SourceSpec::Sim.open(Pacing::AsFastAsPossible).expect("sim opens");
+        assert!(matches!(
+            src.next_event(std::time::Duration::from_millis(100)),
+            crate::source::SourcePoll::Event(crate::source::SourceEvent::Frame { .. })
+        ));
     }
 }
