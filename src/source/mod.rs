@@ -163,6 +163,13 @@ pub trait FrameSource: Send {
 
     /// The counters so far.
     fn stats(&self) -> SourceStats;
+
+    /// Whether frames arrive at the sensor's pace. A live stream that falls behind may skip
+    /// inference windows to keep its latency; a recording replayed as fast as possible is not
+    /// live, so every window runs and the output does not depend on the machine's speed.
+    fn is_live(&self) -> bool {
+        true
+    }
 }
 
 impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
@@ -172,6 +179,10 @@ impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
 
     fn stats(&self) -> SourceStats {
         (**self).stats()
+    }
+
+    fn is_live(&self) -> bool {
+        (**self).is_live()
     }
 }
 

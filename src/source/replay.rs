@@ -117,6 +117,10 @@ impl FrameSource for ReplaySource {
     fn stats(&self) -> SourceStats {
         self.stats
     }
+
+    fn is_live(&self) -> bool {
+        self.speed.is_some()
+    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,10 @@ impl FrameSource for SimSource {
     fn stats(&self) -> SourceStats {
         self.stats
     }
+
+    fn is_live(&self) -> bool {
+        self.period_secs.is_some()
+    }
 }
 
 #[cfg(test)]

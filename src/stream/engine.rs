@@ -32,6 +32,10 @@ pub struct EngineConfig {
     pub lookahead_frames: usize,
     /// Modality derivation (slot assignment, gaps).
     pub modality: ModalityConfig,
+    /// When a live stream falls behind by more than a hop, run one window over its backlog
+    /// instead of one per hop (windows are skipped, frames never are). Off: every window runs,
+    /// so the output depends only on the input, not on the machine's speed.
+    pub catch_up: bool,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +45,7 @@ impl Default for EngineConfig {
             hop_frames: 4,
             lookahead_frames: 8,
             modality: ModalityConfig::default(),
+            catch_up: true,
         }
     }
 }

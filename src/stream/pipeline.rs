@@ -263,6 +263,8 @@ fn spawn(
 struct Arrival {
     event: SourceEvent,
     at: Instant,
+    /// Whether the source delivers at the sensor's pace ([`FrameSource::is_live`]).
+    live: bool,
 }
 
 enum WorkerOut {
@@ -279,6 +281,7 @@ fn pump(
     stats: Arc<Mutex<PipelineStats>>,
 ) -> Result<()> {
     let mut open: Vec<crate::source::StreamId> = Vec::new();
+    let live = source.is_live();
     let publish = |source: &dyn FrameSource| {
         if let Ok(mut s) = stats.lock() {
             s.sources[index] = source.stats();
@@ -294,7 +297,7 @@ fn pump(
                     SourceEvent::Ended { stream, .. } => open.retain(|s| s != stream),
                     _ => {}
                 }
-                if tx.send(Arrival { event, at: Instant::now() }).is_err() {
+                if tx.send(Arrival { event, at: Instant::now(), live }).is_err() {
                     break; // the worker is gone
                 }
             }
@@ -306,7 +309,7 @@ fn pump(
     drop(source); // closes listeners before the streams are reported ended
     for stream in open {
         let event = SourceEvent::Ended { stream, reason: EndReason::Shutdown };
-        if tx.send(Arrival { event, at: Instant::now() }).is_err() {
+        if tx.send(Arrival { event, at: Instant::now(), live }).is_err() {
             break;
         }
     }
@@ -325,13 +328,15 @@ fn infer(
         state: StreamState,
         queue: VecDeque<(Frame, Instant)>,
         ended: Option<String>,
+        live: bool,
     }
     let hop = engine.config().hop_frames;
+    let catch_up = engine.config().catch_up;
     let mut streams: Vec<Stream> = Vec::new();
     let mut latencies = Vec::new();
     // Block for the first arrival, then take whatever else is already there.
     while let Ok(first) = rx.recv() {
-        for Arrival { event, at } in std::iter::once(first).chain(rx.try_iter()) {
+        for Arrival { event, at, live } in std::iter::once(first).chain(rx.try_iter()) {
             let key: Arc<str> = Arc::from(event.stream().as_str());
             let pos = match streams.iter().position(|s| s.id == key) {
                 Some(p) => p,
@@ -341,6 +346,7 @@ fn infer(
                         state: StreamState::new(engine.config()),
                         queue: VecDeque::new(),
                         ended: None,
+                        live,
                     });
                     if let Ok(mut s) = stats.lock() {
                         s.streams += 1;
@@ -356,10 +362,10 @@ fn infer(
             }
         }
 
-        // Streams with a backlog catch up with one window; the rest go in lockstep batches.
+        // Live streams with a backlog catch up with one window; the rest go in lockstep batches.
         let mut outputs: Vec<(usize, Vec<FinalFrame>)> = Vec::new();
         for (i, s) in streams.iter_mut().enumerate() {
-            if s.queue.len() > hop {
+            if catch_up && s.live && s.queue.len() > hop {
                 let (frames, arrivals): (Vec<Frame>, Vec<Instant>) = s.queue.drain(..).unzip();
                 let finals = engine.push_many(&mut s.state, &frames)?;
                 if let (false, Some(at)) = (finals.is_empty(), arrivals.last()) {

@@ -1,0 +1,154 @@
+//! The `skelseg` binary end to end: every command's JSON report, located errors, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shared(rel: &str) -> PathBuf {
+    root().join("../shared/data").join(rel)
+}
+
+fn skelseg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skelseg")).args(args).output().expect("the binary runs")
+}
+
+/// Runs a command that must succeed and print one JSON object.
+fn json(args: &[&str]) -> Value {
+    let out = skelseg(args);
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "--json prints exactly one line: {stdout}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn failure(args: &[&str]) -> String {
+    let out = skelseg(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn info_reports_the_real_pku_file() {
+    let file = shared("pku-mmd/A10N08-L.txt");
+    let v = json(&["info", file.to_str().unwrap(), "--json"]);
+    assert_eq!(v["frames"], 1040);
+    assert_eq!(v["frames_with_bodies"][2], 728);
+    assert_eq!(v["layout"], "kinect_v2_25");
+    assert_eq!(v["labels"], Value::Null);
+}
+
+#[test]
+fn info_reports_utkinect_labels_mapped_from_kinect_v1() {
+    let file = shared("utkinect-action3d/joints/joints_s01_e01.txt");
+    let v = json(&["info", file.to_str().unwrap(), "--json"]);
+    assert_eq!(v["layout"], "kinect_v1_20");
+    assert_eq!(v["labels"].as_array().map(Vec::len), Some(10));
+}
+
+#[test]
+fn synth_is_deterministic_and_readable_by_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let v = json(&["synth", "--out", out.to_str().unwrap(), "--sequences", "3", "--seed", "9", "--json"]);
+        assert_eq!(v["sequences"], 3);
+        assert_eq!(v["classes"], 15);
+    }
+    let name = "skeleton/synth_0000.txt";
+    assert_eq!(std::fs::read(a.join(name)).unwrap(), std::fs::read(b.join(name)).unwrap());
+    let v = json(&["info", a.join(name).to_str().unwrap(), "--json"]);
+    assert!(v["frames"].as_u64().unwrap() > 300);
+    assert!(!v["labels"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn metrics_reproduces_the_reference_vector() {
+    // architecture.md §1.5 ex1: gt A A B B B C C, pred A B B B C C C (no background).
+    let dir = tempfile::tempdir().unwrap();
+    let (pred, gt) = (dir.path().join("pred"), dir.path().join("gt"));
+    std::fs::create_dir_all(&pred).unwrap();
+    std::fs::create_dir_all(&gt).unwrap();
+    std::fs::write(gt.join("v.txt"), "A\nA\nB\nB\nB\nC\nC\n").unwrap();
+    std::fs::write(pred.join("v.txt"), "A\nB\nB\nB\nC\nC\nC\n").unwrap();
+    let v = json(&["metrics", "--pred", pred.to_str().unwrap(), "--gt", gt.to_str().unwrap(), "--json"]);
+    for key in ["acc", "edit", "f1_10", "f1_25", "f1_50", "videos", "frames"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert!((v["acc"].as_f64().unwrap() - 100.0 * 5.0 / 7.0).abs() < 1e-9);
+    assert_eq!(v["edit"], 100.0);
+    assert_eq!(v["videos"], 1);
+    assert_eq!(v["frames"], 7);
+}
+
+#[test]
+fn malformed_input_fails_with_a_located_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.txt");
+    let good_line = vec!["0.5"; 150].join(" ");
+    std::fs::write(&bad, format!("{good_line}\n{}\n", vec!["0.5"; 149].join(" "))).unwrap();
+    let err = failure(&["info", bad.to_str().unwrap()]);
+    assert!(err.contains("bad.txt:2") && err.contains("149"), "{err}");
+    let err = failure(&["info", "/nonexistent/x.skeleton"]);
+    assert!(err.contains("/nonexistent/x.skeleton"), "{err}");
+    let err = failure(&["stream", "--source", "carrier-pigeon:1"]);
+    assert!(err.contains("carrier-pigeon"), "{err}");
+}
+
+#[test]
+fn info_describes_the_bundled_model() {
+    let model = root().join("fixtures/models/synth.safetensors");
+    let v = json(&["info", model.to_str().unwrap(), "--json"]);
+    assert!(v["params"].as_i64().unwrap() > 100_000);
+    assert_eq!(v["meta"]["classes"][0], "background");
+    assert!(v["dsmi_flops_per_frame"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_checkpoint_that_does_not_match_its_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = root().join("fixtures/models/synth.safetensors");
+    let copy = dir.path().join("m.safetensors");
+    std::fs::copy(&model, &copy).unwrap();
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(model.with_extension("json")).unwrap()).unwrap();
+    let mut meta = meta;
+    meta["model"]["hidden"] = Value::from(32);
+    std::fs::write(copy.with_extension("json"), meta.to_string()).unwrap();
+    let err = failure(&["info", copy.to_str().unwrap()]);
+    assert!(err.contains("m.safetensors") && err.contains("shape"), "{err}");
+}
+
+#[test]
+fn eval_and_stream_report_json_on_the_bundled_sequence() {
+    let data = root().join("fixtures/synth");
+    let v = json(&["eval", "--data", data.to_str().unwrap(), "--online", "--json"]);
+    for key in ["acc", "edit", "f1_10", "f1_25", "f1_50", "params"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    for key in ["acc", "edit", "f1_50", "delay_mean_frames", "delay_p95_frames", "overseg_ratio"] {
+        assert!(v["online"].get(key).is_some(), "missing online.{key}: {v}");
+    }
+    assert!(v["offline"]["acc"].as_f64().unwrap() > 80.0, "{v}");
+
+    let file = data.join("skeleton/synth_0000.txt");
+    let spec = format!("file:{}", file.display());
+    let out = skelseg(&["stream", "--source", &spec, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ended: Vec<&Value> = events.iter().filter(|e| e["type"] == "segment_ended").collect();
+    assert!(ended.len() >= 3, "{events:?}");
+    assert_eq!(events.last().unwrap()["type"], "stream_ended");
+    // Segments tile the recording: contiguous, from frame 0 to its last frame.
+    assert_eq!(ended[0]["start_frame"], 0);
+    for pair in ended.windows(2) {
+        assert_eq!(pair[1]["start_frame"].as_u64(), pair[0]["end_frame"].as_u64().map(|e| e + 1));
+    }
+    let frames = json(&["info", file.to_str().unwrap(), "--json"])["frames"].as_u64().unwrap();
+    assert_eq!(ended.last().unwrap()["end_frame"].as_u64(), Some(frames - 1));
+}

@@ -1,0 +1,191 @@
+//! The streaming runtime end to end: sources, the threaded pipeline, the synchronous
+//! segmenter, batching across streams, faults on real loopback sockets.
+
+use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use skelseg::io::{self, Recording};
+use skelseg::model::checkpoint::{self, LoadedModel};
+use skelseg::source::{self, NetConfig, NetSource, Pacing, ReplaySource};
+use skelseg::stream::{
+    Engine, EngineConfig, PipelineBuilder, SegmentEvent, StreamConfig, StreamSegmenter, StreamState,
+};
+use tch::Device;
+
+fn model() -> LoadedModel {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
+    checkpoint::load(&path, Device::Cpu).expect("the bundled model loads")
+}
+
+fn bundled() -> Recording {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/synth/skeleton/synth_0000.txt");
+    io::read_recording(path).expect("the bundled sequence reads")
+}
+
+/// `(class, start, end)` of the committed segments, in order.
+fn segments(events: &[SegmentEvent]) -> Vec<(usize, u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match *e {
+            SegmentEvent::SegmentEnded { class, start_frame, end_frame, .. } => Some((class, start_frame, end_frame)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_synchronous_segmenter_tiles_the_recording_and_flushes_at_the_end() {
+    let rec = bundled();
+    let mut seg = StreamSegmenter::new(model(), "t", StreamConfig::default()).unwrap();
+    let mut events = Vec::new();
+    for f in &rec.frames {
+        events.extend(seg.push(f).unwrap());
+    }
+    let before_finish = segments(&events).len();
+    events.extend(seg.finish().unwrap());
+    let segs = segments(&events);
+    assert!(segs.len() > before_finish, "finish closes the open segment");
+    assert_eq!(segs[0].1, 0);
+    assert_eq!(segs.last().unwrap().2, rec.frames.len() as u64 - 1);
+    for pair in segs.windows(2) {
+        assert_eq!(pair[1].1, pair[0].2 + 1, "segments are contiguous: {segs:?}");
+    }
+    assert!(matches!(events.last(), Some(SegmentEvent::StreamEnded { frames, .. }) if *frames == rec.frames.len() as u64));
+    assert_eq!(seg.counters().finalised, 0, "finish resets the stream");
+}
+
+#[test]
+fn batching_streams_gives_the_same_probabilities_as_one_stream_at_a_time() {
+    let rec = bundled();
+    let frames = &rec.frames[..200];
+    let loaded = model();
+    let cfg = EngineConfig { window_frames: 64, hop_frames: 4, lookahead_frames: 8, ..EngineConfig::default() };
+    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
+    let _guard = tch::no_grad_guard();
+    // Stream b lags a by 37 frames, so their windows differ in content and fill level.
+    let (mut alone, mut a, mut b) = (StreamState::new(&cfg), StreamState::new(&cfg), StreamState::new(&cfg));
+    let mut reference = Vec::new();
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    for (i, f) in frames.iter().enumerate() {
+        reference.extend(engine.push(&mut [(&mut alone, f)]).unwrap().remove(0));
+        if i >= 37 {
+            let mut out = engine.push(&mut [(&mut a, f), (&mut b, &frames[i - 37])]).unwrap();
+            got_b.extend(out.remove(1));
+            got_a.extend(out.remove(0));
+        } else {
+            got_a.extend(engine.push(&mut [(&mut a, f)]).unwrap().remove(0));
+        }
+    }
+    assert!(!reference.is_empty());
+    assert_eq!(got_a.len(), reference.len());
+    for (x, y) in got_a.iter().zip(&reference).chain(got_b.iter().zip(&reference)) {
+        assert_eq!(x.index, y.index);
+        for (p, q) in x.probs.iter().zip(&y.probs) {
+            assert!((p - q).abs() < 1e-4, "frame {}: {p} vs {q}", x.index);
+        }
+    }
+}
+
+#[test]
+fn a_burst_skips_windows_but_never_frames() {
+    let rec = bundled();
+    let loaded = model();
+    let cfg = EngineConfig::default();
+    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
+    let mut state = StreamState::new(&cfg);
+    let burst = &rec.frames[..300]; // more than a window at once
+    let mut finals = engine.push_many(&mut state, burst).unwrap();
+    finals.extend(engine.flush(&mut state).unwrap());
+    let indices: Vec<u64> = finals.iter().map(|f| f.index).collect();
+    assert_eq!(indices, (0..300).collect::<Vec<u64>>());
+    assert!(state.counters().skipped_windows > 0, "{:?}", state.counters());
+}
+
+#[test]
+fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
+    let rec = bundled();
+    let cfg = StreamConfig::default();
+    let direct = PipelineBuilder::new(model(), cfg.clone())
+        .source(ReplaySource::new(rec.clone(), Pacing::AsFastAsPossible).unwrap())
+        .start()
+        .unwrap();
+    let (_, direct_events) = direct.wait().unwrap();
+
+    let listener = NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
+    let addr: SocketAddr = listener.local_addr();
+    // A live source may skip windows when it falls behind; sent as fast as possible it would,
+    // so this comparison turns catching up off: every window runs on both paths.
+    let mut live_cfg = cfg;
+    live_cfg.engine.catch_up = false;
+    let live = PipelineBuilder::new(model(), live_cfg).source(listener).start().unwrap();
+    let sent = source::send_recording(&rec, addr, source::Proto::Tcp, None).unwrap();
+    assert_eq!(sent.frames, rec.frames.len() as u64);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut live_events = Vec::new();
+    while Instant::now() < deadline {
+        match live.events().recv_timeout(Duration::from_millis(100)) {
+            Ok(e) => {
+                let done = matches!(e, SegmentEvent::StreamEnded { .. });
+                live_events.push(e);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    let (stats, rest) = live.shutdown().unwrap();
+    assert_eq!(stats.sources[0].frames, rec.frames.len() as u64);
+    live_events.extend(rest);
+    assert!(!segments(&direct_events).is_empty());
+    assert_eq!(segments(&live_events), segments(&direct_events));
+}
+
+#[test]
+fn bad_clients_do_not_disturb_a_good_stream_and_shutdown_flushes_everything() {
+    let rec = bundled();
+    let listener = NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
+    let addr = listener.local_addr();
+    let pipeline = PipelineBuilder::new(model(), StreamConfig::default()).source(listener).start().unwrap();
+
+    // A client sending garbage, NaNs and a wrong joint count, then vanishing mid-line.
+    let mut bad = TcpStream::connect(addr).unwrap();
+    bad.write_all(b"not json\n{\"type\":\"frame\",\"bodies\":[{\"joint_positions\":[[1,2,3]]}]}\n").unwrap();
+    bad.write_all(b"{\"type\":\"frame\",\"bodies\":[{\"joint_pos").unwrap();
+    drop(bad);
+
+    // A good client sends half the recording and stays connected: shutdown must flush it.
+    let mut half = rec.clone();
+    half.frames.truncate(rec.frames.len() / 2);
+    let mut good = TcpStream::connect(addr).unwrap();
+    good.write_all(format!("{}\n", io::ndjson::encode_header(&io::ndjson::Header::canonical(Some(30.0)))).as_bytes()).unwrap();
+    for f in &half.frames {
+        good.write_all(format!("{}\n", io::ndjson::encode_frame(f)).as_bytes()).unwrap();
+    }
+    good.flush().unwrap();
+    // Wait until every good frame reached the worker.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pipeline.stats().sources[0].frames < half.frames.len() as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (stats, events) = pipeline.shutdown().unwrap();
+    drop(good);
+    let src = stats.sources[0];
+    assert_eq!(src.frames, half.frames.len() as u64);
+    assert!(src.skipped_malformed >= 2, "{src:?}");
+    assert!(src.skipped_invalid_joints >= 1, "{src:?}");
+    // The good stream's segments tile all of its frames, closed by the shutdown.
+    let good_stream = events
+        .iter()
+        .find_map(|e| match e {
+            SegmentEvent::StreamEnded { stream, frames, .. } if *frames > 0 => Some(stream.clone()),
+            _ => None,
+        })
+        .expect("the good stream ended");
+    let segs: Vec<_> = segments(&events.iter().filter(|e| e.stream() == good_stream).cloned().collect::<Vec<_>>());
+    assert_eq!(segs.first().map(|s| s.1), Some(0));
+    assert_eq!(segs.last().map(|s| s.2), Some(half.frames.len() as u64 - 1));
+}
