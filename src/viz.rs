@@ -288,6 +288,7 @@ impl VizSender {
 // Visualizer
 
 /// Control messages to the viz thread.
+#[derive(Debug)]
 enum Command {
     /// Log what is queued, flush and stop.
     Shutdown,
@@ -311,12 +312,6 @@ pub struct Visualizer {
     tx_cmds: Sender<Command>,
     drops: Arc<Drops>,
     msgs_to_viewer_handle: Option<JoinHandle<Result<()>>>,
-}
-
-impl fmt::Debug for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Shutdown")
-    }
 }
 
 impl Visualizer {
@@ -403,8 +398,10 @@ fn open_recording(
     search_path: Option<&OsStr>,
 ) -> Result<Option<RecordingStream>> {
     // Explicitly enabled: the user asked for output, so the `RERUN` env var must not veto it.
-    let builder = RecordingStreamBuilder::new(app).enabled(true);
     let viz_err = |message: String| Error::Viz { message };
+    let app_id = rerun::ApplicationId::try_new(app)
+        .map_err(|e| viz_err(format!("invalid application id `{app}`: {e}")))?;
+    let builder = RecordingStreamBuilder::new(app_id).enabled(true);
     let rec = match target {
         VizTarget::Off => return Ok(None),
         VizTarget::Spawn => {
@@ -529,6 +526,35 @@ impl StreamState {
     }
 }
 
+/// Where one kind of segment (predicted or ground truth) of a stream goes.
+#[derive(Debug)]
+struct SegmentPaths {
+    /// `TextLog` entries.
+    log: String,
+    /// Class-id step line.
+    band: String,
+    /// `StateChange` lane.
+    lane: String,
+}
+
+impl SegmentPaths {
+    fn predicted(root: &str) -> Self {
+        SegmentPaths {
+            log: format!("{root}/segments"),
+            band: format!("{root}/segment_class"),
+            lane: format!("{root}/timeline/predicted"),
+        }
+    }
+
+    fn ground_truth(root: &str) -> Self {
+        SegmentPaths {
+            log: format!("{root}/gt/segments"),
+            band: format!("{root}/gt/segment_class"),
+            lane: format!("{root}/timeline/ground_truth"),
+        }
+    }
+}
+
 /// Turns [`VizMsg`]s into Rerun log calls; lives on the viz thread.
 struct Logger {
     rec: RecordingStream,
@@ -586,16 +612,15 @@ impl Logger {
                     "{}: frames {start_frame}–{end_frame} (confidence {confidence:.2})",
                     self.class_name(class)
                 );
-                self.log_segment(&stream, &format!("{root}/segments"), class, start_frame, end_frame, text);
-                self.log_band(&stream, &root, "", "predicted", class, start_frame, end_frame);
+                let paths = SegmentPaths::predicted(&root);
+                self.log_segment(&stream, &paths, class, (start_frame, end_frame), text);
             }
             VizMsg::GroundTruth { stream, intervals } => {
-                let root = self.root(&stream);
+                let paths = SegmentPaths::ground_truth(&self.root(&stream));
                 for iv in intervals {
                     let (start, end) = (iv.start as u64, iv.end as u64);
                     let text = format!("{}: frames {start}–{end}", self.class_name(iv.class));
-                    self.log_segment(&stream, &format!("{root}/gt/segments"), iv.class, start, end, text);
-                    self.log_band(&stream, &root, "/gt", "ground_truth", iv.class, start, end);
+                    self.log_segment(&stream, &paths, iv.class, (start, end), text);
                 }
             }
         }
@@ -735,49 +760,31 @@ impl Logger {
         self.log(&format!("{root}/label"), &TextDocument::from_markdown(text));
     }
 
-    /// A segment (or ground-truth interval) as one `TextLog` entry at its first frame.
+    /// A segment (or ground-truth interval): one `TextLog` entry at its first frame, the class id
+    /// at its first and last frame on the step line, and its class name on the state lane from
+    /// its first frame until a reset just after its last.
     fn log_segment(
         &mut self,
         stream: &str,
-        path: &str,
+        paths: &SegmentPaths,
         class: usize,
-        start_frame: u64,
-        end_frame: u64,
+        (start_frame, end_frame): (u64, u64),
         text: String,
     ) {
-        self.set_stream_time(stream, start_frame);
         let color = Rgba32::from_u32(class_color(class));
         let level = if class == 0 { TextLogLevel::DEBUG } else { TextLogLevel::INFO };
-        self.log(path, &TextLog::new(text).with_level(level).with_color(color));
-        tracing::trace!(stream, path, start_frame, end_frame, "viz: segment");
-    }
-
-    /// The class-id step line (`{prefix}/segment_class`) and the state lane
-    /// (`timeline/{lane}`) of one segment.
-    #[allow(clippy::too_many_arguments)]
-    fn log_band(
-        &mut self,
-        stream: &str,
-        root: &str,
-        prefix: &str,
-        lane: &str,
-        class: usize,
-        start_frame: u64,
-        end_frame: u64,
-    ) {
-        let band = format!("{root}{prefix}/segment_class");
-        let lane = format!("{root}/timeline/{lane}");
-        let name = self.class_name(class);
         self.set_stream_time(stream, start_frame);
-        self.log(&band, &Scalars::single(class as f64));
-        self.log(&lane, &StateChange::single(name));
+        self.log(&paths.log, &TextLog::new(text).with_level(level).with_color(color));
+        self.log(&paths.band, &Scalars::single(class as f64));
+        self.log(&paths.lane, &StateChange::single(self.class_name(class)));
         if end_frame > start_frame {
             self.set_stream_time(stream, end_frame);
-            self.log(&band, &Scalars::single(class as f64));
+            self.log(&paths.band, &Scalars::single(class as f64));
         }
-        // A reset after the end; a segment starting right there is logged later and wins.
+        // A segment starting right after this one is logged later, so at equal times it wins.
         self.set_stream_time(stream, end_frame.saturating_add(1));
-        self.log(&lane, &StateChange::single(""));
+        self.log(&paths.lane, &StateChange::single(""));
+        tracing::trace!(stream, path = %paths.log, start_frame, end_frame, "viz: segment");
     }
 
     /// Sets the time cursor to `frame` with the sensor time remembered for it, if any.
@@ -820,7 +827,7 @@ impl Logger {
             .iter()
             .map(|(stream, id)| {
                 let root = format!("/stream/{id}");
-                let plots = Vertical::new([
+                let plots: [ContainerLike; 4] = [
                     TimeSeriesView::new("class probabilities")
                         .with_origin(format!("{root}/probs"))
                         .into(),
@@ -838,8 +845,8 @@ impl Logger {
                             format!("{root}/gt/segment_class"),
                         ])
                         .into(),
-                ]);
-                let text = Vertical::new([
+                ];
+                let text: [ContainerLike; 2] = [
                     TextDocumentView::new("current label")
                         .with_origin(root.as_str())
                         .with_contents([format!("{root}/label")])
@@ -848,11 +855,11 @@ impl Logger {
                         .with_origin(root.as_str())
                         .with_contents([format!("{root}/segments"), format!("{root}/gt/segments")])
                         .into(),
-                ]);
+                ];
                 Horizontal::new([
                     Spatial3DView::new("skeleton").with_origin(format!("{root}/skeleton")).into(),
-                    plots.into(),
-                    text.into(),
+                    Vertical::new(plots).into(),
+                    Vertical::new(text).into(),
                 ])
                 .with_column_shares([0.4, 0.4, 0.2])
                 .with_name(stream.as_str())

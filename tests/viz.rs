@@ -85,7 +85,7 @@ fn read_rrd(path: &Path) -> Vec<Chunk> {
 fn rows<C: Component + Clone>(
     chunks: &[Chunk],
     path: &str,
-    timeline: &str,
+    timeline: &'static str,
     desc: &ComponentDescriptor,
 ) -> Vec<(i64, Vec<C>)> {
     let mut out = Vec::new();
