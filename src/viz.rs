@@ -147,7 +147,9 @@ impl FromStr for VizTarget {
         }
         if let Some(url) = s.strip_prefix("connect:") {
             if url.is_empty() {
-                return Err(invalid("expected a viewer URL after `connect:`, found nothing".into()));
+                return Err(invalid(
+                    "expected a viewer URL after `connect:`, found nothing".into(),
+                ));
             }
             return Ok(VizTarget::Connect(Some(url.to_owned())));
         }
@@ -372,9 +374,9 @@ impl Visualizer {
         };
         // The thread also stops if this fails: the command receiver is gone only when it has.
         self.tx_cmds.try_send(Command::Shutdown).ok();
-        let result = handle.join().map_err(|_| Error::Viz {
-            message: format!("thread {THREAD_NAME} panicked"),
-        })?;
+        let result = handle
+            .join()
+            .map_err(|_| Error::Viz { message: format!("thread {THREAD_NAME} panicked") })?;
         let dropped = self.dropped();
         if dropped > 0 {
             tracing::warn!(dropped, "viz dropped messages because the viewer was behind");
@@ -415,9 +417,9 @@ fn open_recording(
                 executable_path: Some(exe.to_string_lossy().into_owned()),
                 ..SpawnOptions::default()
             };
-            builder.spawn_opts(&opts).map_err(|e| {
-                viz_err(format!("cannot spawn the viewer {}: {e}", exe.display()))
-            })?
+            builder
+                .spawn_opts(&opts)
+                .map_err(|e| viz_err(format!("cannot spawn the viewer {}: {e}", exe.display())))?
         }
         VizTarget::Connect(None) => builder
             .connect_grpc()
@@ -880,20 +882,17 @@ impl Logger {
         if self.log_errors > 0 {
             tracing::warn!(errors = self.log_errors, "viz: some log calls failed");
         }
-        self.rec.flush_with_timeout(FLUSH_TIMEOUT).map_err(|e| Error::Viz {
-            message: format!("cannot flush the Rerun output: {e}"),
-        })
+        self.rec
+            .flush_with_timeout(FLUSH_TIMEOUT)
+            .map_err(|e| Error::Viz { message: format!("cannot flush the Rerun output: {e}") })
     }
 }
 
 /// The static annotation at `/`: one class per body slot, with the 25 Kinect v2 joints as
 /// keypoints and the 24 bones as connections, so the viewer draws the bones.
 fn skeleton_annotation() -> AnnotationContext {
-    let keypoints: Vec<rerun::AnnotationInfo> = JOINT_NAMES
-        .iter()
-        .enumerate()
-        .map(|(id, name)| (id as u16, *name).into())
-        .collect();
+    let keypoints: Vec<rerun::AnnotationInfo> =
+        JOINT_NAMES.iter().enumerate().map(|(id, name)| (id as u16, *name).into()).collect();
     let bones: Vec<KeypointPair> =
         BONES.iter().map(|&(a, b)| KeypointPair::from((a as u16, b as u16))).collect();
     AnnotationContext::new(SLOT_COLORS.iter().enumerate().map(|(slot, &color)| {

@@ -18,7 +18,7 @@ use rerun::{
     TextDocument, TextLog,
 };
 use skelseg::io::{ClassMap, Interval};
-use skelseg::viz::{VizMsg, VizSender, VizTarget, Visualizer};
+use skelseg::viz::{Visualizer, VizMsg, VizSender, VizTarget};
 use skelseg::{Body, Frame, Joint, NUM_JOINTS, Tracking};
 
 const CLASSES: [&str; 4] = ["background", "walk", "drink water", "sit down"];
@@ -63,22 +63,40 @@ fn scores(stream: &str, f: u64, fps: f64) -> VizMsg {
         frame: f,
         timestamp_secs: f as f64 / fps,
         probs: probs(f),
-        boundary_prob: if f % 10 == 0 { 0.9 } else { 0.05 },
+        boundary_prob: if f.is_multiple_of(10) { 0.9 } else { 0.05 },
     }
 }
 
 /// Recording-store chunks of an `.rrd`, decoded by rerun.
 fn read_rrd(path: &Path) -> Vec<Chunk> {
-    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let file = std::io::BufReader::new(std::fs::File::open(path).expect("open .rrd"));
     let mut chunks = Vec::new();
-    for msg in DecoderApp::decode_eager(file).unwrap() {
-        if let LogMsg::ArrowMsg(store_id, arrow_msg) = msg.unwrap()
+    for msg in DecoderApp::decode_eager(file).expect("an .rrd header") {
+        if let LogMsg::ArrowMsg(store_id, arrow_msg) = msg.expect("a decodable message")
             && store_id.kind() == StoreKind::Recording
         {
-            chunks.push(Chunk::from_arrow_msg(&arrow_msg).unwrap());
+            chunks.push(Chunk::from_arrow_msg(&arrow_msg).expect("a chunk"));
         }
     }
     chunks
+}
+
+/// Entity paths of the blueprint chunks and the number of blueprint activations in an `.rrd`.
+fn read_blueprints(path: &Path) -> (Vec<String>, usize) {
+    let file = std::io::BufReader::new(std::fs::File::open(path).expect("open .rrd"));
+    let (mut paths, mut activations) = (Vec::new(), 0);
+    for msg in DecoderApp::decode_eager(file).expect("an .rrd header") {
+        match msg.expect("a decodable message") {
+            LogMsg::ArrowMsg(store_id, arrow_msg) if store_id.kind() == StoreKind::Blueprint => {
+                paths.push(
+                    Chunk::from_arrow_msg(&arrow_msg).expect("a chunk").entity_path().to_string(),
+                );
+            }
+            LogMsg::BlueprintActivationCommand(_) => activations += 1,
+            _ => {}
+        }
+    }
+    (paths, activations)
 }
 
 /// `(time on `timeline`, values)` of every temporal row of `path` that has `desc`, time-sorted.
@@ -147,7 +165,13 @@ fn saved_rrd_holds_the_entity_tree_of_two_streams() {
     }
     let segments = [(a, 1, 0, 9, 0.91), (a, 2, 10, 25, 0.8), (b, 3, 0, 24, 0.66)];
     for &(stream, class, start_frame, end_frame, confidence) in &segments {
-        tx.send(VizMsg::Segment { stream: stream.into(), class, start_frame, end_frame, confidence });
+        tx.send(VizMsg::Segment {
+            stream: stream.into(),
+            class,
+            start_frame,
+            end_frame,
+            confidence,
+        });
     }
     assert_eq!(viz.dropped(), 0);
     viz.finish().unwrap();
@@ -188,16 +212,24 @@ fn saved_rrd_holds_the_entity_tree_of_two_streams() {
         .iter()
         .filter(|c| c.entity_path().to_string() == format!("{rb}/skeleton/body0"))
         .flat_map(|c| {
-            c.iter_component_indices("frame".into(), rerun::Clear::descriptor_is_recursive().component)
-                .map(|(t, _)| t.as_i64())
-                .collect::<Vec<_>>()
+            c.iter_component_indices(
+                "frame".into(),
+                rerun::Clear::descriptor_is_recursive().component,
+            )
+            .map(|(t, _)| t.as_i64())
+            .collect::<Vec<_>>()
         })
         .collect();
     assert_eq!(cleared, vec![20]);
 
     // Label, probabilities and boundary: one row per finalised frame.
     for (root, finalised) in [(ra, 26u64), (rb, 25)] {
-        let label = texts(&rows(&chunks, &format!("{root}/label"), "frame", &TextDocument::descriptor_text()));
+        let label = texts(&rows(
+            &chunks,
+            &format!("{root}/label"),
+            "frame",
+            &TextDocument::descriptor_text(),
+        ));
         assert_eq!(label.len(), finalised as usize, "{root}/label");
         for (f, (t, text)) in label.iter().enumerate() {
             assert_eq!(*t, f as i64);
@@ -205,21 +237,36 @@ fn saved_rrd_holds_the_entity_tree_of_two_streams() {
             assert!(text.starts_with(&format!("## {best}\n")), "frame {f}: {text}");
         }
         for (class, name) in [(0, "background"), (1, "walk"), (2, "drink_water"), (3, "sit_down")] {
-            let p = scalars(&rows(&chunks, &format!("{root}/probs/{name}"), "frame", &Scalars::descriptor_scalars()));
+            let p = scalars(&rows(
+                &chunks,
+                &format!("{root}/probs/{name}"),
+                "frame",
+                &Scalars::descriptor_scalars(),
+            ));
             let want: Vec<(i64, f64)> =
                 (0..finalised).map(|f| (f as i64, f64::from(probs(f)[class]))).collect();
             assert_eq!(p, want, "{root}/probs/{name}");
         }
-        let boundary = scalars(&rows(&chunks, &format!("{root}/boundary"), "frame", &Scalars::descriptor_scalars()));
+        let boundary = scalars(&rows(
+            &chunks,
+            &format!("{root}/boundary"),
+            "frame",
+            &Scalars::descriptor_scalars(),
+        ));
         assert_eq!(boundary.len(), finalised as usize);
         assert_eq!(boundary[10], (10, f64::from(0.9f32)));
         assert_eq!(boundary[11], (11, f64::from(0.05f32)));
     }
     // The series carry the class names, not the path-safe ones.
-    assert!(has_static(&chunks, &format!("{ra}/probs/drink_water"), &rerun::SeriesLines::descriptor_names()));
+    assert!(has_static(
+        &chunks,
+        &format!("{ra}/probs/drink_water"),
+        &rerun::SeriesLines::descriptor_names()
+    ));
 
     // Committed segments: text entries at their first frame, and a class-id band.
-    let log = texts(&rows(&chunks, &format!("{ra}/segments"), "frame", &TextLog::descriptor_text()));
+    let log =
+        texts(&rows(&chunks, &format!("{ra}/segments"), "frame", &TextLog::descriptor_text()));
     assert_eq!(
         log,
         vec![
@@ -227,11 +274,22 @@ fn saved_rrd_holds_the_entity_tree_of_two_streams() {
             (10, "drink water: frames 10–25 (confidence 0.80)".to_owned()),
         ]
     );
-    let log = texts(&rows(&chunks, &format!("{rb}/segments"), "frame", &TextLog::descriptor_text()));
+    let log =
+        texts(&rows(&chunks, &format!("{rb}/segments"), "frame", &TextLog::descriptor_text()));
     assert_eq!(log, vec![(0, "sit down: frames 0–24 (confidence 0.66)".to_owned())]);
-    let band = scalars(&rows(&chunks, &format!("{ra}/segment_class"), "frame", &Scalars::descriptor_scalars()));
+    let band = scalars(&rows(
+        &chunks,
+        &format!("{ra}/segment_class"),
+        "frame",
+        &Scalars::descriptor_scalars(),
+    ));
     assert_eq!(band, vec![(0, 1.0), (9, 1.0), (10, 2.0), (25, 2.0)]);
-    let lane = texts(&rows(&chunks, &format!("{ra}/timeline/predicted"), "frame", &StateChange::descriptor_state()));
+    let lane = texts(&rows(
+        &chunks,
+        &format!("{ra}/timeline/predicted"),
+        "frame",
+        &StateChange::descriptor_state(),
+    ));
     assert_eq!(
         lane,
         vec![
@@ -243,11 +301,29 @@ fn saved_rrd_holds_the_entity_tree_of_two_streams() {
     );
 
     // Ground truth in the same form, for the labelled stream only.
-    let gt = texts(&rows(&chunks, &format!("{ra}/gt/segments"), "frame", &TextLog::descriptor_text()));
-    assert_eq!(gt, vec![(0, "walk: frames 0–11".to_owned()), (12, "drink water: frames 12–29".to_owned())]);
-    let gt_band = scalars(&rows(&chunks, &format!("{ra}/gt/segment_class"), "frame", &Scalars::descriptor_scalars()));
+    let gt =
+        texts(&rows(&chunks, &format!("{ra}/gt/segments"), "frame", &TextLog::descriptor_text()));
+    assert_eq!(
+        gt,
+        vec![(0, "walk: frames 0–11".to_owned()), (12, "drink water: frames 12–29".to_owned())]
+    );
+    let gt_band = scalars(&rows(
+        &chunks,
+        &format!("{ra}/gt/segment_class"),
+        "frame",
+        &Scalars::descriptor_scalars(),
+    ));
     assert_eq!(gt_band, vec![(0, 1.0), (11, 1.0), (12, 2.0), (29, 2.0)]);
-    assert!(rows::<Text>(&chunks, &format!("{rb}/gt/segments"), "frame", &TextLog::descriptor_text()).is_empty());
+    assert!(
+        rows::<Text>(&chunks, &format!("{rb}/gt/segments"), "frame", &TextLog::descriptor_text())
+            .is_empty()
+    );
+
+    // A layout is sent each time a stream appears.
+    let (blueprint_paths, activations) = read_blueprints(&path);
+    assert_eq!(activations, 2);
+    assert!(blueprint_paths.iter().any(|p| p.starts_with("/view/")), "{blueprint_paths:?}");
+    assert!(blueprint_paths.iter().any(|p| p.starts_with("/container/")), "{blueprint_paths:?}");
 
     // Every temporal chunk of the stream trees is on the `frame` timeline.
     let mut entities: BTreeMap<String, usize> = BTreeMap::new();
@@ -266,9 +342,10 @@ fn viz_thread_throughput_when_saving() {
     let path = dir.path().join("throughput.rrd");
     // PKU-MMD-sized class map: 51 actions + background.
     let names: Vec<String> = (0..52).map(|c| format!("action {c}")).collect();
-    let viz = Visualizer::start(&VizTarget::Save(path.clone()), "skelseg_bench", &ClassMap::new(names))
-        .unwrap()
-        .expect("save starts a visualiser");
+    let viz =
+        Visualizer::start(&VizTarget::Save(path.clone()), "skelseg_bench", &ClassMap::new(names))
+            .unwrap()
+            .expect("save starts a visualiser");
     let tx = viz.sender();
     let n = 3000u64;
 
@@ -311,7 +388,12 @@ fn viz_thread_throughput_when_saving() {
     );
 
     let chunks = read_rrd(&path);
-    let skeleton = rows::<Position3D>(&chunks, "/stream/s/skeleton/body1", "frame", &Points3D::descriptor_positions());
+    let skeleton = rows::<Position3D>(
+        &chunks,
+        "/stream/s/skeleton/body1",
+        "frame",
+        &Points3D::descriptor_positions(),
+    );
     assert_eq!(skeleton.len(), n as usize);
     let label = rows::<Text>(&chunks, "/stream/s/label", "frame", &TextDocument::descriptor_text());
     assert_eq!(label.len(), n as usize);
