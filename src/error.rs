@@ -81,6 +81,13 @@ pub enum Error {
     // ---------------------------------------------------------------- stream / source
 
     // ---------------------------------------------------------------- viz
+    /// The Rerun viewer output could not be set up: no `rerun` binary to spawn, a bad viewer URL,
+    /// an `.rrd` file that cannot be written, or a viewer that could not be flushed to.
+    #[error("viz: {message}")]
+    Viz {
+        /// What failed and, where there is one, how to fix it.
+        message: String,
+    },
 }
 
 impl Error {

@@ -20,6 +20,8 @@ pub mod source;
 pub mod stream;
 pub mod synth;
 pub mod train;
+#[cfg(feature = "viz")]
+pub mod viz;
 
 pub use error::{Error, Result};
 pub use frame::{BODY_SLOTS, Body, Frame, Joint, NUM_JOINTS, Tracking};
