@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Parser;
+use skelseg::io::ClassMap;
 use skelseg::model::checkpoint;
 use skelseg::source::{Pacing, SourceSpec};
-use skelseg::stream::{PipelineBuilder, StreamConfig};
+use skelseg::stream::{PipelineBuilder, StreamConfig, VizTap};
+use skelseg::viz::{Visualizer, VizTarget};
 
 /// Live segmentation from a Kinect bridge, KinectV2-OSC or the simulator.
 #[derive(Parser)]
@@ -36,6 +38,9 @@ struct Args {
     /// Checkpoint; default: the bundled model.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Rerun output: `off`, `spawn`, `connect[:URL]` or `save:PATH` (an .rrd file).
+    #[arg(long, default_value = "off")]
+    viz: VizTarget,
 }
 
 fn main() -> Result<()> {
@@ -54,10 +59,17 @@ fn main() -> Result<()> {
         &args.model.unwrap_or_else(|| root.join("fixtures/models/synth.safetensors")),
         tch::Device::cuda_if_available(),
     )?;
+    let viz = Visualizer::start(
+        &args.viz,
+        "skelseg live_kinect",
+        &ClassMap::new(model.meta.classes.clone()),
+    )?;
+    let tap = viz.as_ref().map_or_else(VizTap::off, |v| VizTap::new(v.sender()));
     eprintln!("listening on {spec} (Ctrl-C to stop)");
     let pipeline = PipelineBuilder::new(model, StreamConfig::default())
         .boxed_source(spec.open(Pacing::RealTime)?)
         .event_channel(false)
+        .viz(tap)
         .on_event(|event| println!("{event}"))
         .start()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -71,6 +83,9 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (stats, _) = pipeline.shutdown()?;
+    if let Some(viz) = viz {
+        viz.finish()?;
+    }
     eprintln!("{} frames, {} segments committed", stats.frames, stats.segments);
     Ok(())
 }

@@ -1,16 +1,18 @@
 //! Replays PKU-MMD skeleton files through the streaming path, prints the committed segments and,
 //! where a label file exists (`../label/NAME.txt`), the online scores.
 //!
-//! `cargo run --release --example replay_pku [-- FILE...] [--model CKPT] [--speed X]`
+//! `cargo run --release --example replay_pku [-- FILE...] [--model CKPT] [--viz save:replay.rrd]`
 //! Without files it replays the bundled synthetic sequence.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use skelseg::io::ClassMap;
 use skelseg::model::checkpoint;
-use skelseg::online::stream_recording;
-use skelseg::stream::StreamConfig;
+use skelseg::online::stream_recording_with;
+use skelseg::stream::{StreamConfig, VizTap};
+use skelseg::viz::{Visualizer, VizTarget};
 
 /// Replay PKU-MMD files through skelseg's streaming path.
 #[derive(Parser)]
@@ -20,6 +22,9 @@ struct Args {
     /// Checkpoint; default: the bundled model.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Rerun output: `off`, `spawn`, `connect[:URL]` or `save:PATH` (an .rrd file).
+    #[arg(long, default_value = "off")]
+    viz: VizTarget,
 }
 
 fn main() -> Result<()> {
@@ -31,12 +36,15 @@ fn main() -> Result<()> {
         args.files
     };
     let model = args.model.unwrap_or_else(|| root.join("fixtures/models/synth.safetensors"));
+    let classes = ClassMap::new(checkpoint::load_meta(&model)?.classes);
+    let viz = Visualizer::start(&args.viz, "skelseg replay_pku", &classes)?;
+    let tap = viz.as_ref().map_or_else(VizTap::off, |v| VizTap::new(v.sender()));
     for file in files {
         let rec = skelseg::io::read_recording(&file)
             .with_context(|| format!("reading {}", file.display()))?;
         let loaded = checkpoint::load(&model, tch::Device::cuda_if_available())?;
         let classes = loaded.meta.classes.clone();
-        let run = stream_recording(loaded, &rec, &StreamConfig::default())?;
+        let run = stream_recording_with(loaded, &rec, &StreamConfig::default(), tap.clone())?;
         println!(
             "{} ({} frames): {} segments",
             file.display(),
@@ -57,6 +65,9 @@ fn main() -> Result<()> {
             ),
             None => println!("  (no labels: no scores)"),
         }
+    }
+    if let Some(viz) = viz {
+        viz.finish()?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::io::Recording;
 use crate::metrics::{MetricsAccumulator, Scores, Variant};
 use crate::model::checkpoint::LoadedModel;
-use crate::stream::{SegmentEvent, StreamConfig, StreamSegmenter};
+use crate::stream::{SegmentEvent, StreamConfig, StreamSegmenter, VizTap};
 
 /// A segment as committed by the streaming path.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -68,7 +68,20 @@ pub fn stream_recording(
     rec: &Recording,
     cfg: &StreamConfig,
 ) -> Result<RecordingRun> {
-    let mut seg = StreamSegmenter::new(loaded, &rec.name, cfg.clone())?;
+    stream_recording_with(loaded, rec, cfg, VizTap::off())
+}
+
+/// Like [`stream_recording`], showing it through `viz` (with the ground truth, if any).
+pub fn stream_recording_with(
+    loaded: LoadedModel,
+    rec: &Recording,
+    cfg: &StreamConfig,
+    viz: VizTap,
+) -> Result<RecordingRun> {
+    if let Some(intervals) = &rec.intervals {
+        viz.ground_truth(&rec.name, intervals);
+    }
+    let mut seg = StreamSegmenter::new(loaded, &rec.name, cfg.clone())?.with_viz(viz);
     run_one(&mut seg, rec)
 }
 

@@ -56,7 +56,16 @@ fn synth_is_deterministic_and_readable_by_info() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     for out in [&a, &b] {
-        let v = json(&["synth", "--out", out.to_str().unwrap(), "--sequences", "3", "--seed", "9", "--json"]);
+        let v = json(&[
+            "synth",
+            "--out",
+            out.to_str().unwrap(),
+            "--sequences",
+            "3",
+            "--seed",
+            "9",
+            "--json",
+        ]);
         assert_eq!(v["sequences"], 3);
         assert_eq!(v["classes"], 15);
     }
@@ -76,7 +85,14 @@ fn metrics_reproduces_the_reference_vector() {
     std::fs::create_dir_all(&gt).unwrap();
     std::fs::write(gt.join("v.txt"), "A\nA\nB\nB\nB\nC\nC\n").unwrap();
     std::fs::write(pred.join("v.txt"), "A\nB\nB\nB\nC\nC\nC\n").unwrap();
-    let v = json(&["metrics", "--pred", pred.to_str().unwrap(), "--gt", gt.to_str().unwrap(), "--json"]);
+    let v = json(&[
+        "metrics",
+        "--pred",
+        pred.to_str().unwrap(),
+        "--gt",
+        gt.to_str().unwrap(),
+        "--json",
+    ]);
     for key in ["acc", "edit", "f1_10", "f1_25", "f1_50", "videos", "frames"] {
         assert!(v.get(key).is_some(), "missing {key}: {v}");
     }
@@ -115,7 +131,9 @@ fn a_checkpoint_that_does_not_match_its_config_is_refused() {
     let model = root().join("fixtures/models/synth.safetensors");
     let copy = dir.path().join("m.safetensors");
     std::fs::copy(&model, &copy).unwrap();
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(model.with_extension("json")).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.with_extension("json")).unwrap())
+            .unwrap();
     let mut meta = meta;
     meta["model"]["hidden"] = Value::from(32);
     std::fs::write(copy.with_extension("json"), meta.to_string()).unwrap();
@@ -139,8 +157,10 @@ fn eval_and_stream_report_json_on_the_bundled_sequence() {
     let spec = format!("file:{}", file.display());
     let out = skelseg(&["stream", "--source", &spec, "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let events: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let ended: Vec<&Value> = events.iter().filter(|e| e["type"] == "segment_ended").collect();
     assert!(ended.len() >= 3, "{events:?}");
     assert_eq!(events.last().unwrap()["type"], "stream_ended");

@@ -1,8 +1,8 @@
 //! The streaming runtime end to end: sources, the threaded pipeline, the synchronous
 //! segmenter, batching across streams, faults on real loopback sockets.
 
-use std::net::{SocketAddr, TcpStream};
 use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,9 @@ fn segments(events: &[SegmentEvent]) -> Vec<(usize, u64, u64)> {
     events
         .iter()
         .filter_map(|e| match *e {
-            SegmentEvent::SegmentEnded { class, start_frame, end_frame, .. } => Some((class, start_frame, end_frame)),
+            SegmentEvent::SegmentEnded { class, start_frame, end_frame, .. } => {
+                Some((class, start_frame, end_frame))
+            }
             _ => None,
         })
         .collect()
@@ -52,7 +54,9 @@ fn the_synchronous_segmenter_tiles_the_recording_and_flushes_at_the_end() {
     for pair in segs.windows(2) {
         assert_eq!(pair[1].1, pair[0].2 + 1, "segments are contiguous: {segs:?}");
     }
-    assert!(matches!(events.last(), Some(SegmentEvent::StreamEnded { frames, .. }) if *frames == rec.frames.len() as u64));
+    assert!(
+        matches!(events.last(), Some(SegmentEvent::StreamEnded { frames, .. }) if *frames == rec.frames.len() as u64)
+    );
     assert_eq!(seg.counters().finalised, 0, "finish resets the stream");
 }
 
@@ -61,11 +65,17 @@ fn batching_streams_gives_the_same_probabilities_as_one_stream_at_a_time() {
     let rec = bundled();
     let frames = &rec.frames[..200];
     let loaded = model();
-    let cfg = EngineConfig { window_frames: 64, hop_frames: 4, lookahead_frames: 8, ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        window_frames: 64,
+        hop_frames: 4,
+        lookahead_frames: 8,
+        ..EngineConfig::default()
+    };
     let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
     let _guard = tch::no_grad_guard();
     // Stream b lags a by 37 frames, so their windows differ in content and fill level.
-    let (mut alone, mut a, mut b) = (StreamState::new(&cfg), StreamState::new(&cfg), StreamState::new(&cfg));
+    let (mut alone, mut a, mut b) =
+        (StreamState::new(&cfg), StreamState::new(&cfg), StreamState::new(&cfg));
     let mut reference = Vec::new();
     let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
     for (i, f) in frames.iter().enumerate() {
@@ -113,7 +123,8 @@ fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
         .unwrap();
     let (_, direct_events) = direct.wait().unwrap();
 
-    let listener = NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
+    let listener =
+        NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
     let addr: SocketAddr = listener.local_addr();
     // A live source may skip windows when it falls behind; sent as fast as possible it would,
     // so this comparison turns catching up off: every window runs on both paths.
@@ -146,13 +157,16 @@ fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
 #[test]
 fn bad_clients_do_not_disturb_a_good_stream_and_shutdown_flushes_everything() {
     let rec = bundled();
-    let listener = NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
+    let listener =
+        NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
     let addr = listener.local_addr();
-    let pipeline = PipelineBuilder::new(model(), StreamConfig::default()).source(listener).start().unwrap();
+    let pipeline =
+        PipelineBuilder::new(model(), StreamConfig::default()).source(listener).start().unwrap();
 
     // A client sending garbage, NaNs and a wrong joint count, then vanishing mid-line.
     let mut bad = TcpStream::connect(addr).unwrap();
-    bad.write_all(b"not json\n{\"type\":\"frame\",\"bodies\":[{\"joint_positions\":[[1,2,3]]}]}\n").unwrap();
+    bad.write_all(b"not json\n{\"type\":\"frame\",\"bodies\":[{\"joint_positions\":[[1,2,3]]}]}\n")
+        .unwrap();
     bad.write_all(b"{\"type\":\"frame\",\"bodies\":[{\"joint_pos").unwrap();
     drop(bad);
 
@@ -160,14 +174,19 @@ fn bad_clients_do_not_disturb_a_good_stream_and_shutdown_flushes_everything() {
     let mut half = rec.clone();
     half.frames.truncate(rec.frames.len() / 2);
     let mut good = TcpStream::connect(addr).unwrap();
-    good.write_all(format!("{}\n", io::ndjson::encode_header(&io::ndjson::Header::canonical(Some(30.0)))).as_bytes()).unwrap();
+    good.write_all(
+        format!("{}\n", io::ndjson::encode_header(&io::ndjson::Header::canonical(Some(30.0))))
+            .as_bytes(),
+    )
+    .unwrap();
     for f in &half.frames {
         good.write_all(format!("{}\n", io::ndjson::encode_frame(f)).as_bytes()).unwrap();
     }
     good.flush().unwrap();
     // Wait until every good frame reached the worker.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while pipeline.stats().sources[0].frames < half.frames.len() as u64 && Instant::now() < deadline {
+    while pipeline.stats().sources[0].frames < half.frames.len() as u64 && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -185,7 +204,8 @@ fn bad_clients_do_not_disturb_a_good_stream_and_shutdown_flushes_everything() {
             _ => None,
         })
         .expect("the good stream ended");
-    let segs: Vec<_> = segments(&events.iter().filter(|e| e.stream() == good_stream).cloned().collect::<Vec<_>>());
+    let segs: Vec<_> =
+        segments(&events.iter().filter(|e| e.stream() == good_stream).cloned().collect::<Vec<_>>());
     assert_eq!(segs.first().map(|s| s.1), Some(0));
     assert_eq!(segs.last().map(|s| s.2), Some(half.frames.len() as u64 - 1));
 }

@@ -6,9 +6,11 @@ pub mod events;
 pub mod pipeline;
 pub mod segmenter;
 pub mod sync;
+pub mod tap;
 
 pub use engine::{Engine, EngineConfig, StreamCounters, StreamState};
 pub use events::SegmentEvent;
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineStats};
 pub use segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
 pub use sync::{StreamConfig, StreamSegmenter};
+pub use tap::VizTap;

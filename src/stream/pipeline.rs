@@ -38,6 +38,7 @@ use crate::stream::engine::{Engine, StreamState};
 use crate::stream::events::SegmentEvent;
 use crate::stream::segmenter::{FinalFrame, Segmenter};
 use crate::stream::sync::StreamConfig;
+use crate::stream::tap::VizTap;
 
 /// How long a pump waits on its source before checking for shutdown.
 const POLL: Duration = Duration::from_millis(20);
@@ -89,12 +90,20 @@ pub struct PipelineBuilder {
     sources: Vec<Box<dyn FrameSource>>,
     callback: Option<EventCallback>,
     channel: bool,
+    viz: VizTap,
 }
 
 impl PipelineBuilder {
     /// A pipeline running `model` with `cfg`.
     pub fn new(model: LoadedModel, cfg: StreamConfig) -> Self {
-        PipelineBuilder { model, cfg, sources: Vec::new(), callback: None, channel: true }
+        PipelineBuilder {
+            model,
+            cfg,
+            sources: Vec::new(),
+            callback: None,
+            channel: true,
+            viz: VizTap::off(),
+        }
     }
 
     /// Adds a source; each gets its own pump thread.
@@ -122,9 +131,16 @@ impl PipelineBuilder {
         self
     }
 
+    /// Shows frames, probabilities and committed segments through `viz` (lossy: the
+    /// visualiser never slows the pipeline).
+    pub fn viz(mut self, viz: VizTap) -> Self {
+        self.viz = viz;
+        self
+    }
+
     /// Starts the threads.
     pub fn start(self) -> Result<Pipeline> {
-        let PipelineBuilder { model, cfg, sources, callback, channel } = self;
+        let PipelineBuilder { model, cfg, sources, callback, channel, viz } = self;
         let classes = ClassMap::new(model.meta.classes.clone());
         let device = model.vs.device();
         let stop = Arc::new(AtomicBool::new(false));
@@ -147,10 +163,10 @@ impl PipelineBuilder {
         let engine = Engine::new(model.model, device, cfg.engine.clone())?;
         let vs = model.vs;
         {
-            let stats = Arc::clone(&stats);
+            let (stats, viz) = (Arc::clone(&stats), viz.clone());
             handles.push(spawn("skelseg::infer", move || {
                 let _keep_alive = vs;
-                infer(engine, rx_frames, tx_finals, stats)
+                infer(engine, rx_frames, tx_finals, stats, viz)
             })?);
         }
         {
@@ -158,7 +174,7 @@ impl PipelineBuilder {
             let seg_cfg = cfg.segmenter.clone();
             let tx = channel.then_some(tx_events);
             handles.push(spawn("skelseg::segment", move || {
-                segment(seg_cfg, classes, rx_finals, tx, callback, stats)
+                segment(seg_cfg, classes, rx_finals, tx, callback, stats, viz)
             })?);
         }
         Ok(Pipeline { events: rx_events, stop, stats, handles })
@@ -322,6 +338,7 @@ fn infer(
     rx: Receiver<Arrival>,
     tx: Sender<WorkerOut>,
     stats: Arc<Mutex<PipelineStats>>,
+    viz: VizTap,
 ) -> Result<()> {
     struct Stream {
         id: Arc<str>,
@@ -355,7 +372,10 @@ fn infer(
                 }
             };
             match event {
-                SourceEvent::Frame { frame, .. } => streams[pos].queue.push_back((frame, at)),
+                SourceEvent::Frame { frame, .. } => {
+                    viz.frame(&streams[pos].id, &frame);
+                    streams[pos].queue.push_back((frame, at));
+                }
                 SourceEvent::Ended { reason, .. } => {
                     streams[pos].ended = Some(format!("{reason:?}"))
                 }
@@ -469,12 +489,14 @@ fn segment(
     tx: Option<Sender<SegmentEvent>>,
     mut callback: Option<EventCallback>,
     stats: Arc<Mutex<PipelineStats>>,
+    viz: VizTap,
 ) -> Result<()> {
     let mut segmenters: HashMap<Arc<str>, Segmenter> = HashMap::new();
     let mut emit = |event: SegmentEvent| {
         if let (SegmentEvent::SegmentEnded { .. }, Ok(mut s)) = (&event, stats.lock()) {
             s.segments += 1;
         }
+        viz.event(&event);
         if let Some(cb) = callback.as_mut() {
             cb(&event);
         }
@@ -490,6 +512,7 @@ fn segment(
                     .entry(Arc::clone(&stream))
                     .or_insert_with(|| Segmenter::new(cfg.clone()));
                 for f in &frames {
+                    viz.scores(&stream, f);
                     for o in seg.push(f) {
                         emit(SegmentEvent::from_output(&stream, &classes, o));
                     }

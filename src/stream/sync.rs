@@ -13,6 +13,7 @@ use crate::model::checkpoint::{self, LoadedModel};
 use crate::stream::engine::{Engine, EngineConfig, StreamCounters, StreamState};
 use crate::stream::events::SegmentEvent;
 use crate::stream::segmenter::{FinalFrame, Segmenter, SegmenterConfig};
+use crate::stream::tap::VizTap;
 
 /// Settings of the streaming path: window and finalisation, then segment emission.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -52,6 +53,7 @@ pub struct StreamSegmenter {
     segmenter: Segmenter,
     classes: ClassMap,
     stream: String,
+    viz: VizTap,
     /// Keeps the variables alive for the model's lifetime.
     _loaded: tch::nn::VarStore,
 }
@@ -78,8 +80,20 @@ impl StreamSegmenter {
             segmenter: Segmenter::new(cfg.segmenter),
             classes,
             stream: stream.to_owned(),
+            viz: VizTap::off(),
             _loaded: loaded.vs,
         })
+    }
+
+    /// Shows frames, probabilities and committed segments through `viz` (lossy).
+    pub fn with_viz(mut self, viz: VizTap) -> Self {
+        self.viz = viz;
+        self
+    }
+
+    /// The stream's name, as events carry it.
+    pub fn stream(&self) -> &str {
+        &self.stream
     }
 
     /// The class names of the model.
@@ -94,6 +108,7 @@ impl StreamSegmenter {
 
     /// Takes the next frame of the stream; returns the events it completes.
     pub fn push(&mut self, frame: &Frame) -> Result<Vec<SegmentEvent>> {
+        self.viz.frame(&self.stream, frame);
         let finals = self.engine.push(&mut [(&mut self.state, frame)])?.pop().unwrap_or_default();
         Ok(self.segment(&finals))
     }
@@ -103,12 +118,11 @@ impl StreamSegmenter {
     pub fn finish(&mut self) -> Result<Vec<SegmentEvent>> {
         let finals = self.engine.flush(&mut self.state)?;
         let mut events = self.segment(&finals);
-        events.extend(
-            self.segmenter
-                .flush()
-                .into_iter()
-                .map(|o| SegmentEvent::from_output(&self.stream, &self.classes, o)),
-        );
+        for o in self.segmenter.flush() {
+            let event = SegmentEvent::from_output(&self.stream, &self.classes, o);
+            self.viz.event(&event);
+            events.push(event);
+        }
         events.push(SegmentEvent::StreamEnded {
             stream: self.stream.clone(),
             frames: self.state.counters().frames,
@@ -119,10 +133,15 @@ impl StreamSegmenter {
     }
 
     fn segment(&mut self, finals: &[FinalFrame]) -> Vec<SegmentEvent> {
-        finals
-            .iter()
-            .flat_map(|f| self.segmenter.push(f))
-            .map(|o| SegmentEvent::from_output(&self.stream, &self.classes, o))
-            .collect()
+        let mut events = Vec::new();
+        for f in finals {
+            self.viz.scores(&self.stream, f);
+            for o in self.segmenter.push(f) {
+                let event = SegmentEvent::from_output(&self.stream, &self.classes, o);
+                self.viz.event(&event);
+                events.push(event);
+            }
+        }
+        events
     }
 }

@@ -40,6 +40,13 @@ pub struct TrainConfig {
     pub clip_norm: f64,
     /// Seed for crops, shuffling and initialisation.
     pub seed: u64,
+    /// Validate every this many epochs (and always after the last one).
+    #[serde(default = "one")]
+    pub val_every: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TrainConfig {
@@ -53,6 +60,7 @@ impl Default for TrainConfig {
             crop_frames: 512,
             clip_norm: 5.0,
             seed: 0,
+            val_every: 1,
         }
     }
 }
@@ -200,6 +208,9 @@ pub fn train(
         train_secs += epoch_started.elapsed().as_secs_f64();
         epochs_done = epoch;
 
+        if epoch % job.train.val_every.max(1) != 0 && epoch != job.train.epochs {
+            continue;
+        }
         let (scores, _) =
             evaluate(&net, val_set, job.device, job.model.boundary_threshold as f32, &background)?;
         tracing::info!(

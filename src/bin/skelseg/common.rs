@@ -69,3 +69,55 @@ pub fn device_name(device: tch::Device) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// The `--viz` option: where to show the stream (Rerun).
+#[derive(Clone, Debug, clap::Args)]
+pub struct VizArgs {
+    /// Show skeletons, labels, probabilities and segments in Rerun: `off`, `spawn` (needs the
+    /// `rerun` viewer on PATH), `connect[:URL]` (a running viewer) or `save:PATH` (an .rrd file).
+    #[cfg(feature = "viz")]
+    #[arg(long, default_value = "off")]
+    pub viz: skelseg::viz::VizTarget,
+}
+
+/// A running visualiser (or none) and the tap that feeds it.
+pub struct Viz {
+    #[cfg(feature = "viz")]
+    inner: Option<skelseg::viz::Visualizer>,
+    /// Feed this to the pipeline or the segmenter.
+    pub tap: skelseg::stream::VizTap,
+}
+
+impl VizArgs {
+    /// Starts the visualiser the arguments ask for.
+    pub fn start(&self, classes: &skelseg::io::ClassMap) -> Result<Viz> {
+        #[cfg(feature = "viz")]
+        {
+            let inner = skelseg::viz::Visualizer::start(&self.viz, "skelseg", classes)?;
+            let tap = inner.as_ref().map_or_else(skelseg::stream::VizTap::off, |v| {
+                skelseg::stream::VizTap::new(v.sender())
+            });
+            Ok(Viz { inner, tap })
+        }
+        #[cfg(not(feature = "viz"))]
+        {
+            let _ = classes;
+            Ok(Viz { tap: skelseg::stream::VizTap::off() })
+        }
+    }
+}
+
+impl Viz {
+    /// Flushes and closes the visualiser, reporting dropped messages.
+    pub fn finish(self) -> Result<()> {
+        #[cfg(feature = "viz")]
+        if let Some(v) = self.inner {
+            let dropped = v.dropped();
+            if dropped > 0 {
+                tracing::warn!(dropped, "the visualiser could not keep up and dropped messages");
+            }
+            v.finish()?;
+        }
+        Ok(())
+    }
+}

@@ -92,6 +92,15 @@ pub struct TrainArgs {
     /// Dilated residual layers of the boundary block (the paper does not say; ETSPNet uses 10).
     #[arg(long, default_value_t = ModelConfig::default().boundary_layers)]
     boundary_layers: i64,
+    /// Dropout inside the temporal layers (the anchors use 0.5; less suits short budgets).
+    #[arg(long, default_value_t = ModelConfig::default().layer_dropout)]
+    dropout: f64,
+    /// Channel dropout on the features entering MFAI (DeST/ASFormer 0.3).
+    #[arg(long, default_value_t = ModelConfig::default().channel_dropout)]
+    channel_dropout: f64,
+    /// Validate every this many epochs (always after the last).
+    #[arg(long, default_value_t = 1)]
+    val_every: usize,
     /// Spatial module (ablation).
     #[arg(long, value_enum, default_value_t = SpatialArg::Dsmi)]
     spatial: SpatialArg,
@@ -123,6 +132,8 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         num_classes: dataset.classes.len() as i64,
         hidden: args.dim,
         action_layers: args.action_layers,
+        layer_dropout: args.dropout,
+        channel_dropout: args.channel_dropout,
         boundary_layers: args.boundary_layers,
         spatial: match args.spatial {
             SpatialArg::Dsmi => Spatial::Dsmi,
@@ -149,6 +160,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         lr: args.lr,
         crop_frames: args.crop,
         seed: args.seed,
+        val_every: args.val_every,
         ..TrainConfig::default()
     };
     let frames: usize = train_set.iter().map(|s| s.len).sum();
@@ -421,6 +433,8 @@ pub struct DemoArgs {
     file: Option<PathBuf>,
     #[command(flatten)]
     stream: crate::stream::StreamOptions,
+    #[command(flatten)]
+    viz: crate::common::VizArgs,
 }
 
 /// Streams a labelled recording through the model and prints the committed segments beside
@@ -439,7 +453,9 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         rec.frames.len(),
         rec.frames.len() as f64 / rec.fps
     );
-    let report = skelseg::online::stream_recording(loaded, &rec, &cfg)?;
+    let viz = args.viz.start(&classes)?;
+    let report = skelseg::online::stream_recording_with(loaded, &rec, &cfg, viz.tap.clone())?;
+    viz.finish()?;
     println!("{:<34} | ground truth", "committed segments (streaming)");
     let gt: Vec<String> = rec
         .intervals

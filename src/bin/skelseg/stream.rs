@@ -14,7 +14,7 @@ use skelseg::model::checkpoint::{self, CheckpointMeta};
 use skelseg::source::{self, SourceSpec};
 use skelseg::stream::{EngineConfig, PipelineBuilder, SegmentEvent, SegmenterConfig, StreamConfig};
 
-use crate::common::{DeviceArg, bundled_model, print_json};
+use crate::common::{DeviceArg, VizArgs, bundled_model, print_json};
 
 /// Streaming settings shared by `stream`, `eval --online`, `demo` and `bench`.
 #[derive(Clone, Debug, Args)]
@@ -101,6 +101,8 @@ pub struct StreamArgs {
     speed: f64,
     #[command(flatten)]
     options: StreamOptions,
+    #[command(flatten)]
+    viz: VizArgs,
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -114,12 +116,22 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     let model_path = args.model.clone().unwrap_or_else(bundled_model);
     let loaded = checkpoint::load(&model_path, device)?;
     let cfg = args.options.config(&loaded.meta)?;
+    let viz = args.viz.start(&skelseg::io::ClassMap::new(loaded.meta.classes.clone()))?;
+    // Labelled recordings show their ground truth beside the segments.
+    for spec in &args.source {
+        if let SourceSpec::File(path) = spec {
+            let rec = skelseg::io::read_recording(path)?;
+            if let Some(intervals) = &rec.intervals {
+                viz.tap.ground_truth(&format!("file:{}", rec.name), intervals);
+            }
+        }
+    }
     let pacing = if args.speed > 0.0 {
         source::Pacing::Speed(args.speed)
     } else {
         source::Pacing::AsFastAsPossible
     };
-    let mut builder = PipelineBuilder::new(loaded, cfg).event_channel(false);
+    let mut builder = PipelineBuilder::new(loaded, cfg).event_channel(false).viz(viz.tap.clone());
     for spec in &args.source {
         builder = builder
             .boxed_source(spec.open(pacing).with_context(|| format!("opening source {spec}"))?);
@@ -148,6 +160,7 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (stats, _) = pipeline.shutdown()?;
+    viz.finish()?;
     let skipped: u64 = stats.sources.iter().map(|s| s.skipped()).sum();
     let dropped: u64 = stats.sources.iter().map(|s| s.dropped_overflow).sum();
     tracing::info!(
