@@ -99,7 +99,7 @@ pub fn evaluate_online(
         let run = run_one(&mut seg, rec)?;
         let Some(gt) = rec.frame_labels() else { continue };
         acc.add(&run.labels, &gt)?;
-        let gt_runs = runs(&gt);
+        let gt_runs = label_runs(&gt);
         gt_segments += gt_runs.len();
         pred_segments += run.segments.len();
         for &(class, start, end) in gt_runs.iter().skip(1) {
@@ -178,8 +178,8 @@ fn run_one(seg: &mut StreamSegmenter, rec: &Recording) -> Result<RecordingRun> {
     Ok(RecordingRun { name: rec.name.clone(), segments, labels, scores })
 }
 
-/// Maximal runs of equal labels as `(class, start, end)`.
-fn runs(labels: &[usize]) -> Vec<(usize, usize, usize)> {
+/// Maximal runs of equal labels as `(class, start, end)`, `end` inclusive.
+pub fn label_runs(labels: &[usize]) -> Vec<(usize, usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..=labels.len() {
@@ -206,8 +206,8 @@ mod tests {
 
     #[test]
     fn runs_split_labels_into_maximal_segments() {
-        assert_eq!(runs(&[0, 0, 1, 1, 1, 0]), vec![(0, 0, 1), (1, 2, 4), (0, 5, 5)]);
-        assert!(runs(&[]).is_empty());
+        assert_eq!(label_runs(&[0, 0, 1, 1, 1, 0]), vec![(0, 0, 1), (1, 2, 4), (0, 5, 5)]);
+        assert!(label_runs(&[]).is_empty());
     }
 
     #[test]

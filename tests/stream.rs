@@ -14,9 +14,20 @@ use skelseg::stream::{
 };
 use tch::Device;
 
+/// The bundled model, read once per test binary from a private copy (so two loads in one test
+/// always see the same weights).
 fn model() -> LoadedModel {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
-    checkpoint::load(&path, Device::Cpu).expect("the bundled model loads")
+    static COPY: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    let (_, path) = COPY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
+        let dst = dir.path().join("synth.safetensors");
+        std::fs::copy(&src, &dst).unwrap();
+        std::fs::copy(src.with_extension("json"), dst.with_extension("json")).unwrap();
+        (dir, dst)
+    });
+    checkpoint::load(path, Device::Cpu).expect("the bundled model loads")
 }
 
 fn bundled() -> Recording {

@@ -59,12 +59,12 @@ impl EngineConfig {
                 "window_frames and hop_frames must be ≥ 1",
             ));
         }
-        if self.hop_frames + self.lookahead_frames > self.window_frames {
+        if self.hop_frames + self.lookahead_frames >= self.window_frames {
             // Otherwise a frame could leave the window before any window finalised it.
             return Err(Error::invalid(
                 "stream config",
                 format!(
-                    "hop_frames + lookahead_frames ({} + {}) must not exceed window_frames ({})",
+                    "hop_frames + lookahead_frames ({} + {}) must be smaller than window_frames ({})",
                     self.hop_frames, self.lookahead_frames, self.window_frames
                 ),
             ));
@@ -109,11 +109,21 @@ pub struct StreamState {
     finalised: u64,
     /// Received count when MFAI last ran.
     last_window_at: u64,
+    /// Offset of this stream's windows within the hop, so that many streams started together
+    /// do not all come due on the same frame (that would make one large batch every hop
+    /// instead of small ones on every frame).
+    phase: u64,
     counters: StreamCounters,
 }
 
 impl StreamState {
-    /// A fresh stream.
+    /// A fresh stream whose windows run when `(frames received + phase) % hop == 0`; give
+    /// streams that start together different phases to spread the MFAI work over the hop.
+    pub fn with_phase(cfg: &EngineConfig, phase: usize) -> Self {
+        StreamState { phase: (phase % cfg.hop_frames.max(1)) as u64, ..StreamState::new(cfg) }
+    }
+
+    /// A fresh stream (phase 0).
     pub fn new(cfg: &EngineConfig) -> Self {
         StreamState {
             modality: ModalityState::new(&cfg.modality),
@@ -122,6 +132,7 @@ impl StreamState {
             received: 0,
             finalised: 0,
             last_window_at: 0,
+            phase: 0,
             counters: StreamCounters::default(),
         }
     }
@@ -165,6 +176,16 @@ impl Engine {
     /// Feeds one frame to each of the given streams (DSMI batched over them), then runs MFAI for
     /// the streams that are due and returns the frames they finalise, per input position.
     pub fn push(&self, batch: &mut [(&mut StreamState, &Frame)]) -> Result<Vec<Vec<FinalFrame>>> {
+        self.step(batch, false)
+    }
+
+    /// One frame per stream; `force` runs a window for every stream that has a frame to
+    /// finalise, whatever its phase.
+    fn step(
+        &self,
+        batch: &mut [(&mut StreamState, &Frame)],
+        force: bool,
+    ) -> Result<Vec<Vec<FinalFrame>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -186,9 +207,9 @@ impl Engine {
         let mut due: Vec<&mut StreamState> = Vec::new();
         let mut positions = Vec::new();
         for (i, (state, _)) in batch.iter_mut().enumerate() {
-            let since = state.received - state.last_window_at;
+            let on_phase = (state.received + state.phase) % self.cfg.hop_frames as u64 == 0;
             let ready = state.received > self.cfg.lookahead_frames as u64 + state.finalised;
-            if since >= self.cfg.hop_frames as u64 && ready {
+            if ready && (on_phase || force) {
                 due.push(&mut **state);
                 positions.push(i);
             }
@@ -209,7 +230,9 @@ impl Engine {
             // The oldest pending frame would leave the window with this frame: run a real window.
             let evicting = state.pending() + 1 > w - self.cfg.lookahead_frames as u64;
             if last || evicting {
-                finals.extend(self.push(&mut [(&mut *state, frame)])?.into_iter().flatten());
+                // The last frame of a burst runs a window whatever the phase: it finalises the
+                // backlog at once.
+                finals.extend(self.step(&mut [(&mut *state, frame)], true)?.into_iter().flatten());
             } else {
                 let mods = [state.modality.push(frame)];
                 let feat = self.dsmi(&mods)?.pop().unwrap_or_default();

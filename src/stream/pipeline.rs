@@ -360,7 +360,8 @@ fn infer(
                 None => {
                     streams.push(Stream {
                         id: key,
-                        state: StreamState::new(engine.config()),
+                        // Spread the streams' windows over the hop.
+                        state: StreamState::with_phase(engine.config(), streams.len()),
                         queue: VecDeque::new(),
                         ended: None,
                         live,

@@ -34,9 +34,42 @@ pub fn predict(
     let boundary_probs = Vec::<f32>::try_from(
         out.final_boundary_probs()?.squeeze_dim(0).to_kind(Kind::Float).to_device(Device::Cpu),
     )?;
-    let labels = refinement_with_boundary(&raw, &boundary_probs, boundary_threshold);
+    let labels = refine(&raw, &boundary_probs, boundary_threshold);
     Ok(Prediction { labels, raw, boundary_probs })
 }
+
+/// ASRF refinement of `raw` at `threshold`; a threshold of 1 or more turns refinement off (no
+/// boundary probability can reach it), leaving the argmax as it is.
+pub fn refine(raw: &[usize], boundary_probs: &[f32], threshold: f32) -> Vec<usize> {
+    if threshold >= 1.0 {
+        raw.to_vec()
+    } else {
+        refinement_with_boundary(raw, boundary_probs, threshold)
+    }
+}
+
+/// Scores of the same predictions refined at each of `thresholds` (1.0 = argmax only), so the
+/// boundary threshold can be chosen on validation data without re-running the model.
+pub fn sweep_thresholds(
+    predictions: &[Prediction],
+    seqs: &[SequenceTensors],
+    thresholds: &[f32],
+    background: &[usize],
+) -> Result<Vec<(f32, Scores)>> {
+    thresholds
+        .iter()
+        .map(|&th| {
+            let mut acc = MetricsAccumulator::new(Variant::Asrf, background.to_vec());
+            for (pred, seq) in predictions.iter().zip(seqs) {
+                acc.add(&refine(&pred.raw, &pred.boundary_probs, th), &seq.label_ids)?;
+            }
+            Ok((th, acc.finish()))
+        })
+        .collect()
+}
+
+/// Thresholds tried when choosing one on validation data (1.0 = no refinement).
+pub const THRESHOLD_GRID: [f32; 8] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0];
 
 /// Predicts every sequence and scores the predictions against their labels.
 pub fn evaluate(

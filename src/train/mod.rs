@@ -9,5 +9,5 @@ pub mod eval;
 pub mod trainer;
 
 pub use data::{Batch, SequenceTensors};
-pub use eval::{Prediction, evaluate, predict};
+pub use eval::{Prediction, THRESHOLD_GRID, evaluate, predict, refine, sweep_thresholds};
 pub use trainer::{TrainConfig, TrainProgress, TrainReport, train};

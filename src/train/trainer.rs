@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Scores;
 use crate::model::{self, InterAct, ModelConfig, checkpoint};
 use crate::train::data::{Batch, SequenceTensors, random_crop};
-use crate::train::eval::evaluate;
+use crate::train::eval::{THRESHOLD_GRID, evaluate, sweep_thresholds};
 
 /// Optimisation settings (model settings live in [`ModelConfig`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -211,10 +211,19 @@ pub fn train(
         if epoch % job.train.val_every.max(1) != 0 && epoch != job.train.epochs {
             continue;
         }
-        let (scores, _) =
+        // Inference once, then the boundary threshold (§11.8: tuned on validation data) that
+        // gives the best F1@50; 1.0 means the plain argmax.
+        let (_, preds) =
             evaluate(&net, val_set, job.device, job.model.boundary_threshold as f32, &background)?;
+        let sweep = sweep_thresholds(&preds, val_set, &THRESHOLD_GRID, &background)?;
+        let Some((threshold, scores)) = sweep.into_iter().max_by(|(_, a), (_, b)| {
+            (a.f1_50, a.acc).partial_cmp(&(b.f1_50, b.acc)).unwrap_or(std::cmp::Ordering::Equal)
+        }) else {
+            continue;
+        };
         tracing::info!(
             epoch,
+            threshold,
             f1_50 = scores.f1_50,
             acc = scores.acc,
             edit = scores.edit,
@@ -232,7 +241,8 @@ pub fn train(
             best.as_ref().is_none_or(|(_, b)| (scores.f1_50, scores.acc) > (b.f1_50, b.acc));
         if better {
             let mut meta = job.meta.clone();
-            meta.model = job.model.clone();
+            meta.model =
+                ModelConfig { boundary_threshold: f64::from(threshold), ..job.model.clone() };
             let training = serde_json::json!({ "epoch": epoch, "val": scores, "train": job.train });
             match &mut meta.data {
                 serde_json::Value::Object(map) => {

@@ -250,14 +250,10 @@ fn mean_segment_frames(recs: &[&Recording], classes: usize) -> Vec<f64> {
     let mut count = vec![0.0; classes];
     for rec in recs {
         let Some(labels) = rec.frame_labels() else { continue };
-        let mut start = 0;
-        for i in 1..=labels.len() {
-            if i == labels.len() || labels[i] != labels[start] {
-                if let Some(s) = sum.get_mut(labels[start]) {
-                    *s += (i - start) as f64;
-                    count[labels[start]] += 1.0;
-                }
-                start = i;
+        for (class, start, end) in skelseg::online::label_runs(&labels) {
+            if let Some(s) = sum.get_mut(class) {
+                *s += (end - start + 1) as f64;
+                count[class] += 1.0;
             }
         }
     }
@@ -309,6 +305,9 @@ pub struct EvalArgs {
     /// Evaluate only recordings whose name contains one of these (comma-separated).
     #[arg(long, value_delimiter = ',')]
     select: Vec<String>,
+    /// Boundary threshold of the ASRF refinement (1 = plain argmax); default: the checkpoint's.
+    #[arg(long)]
+    threshold: Option<f32>,
     /// Also run the streaming path and report online figures beside the offline ones.
     #[arg(long)]
     online: bool,
@@ -348,7 +347,7 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
         .iter()
         .map(|r| SequenceTensors::from_recording(r, &modality, &loaded.meta.model))
         .collect::<skelseg::Result<_>>()?;
-    let threshold = loaded.meta.model.boundary_threshold as f32;
+    let threshold = args.threshold.unwrap_or(loaded.meta.model.boundary_threshold as f32);
     let (offline, preds) = train::evaluate(&loaded.model, &seqs, device, threshold, &[0])?;
     if let Some(dir) = &args.write_pred {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -457,12 +456,10 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
     let report = skelseg::online::stream_recording_with(loaded, &rec, &cfg, viz.tap.clone())?;
     viz.finish()?;
     println!("{:<34} | ground truth", "committed segments (streaming)");
-    let gt: Vec<String> = rec
-        .intervals
-        .iter()
-        .flatten()
-        .map(|iv| {
-            format!("{:>5}–{:<5} {}", iv.start, iv.end, classes.name(iv.class).unwrap_or("?"))
+    let gt: Vec<String> = skelseg::online::label_runs(&rec.frame_labels().unwrap_or_default())
+        .into_iter()
+        .map(|(class, start, end)| {
+            format!("{start:>5}–{end:<5} {}", classes.name(class).unwrap_or("?"))
         })
         .collect();
     let pred: Vec<String> = report
