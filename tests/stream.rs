@@ -20,11 +20,12 @@ fn model() -> LoadedModel {
     static COPY: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
         std::sync::OnceLock::new();
     let (_, path) = COPY.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
         let dst = dir.path().join("synth.safetensors");
-        std::fs::copy(&src, &dst).unwrap();
-        std::fs::copy(src.with_extension("json"), dst.with_extension("json")).unwrap();
+        std::fs::copy(&src, &dst).expect("copying the bundled weights");
+        std::fs::copy(src.with_extension("json"), dst.with_extension("json"))
+            .expect("copying the bundled config");
         (dir, dst)
     });
     checkpoint::load(path, Device::Cpu).expect("the bundled model loads")
