@@ -51,7 +51,7 @@ demo: build
 	"$(BIN)" demo
 
 test: setup
-	$(CARGO) test --release --locked --all-targets
+	$(CARGO) test --release --locked --all-targets --no-fail-fast
 	$(CARGO) test --release --locked --doc
 
 lint: setup

@@ -97,13 +97,8 @@ impl FrameSource for ReplaySource {
             // The clock starts at the first request, so set-up time does not cause a burst.
             let started = *self.started.get_or_insert_with(Instant::now);
             let due = started + Duration::from_secs_f64((offset_secs / speed).max(0.0));
-            let now = Instant::now();
-            if due > now {
-                if due - now > timeout {
-                    std::thread::sleep(timeout);
-                    return SourcePoll::Timeout;
-                }
-                std::thread::sleep(due - now);
+            if !wait_until(due, timeout) {
+                return SourcePoll::Timeout;
             }
         }
         self.offsets_secs.next();
@@ -121,6 +116,20 @@ impl FrameSource for ReplaySource {
     fn is_live(&self) -> bool {
         self.speed.is_some()
     }
+}
+
+/// Sleeps until `due` if that is within `timeout` and returns true; otherwise sleeps `timeout`
+/// and returns false (the caller reports a timeout and is asked again).
+pub(crate) fn wait_until(due: Instant, timeout: Duration) -> bool {
+    let now = Instant::now();
+    if due > now {
+        if due - now > timeout {
+            std::thread::sleep(timeout);
+            return false;
+        }
+        std::thread::sleep(due - now);
+    }
+    true
 }
 
 #[cfg(test)]

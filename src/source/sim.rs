@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::source::replay::Pacing;
+use crate::source::replay::{Pacing, wait_until};
 use crate::source::{FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId};
 use crate::synth::Simulator;
 
@@ -52,13 +52,8 @@ impl FrameSource for SimSource {
         if let Some(period) = self.period_secs {
             let started = *self.started.get_or_insert_with(Instant::now);
             let due = started + Duration::from_secs_f64(period * self.emitted as f64);
-            let now = Instant::now();
-            if due > now {
-                if due - now > timeout {
-                    std::thread::sleep(timeout);
-                    return SourcePoll::Timeout;
-                }
-                std::thread::sleep(due - now);
+            if !wait_until(due, timeout) {
+                return SourcePoll::Timeout;
             }
         }
         let (frame, class) = self.sim.next_frame();

@@ -146,6 +146,18 @@ impl StreamState {
     pub fn pending(&self) -> u64 {
         self.received - self.finalised
     }
+
+    /// Caches a frame's DSMI output, dropping the oldest beyond `window` frames.
+    fn append(&mut self, feat: Vec<f32>, frame: &Frame, window: usize) {
+        if self.features.len() == window {
+            self.features.pop_front();
+            self.times.pop_front();
+        }
+        self.features.push_back(feat);
+        self.times.push_back((frame.index, frame.timestamp_secs));
+        self.received += 1;
+        self.counters.frames += 1;
+    }
 }
 
 /// The model plus the windowing logic; owns nothing stream-specific.
@@ -192,16 +204,8 @@ impl Engine {
         let mods: Vec<FrameModalities> =
             batch.iter_mut().map(|(s, f)| s.modality.push(f)).collect();
         let feats = self.dsmi(&mods)?;
-        let w = self.cfg.window_frames;
         for ((state, frame), feat) in batch.iter_mut().zip(feats) {
-            if state.features.len() == w {
-                state.features.pop_front();
-                state.times.pop_front();
-            }
-            state.features.push_back(feat);
-            state.times.push_back((frame.index, frame.timestamp_secs));
-            state.received += 1;
-            state.counters.frames += 1;
+            state.append(feat, frame, self.cfg.window_frames);
         }
         let mut out = vec![Vec::new(); batch.len()];
         let mut due: Vec<&mut StreamState> = Vec::new();
@@ -236,14 +240,7 @@ impl Engine {
             } else {
                 let mods = [state.modality.push(frame)];
                 let feat = self.dsmi(&mods)?.pop().unwrap_or_default();
-                if state.features.len() == self.cfg.window_frames {
-                    state.features.pop_front();
-                    state.times.pop_front();
-                }
-                state.features.push_back(feat);
-                state.times.push_back((frame.index, frame.timestamp_secs));
-                state.received += 1;
-                state.counters.frames += 1;
+                state.append(feat, frame, self.cfg.window_frames);
             }
         }
         Ok(finals)
