@@ -29,7 +29,7 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/release/skelseg
 
-.PHONY: setup build demo test lint fmt bench clean-cache
+.PHONY: setup build demo test lint fmt bench clean-cache viewer-picture
 
 ## setup: torch venv (reused from the cache when present) and the .libtorch link for IDE builds
 setup: $(TORCH_STAMP)
@@ -63,3 +63,12 @@ bench: setup
 
 clean-cache:
 	rm -rf "$(CACHE)"
+
+## viewer-picture: the README's screenshot. Replays the bundled sequence into an .rrd, opens it in
+## the matching Rerun viewer under Xvfb with software Vulkan (lavapipe), and saves a screenshot.
+RERUN_VENV ?= $(CACHE)/rerun-venv
+viewer-picture: build
+	@command -v xvfb-run >/dev/null || apt-get install -y xvfb mesa-vulkan-drivers libvulkan1
+	@test -x "$(RERUN_VENV)/bin/rerun" || { $(PYTHON) -m venv "$(RERUN_VENV)" && "$(RERUN_VENV)/bin/pip" install rerun-sdk==0.36.3; }
+	"$(CARGO_TARGET_DIR)/release/skelseg" stream --source file:fixtures/synth/skeleton/synth_0000.txt --viz save:$(CACHE)/viewer.rrd > /dev/null
+	WGPU_BACKEND=vulkan xvfb-run -a -s "-screen 0 1600x1000x24" "$(RERUN_VENV)/bin/rerun" $(CACHE)/viewer.rrd --screenshot-to fixtures/readme/viewer.png || test -s fixtures/readme/viewer.png

@@ -127,7 +127,14 @@ fn a_burst_skips_windows_but_never_frames() {
 
 #[test]
 fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
-    let rec = bundled();
+    // The file is the NDJSON form of the bundled sequence, so that both paths see exactly the
+    // same numbers (the wire carries 5 decimals: 10 µm).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bundled.ndjson");
+    io::ndjson::write_recording(&file, &bundled()).unwrap();
+    let rec = io::read_recording(&file).unwrap();
+    // One intra-op thread makes every reduction run in the same order on both paths.
+    tch::set_num_threads(1);
     let cfg = StreamConfig::default();
     let direct = PipelineBuilder::new(model(), cfg.clone())
         .source(ReplaySource::new(rec.clone(), Pacing::AsFastAsPossible).unwrap())
@@ -135,8 +142,10 @@ fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
         .unwrap();
     let (_, direct_events) = direct.wait().unwrap();
 
-    let listener =
-        NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
+    // Sent as fast as possible, a live source drops its oldest frames once its queue is full
+    // (newest wins); a queue that holds the whole recording keeps every frame.
+    let net = NetConfig { queue_frames: rec.frames.len() + 16, ..NetConfig::DEFAULT };
+    let listener = NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &net).unwrap();
     let addr: SocketAddr = listener.local_addr();
     // A live source may skip windows when it falls behind; sent as fast as possible it would,
     // so this comparison turns catching up off: every window runs on both paths.
@@ -161,6 +170,7 @@ fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
     }
     let (stats, rest) = live.shutdown().unwrap();
     assert_eq!(stats.sources[0].frames, rec.frames.len() as u64);
+    assert_eq!(stats.sources[0].dropped_overflow, 0);
     live_events.extend(rest);
     assert!(!segments(&direct_events).is_empty());
     assert_eq!(segments(&live_events), segments(&direct_events));

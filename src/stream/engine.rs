@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::frame::{Frame, NUM_JOINTS};
 use crate::modality::{FrameModalities, ModalityConfig, ModalityState};
 use crate::model::InterAct;
+use crate::stream::filter::{JointFilter, OneEuroConfig};
 use crate::stream::segmenter::FinalFrame;
 
 /// Window and finalisation settings.
@@ -36,6 +37,8 @@ pub struct EngineConfig {
     /// instead of one per hop (windows are skipped, frames never are). Off: every window runs,
     /// so the output depends only on the input, not on the machine's speed.
     pub catch_up: bool,
+    /// One-Euro smoothing of joint positions before the modalities (off by default).
+    pub one_euro: Option<OneEuroConfig>,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +49,7 @@ impl Default for EngineConfig {
             lookahead_frames: 8,
             modality: ModalityConfig::default(),
             catch_up: true,
+            one_euro: None,
         }
     }
 }
@@ -101,8 +105,10 @@ pub struct StreamState {
     modality: ModalityState,
     /// The last `W` DSMI outputs, each `D` floats, oldest first.
     features: VecDeque<Vec<f32>>,
-    /// `(index, timestamp)` of the frames in `features`, same order.
-    times: VecDeque<(u64, f64)>,
+    /// `(index, timestamp, anybody present)` of the frames in `features`, same order.
+    times: VecDeque<(u64, f64, bool)>,
+    /// Joint smoothing, when configured.
+    filter: Option<JointFilter>,
     /// Frames received so far.
     received: u64,
     /// Frames finalised so far (they are the first `finalised` received).
@@ -129,6 +135,7 @@ impl StreamState {
             modality: ModalityState::new(&cfg.modality),
             features: VecDeque::with_capacity(cfg.window_frames),
             times: VecDeque::with_capacity(cfg.window_frames),
+            filter: cfg.one_euro.clone().map(JointFilter::new),
             received: 0,
             finalised: 0,
             last_window_at: 0,
@@ -147,6 +154,18 @@ impl StreamState {
         self.received - self.finalised
     }
 
+    /// The modalities of the next frame, after the joint filter if there is one.
+    fn modalities(&mut self, frame: &Frame) -> FrameModalities {
+        match self.filter.as_mut() {
+            Some(filter) => {
+                let mut smoothed = frame.clone();
+                filter.apply(&mut smoothed);
+                self.modality.push(&smoothed)
+            }
+            None => self.modality.push(frame),
+        }
+    }
+
     /// Caches a frame's DSMI output, dropping the oldest beyond `window` frames.
     fn append(&mut self, feat: Vec<f32>, frame: &Frame, window: usize) {
         if self.features.len() == window {
@@ -154,7 +173,7 @@ impl StreamState {
             self.times.pop_front();
         }
         self.features.push_back(feat);
-        self.times.push_back((frame.index, frame.timestamp_secs));
+        self.times.push_back((frame.index, frame.timestamp_secs, !frame.bodies.is_empty()));
         self.received += 1;
         self.counters.frames += 1;
     }
@@ -201,8 +220,7 @@ impl Engine {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mods: Vec<FrameModalities> =
-            batch.iter_mut().map(|(s, f)| s.modality.push(f)).collect();
+        let mods: Vec<FrameModalities> = batch.iter_mut().map(|(s, f)| s.modalities(f)).collect();
         let feats = self.dsmi(&mods)?;
         for ((state, frame), feat) in batch.iter_mut().zip(feats) {
             state.append(feat, frame, self.cfg.window_frames);
@@ -238,7 +256,7 @@ impl Engine {
                 // backlog at once.
                 finals.extend(self.step(&mut [(&mut *state, frame)], true)?.into_iter().flatten());
             } else {
-                let mods = [state.modality.push(frame)];
+                let mods = [state.modalities(frame)];
                 let feat = self.dsmi(&mods)?.pop().unwrap_or_default();
                 state.append(feat, frame, self.cfg.window_frames);
             }
@@ -336,13 +354,14 @@ impl Engine {
                 }
                 while state.finalised < until {
                     let col = (state.finalised - window_start) as usize;
-                    let (index, timestamp_secs) = state.times[col];
+                    let (index, timestamp_secs, present) = state.times[col];
                     let base = row * a * len;
                     out[i].push(FinalFrame {
                         index,
                         timestamp_secs,
                         probs: (0..a).map(|c| probs[base + c * len + col]).collect(),
                         boundary_prob: bprobs[row * len + col],
+                        present,
                     });
                     state.finalised += 1;
                     state.counters.finalised += 1;

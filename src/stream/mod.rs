@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod events;
+pub mod filter;
 pub mod pipeline;
 pub mod segmenter;
 pub mod sync;
@@ -10,6 +11,7 @@ pub mod tap;
 
 pub use engine::{Engine, EngineConfig, StreamCounters, StreamState};
 pub use events::SegmentEvent;
+pub use filter::{JointFilter, OneEuroConfig};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineStats};
 pub use segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
 pub use sync::{StreamConfig, StreamSegmenter};

@@ -162,9 +162,13 @@ impl PipelineBuilder {
         drop(tx_frames);
         let engine = Engine::new(model.model, device, cfg.engine.clone())?;
         let vs = model.vs;
+        // libtorch's intra-op thread count is per thread (OpenMP): carry the caller's setting
+        // over to the worker, or it would run with the library default.
+        let threads = tch::get_num_threads();
         {
             let (stats, viz) = (Arc::clone(&stats), viz.clone());
             handles.push(spawn("skelseg::infer", move || {
+                tch::set_num_threads(threads);
                 let _keep_alive = vs;
                 infer(engine, rx_frames, tx_finals, stats, viz)
             })?);

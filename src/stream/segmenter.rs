@@ -29,6 +29,9 @@ pub struct SegmenterConfig {
     pub boundary_radius: usize,
     /// Emit a [`SegmenterOutput::Frame`] for every finalised frame.
     pub per_frame: bool,
+    /// After this many consecutive frames without any body, the open segment is closed and
+    /// nothing is segmented until someone is back (0 = never).
+    pub person_timeout_frames: usize,
 }
 
 impl Default for SegmenterConfig {
@@ -41,6 +44,7 @@ impl Default for SegmenterConfig {
             boundary_threshold: 0.5,
             boundary_radius: 4,
             per_frame: false,
+            person_timeout_frames: 30,
         }
     }
 }
@@ -62,6 +66,8 @@ pub struct FinalFrame {
     pub probs: Vec<f32>,
     /// Boundary probability.
     pub boundary_prob: f32,
+    /// Whether any body was in the frame.
+    pub present: bool,
 }
 
 /// A segment boundary event in frame terms (the stream layer adds stream and label names).
@@ -160,12 +166,14 @@ pub struct Segmenter {
     candidate: Option<Run>,
     /// Frame index of the latest boundary peak seen.
     last_peak: Option<u64>,
+    /// Consecutive frames without a body.
+    absent_frames: usize,
 }
 
 impl Segmenter {
     /// A segmenter with no open segment.
     pub fn new(cfg: SegmenterConfig) -> Self {
-        Segmenter { cfg, current: None, candidate: None, last_peak: None }
+        Segmenter { cfg, current: None, candidate: None, last_peak: None, absent_frames: 0 }
     }
 
     /// The settings.
@@ -180,6 +188,12 @@ impl Segmenter {
 
     /// Takes one finalised frame; returns the events it causes, in order.
     pub fn push(&mut self, frame: &FinalFrame) -> Vec<SegmenterOutput> {
+        self.absent_frames = if frame.present { 0 } else { self.absent_frames + 1 };
+        let timeout = self.cfg.person_timeout_frames;
+        if timeout > 0 && self.absent_frames >= timeout {
+            // Nobody has been there for a while: close what is open, then wait for someone.
+            return if self.absent_frames == timeout { self.flush() } else { Vec::new() };
+        }
         let mut out = Vec::new();
         let (class, prob) = argmax(&frame.probs);
         if frame.boundary_prob >= self.cfg.boundary_threshold {
@@ -307,6 +321,7 @@ mod tests {
                     timestamp_secs: i as f64 / 30.0,
                     probs,
                     boundary_prob: if peaks.contains(&(i as u64)) { 0.9 } else { 0.0 },
+                    present: true,
                 }
             })
             .collect()
@@ -388,6 +403,19 @@ mod tests {
         };
         let labels: Vec<usize> = [vec![0; 10], vec![1; 6], vec![0; 4], vec![2; 4]].concat();
         assert_eq!(ended(&run(cfg, &frames(&labels, 0.9, &[]))), vec![(0, 0, 19), (2, 20, 23)]);
+    }
+
+    #[test]
+    fn a_person_timeout_closes_the_segment_and_a_return_opens_a_new_one() {
+        let cfg = SegmenterConfig { person_timeout_frames: 5, ..SegmenterConfig::default() };
+        let mut f = frames(&[vec![1; 10], vec![0; 8], vec![1; 6]].concat(), 0.9, &[]);
+        for frame in &mut f[10..18] {
+            frame.present = false;
+        }
+        let out = run(cfg, &f);
+        // Frames 10..13 (absent, before the timeout) still belong to the open segment, which
+        // closes at the timeout; the person's return starts a new one.
+        assert_eq!(ended(&out), vec![(1, 0, 13), (1, 18, 23)]);
     }
 
     #[test]

@@ -44,6 +44,12 @@ pub struct StreamOptions {
     /// Also emit a `frame_label` event for every finalised frame.
     #[arg(long)]
     pub per_frame: bool,
+    /// Smooth joints with a One-Euro filter first (for jittery trackers such as MediaPipe).
+    #[arg(long)]
+    pub one_euro: bool,
+    /// Close the open segment after this many frames without anybody (0 = never).
+    #[arg(long, default_value_t = 30)]
+    pub person_timeout: usize,
 }
 
 impl StreamOptions {
@@ -71,6 +77,7 @@ impl StreamOptions {
                 window_frames: self.window,
                 hop_frames: self.hop,
                 lookahead_frames: self.lookahead,
+                one_euro: self.one_euro.then(skelseg::stream::OneEuroConfig::default),
                 ..EngineConfig::default()
             },
             segmenter: SegmenterConfig {
@@ -79,6 +86,7 @@ impl StreamOptions {
                 min_frames_per_class,
                 boundary_threshold: self.boundary_threshold,
                 per_frame: self.per_frame,
+                person_timeout_frames: self.person_timeout,
                 ..SegmenterConfig::default()
             },
         };
