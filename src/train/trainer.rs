@@ -130,6 +130,8 @@ pub struct TrainJob<'a> {
     pub meta: checkpoint::CheckpointMeta,
     /// Set to stop after the current step; the best checkpoint so far is kept.
     pub stop: &'a AtomicBool,
+    /// Start from these weights instead of a fresh initialisation (same model config).
+    pub init: Option<PathBuf>,
 }
 
 /// Trains a fresh model on `train_set`, validating on `val_set` after every epoch (on the
@@ -148,7 +150,21 @@ pub fn train(
     tch::manual_seed(job.train.seed as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(job.train.seed);
     let vs = nn::VarStore::new(job.device);
+    let mut vs = vs;
     let net = InterAct::new(&vs.root(), &job.model)?;
+    if let Some(init) = &job.init {
+        let meta = checkpoint::load_meta(init)?;
+        // The boundary threshold is chosen after training, so it may differ.
+        let comparable = |m: &ModelConfig| ModelConfig { boundary_threshold: 0.0, ..m.clone() };
+        if comparable(&meta.model) != comparable(&job.model) {
+            return Err(Error::Checkpoint {
+                path: init.clone(),
+                message: "its model config differs from the one being trained".into(),
+            });
+        }
+        vs.load(init)
+            .map_err(|e| Error::Checkpoint { path: init.clone(), message: e.to_string() })?;
+    }
     let params = net.num_parameters();
     let mut opt =
         nn::AdamW { wd: job.train.weight_decay, ..Default::default() }.build(&vs, job.train.lr)?;

@@ -112,6 +112,9 @@ pub struct TrainArgs {
     /// splits are used, or all recordings for both when there are none.
     #[arg(long, value_delimiter = ',')]
     holdout: Vec<String>,
+    /// Continue from this checkpoint's weights (its model config must match the flags).
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -209,6 +212,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         device,
         meta,
         stop: &stop,
+        init: args.init.clone(),
     };
     let report = train::train(job, &train_set, &val_set, |p| {
         bar.set_length(p.total_steps as u64);
