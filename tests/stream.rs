@@ -179,8 +179,10 @@ fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
 #[test]
 fn bad_clients_do_not_disturb_a_good_stream_and_shutdown_flushes_everything() {
     let rec = bundled();
-    let listener =
-        NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
+    // Frames are sent as fast as possible: a queue that holds them all keeps the live source
+    // from dropping the oldest (newest wins), so every frame reaches the segmenter.
+    let net = NetConfig { queue_frames: rec.frames.len() + 16, ..NetConfig::DEFAULT };
+    let listener = NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &net).unwrap();
     let addr = listener.local_addr();
     let pipeline =
         PipelineBuilder::new(model(), StreamConfig::default()).source(listener).start().unwrap();
@@ -218,6 +220,7 @@ fn bad_clients_do_not_disturb_a_good_stream_and_shutdown_flushes_everything() {
     assert_eq!(src.frames, half.frames.len() as u64);
     assert!(src.skipped_malformed >= 2, "{src:?}");
     assert!(src.skipped_invalid_joints >= 1, "{src:?}");
+    assert_eq!(src.dropped_overflow, 0, "{src:?}");
     // The good stream's segments tile all of its frames, closed by the shutdown.
     let good_stream = events
         .iter()

@@ -46,7 +46,7 @@ impl Default for EngineConfig {
         EngineConfig {
             window_frames: 256,
             hop_frames: 4,
-            lookahead_frames: 8,
+            lookahead_frames: 15,
             modality: ModalityConfig::default(),
             catch_up: true,
             one_euro: None,
