@@ -84,9 +84,8 @@ fn check_extension(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `path` (must end in `.safetensors`) and the JSON beside it.
-pub fn save(path: &Path, vs: &nn::VarStore, meta: &CheckpointMeta) -> Result<()> {
-    check_extension(path)?;
+/// The metadata must name exactly one class per model output.
+fn check_class_count(path: &Path, meta: &CheckpointMeta) -> Result<()> {
     if meta.classes.len() as i64 != meta.model.num_classes {
         return Err(ckpt_error(
             path,
@@ -97,6 +96,13 @@ pub fn save(path: &Path, vs: &nn::VarStore, meta: &CheckpointMeta) -> Result<()>
             ),
         ));
     }
+    Ok(())
+}
+
+/// Writes `path` (must end in `.safetensors`) and the JSON beside it.
+pub fn save(path: &Path, vs: &nn::VarStore, meta: &CheckpointMeta) -> Result<()> {
+    check_extension(path)?;
+    check_class_count(path, meta)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -129,16 +135,7 @@ pub fn load(path: &Path, device: Device) -> Result<LoadedModel> {
     check_extension(path)?;
     let meta = load_meta(path)?;
     meta.model.validate().map_err(|e| ckpt_error(path, format!("its config is invalid: {e}")))?;
-    if meta.classes.len() as i64 != meta.model.num_classes {
-        return Err(ckpt_error(
-            path,
-            format!(
-                "{} class names for a model with {} classes",
-                meta.classes.len(),
-                meta.model.num_classes
-            ),
-        ));
-    }
+    check_class_count(path, &meta)?;
     let vs = nn::VarStore::new(device);
     let model = InterAct::new(&vs.root(), &meta.model)?;
     let stored = Tensor::read_safetensors(path)
