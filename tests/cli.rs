@@ -174,3 +174,52 @@ fn eval_and_stream_report_json_on_the_bundled_sequence() {
     let frames = json(&["info", file.to_str().unwrap(), "--json"])["frames"].as_u64().unwrap();
     assert_eq!(ended.last().unwrap()["end_frame"].as_u64(), Some(frames - 1));
 }
+
+/// Issue 8, defect 7: the bundled model's softmax over sigmoid-trained logits is miscalibrated;
+/// `calibrate` fits a temperature on validation data, lowers the calibration error there and
+/// records the temperature in the checkpoint, where inference picks it up.
+#[test]
+fn calibrate_fits_a_temperature_and_writes_it_into_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let val = dir.path().join("val");
+    json(&["synth", "--out", val.to_str().unwrap(), "--sequences", "3", "--seed", "5", "--json"]);
+    let model = root().join("fixtures/models/synth.safetensors");
+    let copy = dir.path().join("m.safetensors");
+    std::fs::copy(&model, &copy).unwrap();
+    std::fs::copy(model.with_extension("json"), copy.with_extension("json")).unwrap();
+    let fit = json(&[
+        "calibrate",
+        "--model",
+        copy.to_str().unwrap(),
+        "--data",
+        val.to_str().unwrap(),
+        "--json",
+    ]);
+    let t = fit["temperature"].as_f64().unwrap();
+    assert!((t - 1.0).abs() > 0.05, "a fitted temperature, found {t}");
+    assert!(fit["nll_after"].as_f64() < fit["nll_before"].as_f64(), "{fit}");
+    assert!(fit["ece_after"].as_f64() < fit["ece_before"].as_f64(), "{fit}");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(copy.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["model"]["temperature"].as_f64(), Some(t));
+    assert_eq!(meta["data"]["calibration"]["fit"]["temperature"].as_f64(), Some(t));
+    // The calibrated checkpoint still loads and evaluates to the same labels.
+    let before = json(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        val.to_str().unwrap(),
+        "--json",
+    ]);
+    let after = json(&[
+        "eval",
+        "--model",
+        copy.to_str().unwrap(),
+        "--data",
+        val.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(before["acc"], after["acc"], "a temperature changes no argmax");
+}

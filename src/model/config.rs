@@ -77,6 +77,32 @@ fn default_boundary_radius() -> i64 {
 fn default_boundary_sigma() -> f64 {
     6.0
 }
+fn legacy_revision() -> u32 {
+    1
+}
+fn default_temperature() -> f64 {
+    1.0
+}
+
+/// The architecture revision a checkpoint was trained with.
+///
+/// Revision 1 is what skelseg 0.1 shipped; revision 2 follows the paper where review found
+/// revision 1 off (issue 8). Checkpoints without the field are revision 1, so their weights keep
+/// meaning what they were trained to mean; new models are revision 2.
+pub const CURRENT_REVISION: u32 = 2;
+
+/// How joint coordinates are normalised before the modalities are derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InputNorm {
+    /// Camera-space coordinates as the sensor gives them (revision-1 checkpoints).
+    #[default]
+    Camera,
+    /// A per-stream body frame fixed causally when a person first appears: origin at their
+    /// SpineBase, rotated about the vertical axis to face the sensor, scaled by torso length
+    /// (see [`crate::modality::Anchor`]).
+    Body,
+}
 
 /// Hyper-parameters of [`InterAct`](super::InterAct). Serialised into the checkpoint's JSON;
 /// fields added later get serde defaults so older files still load.
@@ -139,6 +165,20 @@ pub struct ModelConfig {
     /// Sigma of the Gaussian boundary target in frames (ASQuery: 6).
     #[serde(default = "default_boundary_sigma")]
     pub boundary_sigma: f64,
+    /// Architecture revision (see [`CURRENT_REVISION`]). Revision 2: one FBlock per stage with
+    /// the frame features refined from stage to stage (the paper's Eq. 5), up-sampling on the
+    /// grid of the stride-2 encoder (coarse sample `i` sits on fine frame `2i`), and QBlocks fed
+    /// at `T/2^H … T/2` (the paper's `T/2^(H−u)`); revision 1: one shared FBlock attending
+    /// from the stage-0 features, half-pixel up-sampling, QBlocks at `T/2^(H−1) … T`.
+    #[serde(default = "legacy_revision")]
+    pub revision: u32,
+    /// Input normalisation the model was trained with (the runtime applies the same).
+    #[serde(default)]
+    pub input_norm: InputNorm,
+    /// Softmax temperature of the class probabilities, fitted on validation data after
+    /// training (1 = uncalibrated logits). Confidences are `softmax(P_a / temperature)`.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
 }
 
 impl Default for ModelConfig {
@@ -163,6 +203,9 @@ impl Default for ModelConfig {
             boundary_threshold: default_boundary_threshold(),
             boundary_radius: default_boundary_radius(),
             boundary_sigma: default_boundary_sigma(),
+            revision: CURRENT_REVISION,
+            input_norm: InputNorm::Body,
+            temperature: default_temperature(),
         }
     }
 }
@@ -236,11 +279,25 @@ impl ModelConfig {
                 self.decoder_layers, self.encoder_layers
             ));
         }
-        if self.query_scales > self.decoder_layers {
+        if !(1..=CURRENT_REVISION).contains(&self.revision) {
             return bad(format!(
-                "query_scales {} > decoder_layers {}",
-                self.query_scales, self.decoder_layers
+                "revision {} is not one this skelseg knows (1..={CURRENT_REVISION}); a newer \
+                 skelseg wrote this checkpoint",
+                self.revision
             ));
+        }
+        // Revision 2 feeds the QBlocks from T/2^H up, which skips the finest decoder output.
+        let finest_unused = i64::from(self.revision >= 2 && self.temporal == Temporal::Mfai);
+        if self.query_scales + finest_unused > self.decoder_layers {
+            return bad(format!(
+                "query_scales {} needs {} decoder layers, found {}",
+                self.query_scales,
+                self.query_scales + finest_unused,
+                self.decoder_layers
+            ));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return bad(format!("temperature must be positive, found {}", self.temperature));
         }
         if self.action_layers > 16 || self.boundary_layers > 16 {
             return bad("action/boundary layers above 16 (dilation 2^15)".into());
@@ -254,9 +311,9 @@ impl ModelConfig {
                 return bad(format!("{name} must be in [0, 1), found {p}"));
             }
         }
-        if !(self.boundary_threshold > 0.0 && self.boundary_threshold < 1.0) {
+        if !(self.boundary_threshold > 0.0 && self.boundary_threshold <= 1.0) {
             return bad(format!(
-                "boundary_threshold must be in (0, 1), found {}",
+                "boundary_threshold must be in (0, 1] (1: no refinement), found {}",
                 self.boundary_threshold
             ));
         }
@@ -304,6 +361,13 @@ mod tests {
         let back: ModelConfig = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, cfg);
         let old: ModelConfig = serde_json::from_str(r#"{"num_classes": 9}"#).expect("parse");
-        assert_eq!(old, ModelConfig { num_classes: 9, ..ModelConfig::default() });
+        let legacy = ModelConfig {
+            num_classes: 9,
+            revision: 1,
+            input_norm: InputNorm::Camera,
+            ..ModelConfig::default()
+        };
+        assert_eq!(old, legacy, "a file without a revision is a revision-1 checkpoint");
+        assert_eq!(ModelConfig::default().revision, CURRENT_REVISION);
     }
 }

@@ -118,6 +118,7 @@ mod tests {
                 action_logits: Tensor::from_slice(action).view([1, a, t]),
                 boundary_logits: Tensor::from_slice(boundary).view([1, t]),
             }],
+            temperature: 1.0,
         }
     }
 

@@ -4,11 +4,18 @@
 //!
 //! Masking: the caller pads T to a multiple of `2^encoder_layers`; every tensor consumed by a
 //! temporal operator is masked, so padded frames never reach valid ones. Deviations from the
-//! anchors, all for that reason: masked instance norm / linear attention (see their files), and
-//! ×2 up-sampling with half-pixel linear interpolation and zeros beyond the end
-//! (`align_corners = False` on a zero-extended input) instead of C2F's `align_corners = True`,
-//! whose sampling grid depends on the padded length; BatchNorm of the decoder conv blocks over
-//! valid frames only.
+//! anchors, all for that reason: masked instance norm / linear attention (see their files),
+//! BatchNorm of the decoder conv blocks over valid frames only, and ×2 up-sampling on the
+//! encoder's own grid instead of C2F's `align_corners = True`, whose grid depends on the padded
+//! length.
+//!
+//! Sampling grid: the stride-2 convolution (k3, pad 1) centres coarse sample `i` on fine frame
+//! `2i`, and the masks are down-sampled as `mask[::2]`. Up-sampling therefore puts coarse sample
+//! `i` back on frame `2i` and interpolates frame `2i+1` halfway to sample `i+1` (from sample `i`
+//! alone when `i+1` is padding), so an edge keeps its position through all six levels
+//! ([`upsample2`]). Revision-1 checkpoints were trained with half-pixel interpolation
+//! ([`upsample2_half_pixel`]), which reads coarse position `j/2 − 0.25` and so lands each level
+//! half a sample late (about 31 frames over six levels); they keep it.
 
 use tch::Tensor;
 use tch::nn::{self, Module};
@@ -53,8 +60,19 @@ impl ConvBlock {
     }
 }
 
-/// ×2 linear up-sampling, half-pixel grid, zero beyond the last frame: `(N, C, L)` → `(N, C, 2L)`.
-fn upsample2(x: &Tensor) -> Tensor {
+/// ×2 linear up-sampling on the encoder's grid (module docs): `x (N, C, L)` masked by
+/// `mask (N, 1, L)` → `(N, C, 2L)`. Frame `2i` is sample `i`; frame `2i+1` is the mean of the
+/// valid samples among `i` and `i+1`.
+pub(crate) fn upsample2(x: &Tensor, mask: &Tensor) -> Tensor {
+    let (n, c, l) = x.size3().unwrap_or((1, 1, 1));
+    let next = x.narrow(2, 1, l - 1).pad([0, 1], "constant", None);
+    let next_mask = mask.narrow(2, 1, l - 1).pad([0, 1], "constant", None);
+    let odd = (x + next) / (mask + next_mask).clamp_min(1.0);
+    Tensor::stack(&[x.shallow_clone(), odd], 3).view([n, c, 2 * l])
+}
+
+/// Revision 1's ×2 linear up-sampling: half-pixel grid, zero beyond the last frame.
+fn upsample2_half_pixel(x: &Tensor) -> Tensor {
     let l = x.size()[2];
     x.pad([0, 1], "constant", None).upsample_linear1d([2 * (l + 1)], false, None).narrow(
         2,
@@ -75,6 +93,7 @@ pub(crate) struct Mfai {
     temporal: Temporal,
     query_scales: usize,
     channel_dropout: f64,
+    revision: u32,
 }
 
 impl Mfai {
@@ -102,6 +121,7 @@ impl Mfai {
             temporal: cfg.temporal,
             query_scales: cfg.query_scales as usize,
             channel_dropout: cfg.channel_dropout,
+            revision: cfg.revision,
         }
     }
 
@@ -126,7 +146,11 @@ impl Mfai {
         let mut outputs = Vec::with_capacity(levels);
         for (j, block) in self.decoder.iter().enumerate() {
             let at = levels - 1 - j;
-            let up = upsample2(&u) * &masks[at];
+            let up = if self.revision >= 2 {
+                upsample2(&u, &masks[at + 1])
+            } else {
+                upsample2_half_pixel(&u)
+            } * &masks[at];
             u = block.forward_t(&Tensor::cat(&[&skips[at], &up], 1), &masks[at], train);
             outputs.push((u.shallow_clone(), masks[at].shallow_clone()));
         }
@@ -135,11 +159,22 @@ impl Mfai {
         let f_b = self.boundary.forward_t(finest, mask, train);
         let h = self.query_scales;
         let levels_used: Vec<(&Tensor, &Tensor)> = match self.temporal {
-            Temporal::Mfai => outputs[outputs.len() - h..].iter().map(|(f, m)| (f, m)).collect(),
+            Temporal::Mfai => {
+                let used = query_levels(self.revision, outputs.len(), h);
+                outputs[used].iter().map(|(f, m)| (f, m)).collect()
+            }
             Temporal::Fixed => (0..h).map(|_| (finest, mask)).collect(),
         };
         self.queries.forward(&levels_used, &f_a, &f_b, mask)
     }
+}
+
+/// Decoder outputs (index into the `decoder_layers` outputs, coarse to fine; the last is at T)
+/// that feed the `h` QBlocks: revision 2 takes `T/2^h … T/2` (the paper's `X̂_u` at
+/// `T/2^(H−u)`, u = 0..H−1), revision 1 took `T/2^(h−1) … T`.
+fn query_levels(revision: u32, outputs: usize, h: usize) -> std::ops::Range<usize> {
+    let end = if revision >= 2 { outputs - 1 } else { outputs };
+    end - h..end
 }
 
 /// Multiply-adds of MFAI for one window of `w` frames (padded to the multiple MFAI uses).
@@ -163,9 +198,85 @@ pub(crate) fn flops_per_window(cfg: &ModelConfig, w: u64) -> u64 {
     }
     total += t * (action_block::flops_per_frame(cfg) + boundary_block::flops_per_frame(cfg));
     let h = cfg.query_scales as u32;
+    let skip = u32::from(cfg.revision >= 2);
     let lens: Vec<u64> = match cfg.temporal {
-        Temporal::Mfai => (0..h).map(|i| t >> (h - 1 - i)).collect(),
+        Temporal::Mfai => (0..h).map(|i| t >> (h - 1 - i + skip)).collect(),
         Temporal::Fixed => (0..h).map(|_| t).collect(),
     };
     total + query::flops(cfg, t, &lens)
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Tensor};
+
+    use super::*;
+
+    /// A soft step: 0 before `a`, 1 after `b`, linear between; `(1, 1, t)`.
+    fn soft_step(t: i64, a: f64, b: f64) -> Tensor {
+        let v: Vec<f32> =
+            (0..t).map(|i| ((i as f64 - a) / (b - a)).clamp(0.0, 1.0) as f32).collect();
+        Tensor::from_slice(&v).view([1, 1, t])
+    }
+
+    /// Position where the signal first reaches 0.5, with linear interpolation between frames.
+    fn half_crossing(x: &Tensor) -> f64 {
+        let v: Vec<f32> = Vec::<f32>::try_from(x.flatten(0, -1)).expect("values");
+        let i = v.iter().position(|&y| y >= 0.5).expect("crossing");
+        let (y0, y1) = (f64::from(v[i - 1]), f64::from(v[i]));
+        (i - 1) as f64 + (0.5 - y0) / (y1 - y0)
+    }
+
+    /// Six stride-2 levels down through the encoder's depthwise convolution (centre tap only,
+    /// so it shows the convolution's grid), then six ×2 levels up.
+    fn down_up(x: &Tensor, up: impl Fn(&Tensor, &Tensor) -> Tensor) -> Tensor {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let dw =
+            nn::ConvConfig { stride: 2, padding: 1, groups: 1, bias: false, ..Default::default() };
+        let mut down = nn::conv1d(vs.root() / "down", 1, 1, 3, dw);
+        down.ws = Tensor::from_slice(&[0.0f32, 1.0, 0.0]).view([1, 1, 3]);
+        let mut masks = vec![Tensor::ones_like(x)];
+        let mut levels = vec![x.shallow_clone()];
+        for _ in 0..6 {
+            let m = masks.last().expect("mask").slice(2, 0, None, 2);
+            levels.push(down.forward(levels.last().expect("level")) * &m);
+            masks.push(m);
+        }
+        let mut u = levels.pop().expect("coarsest");
+        for at in (0..6).rev() {
+            u = up(&u, &masks[at + 1]) * &masks[at];
+        }
+        u
+    }
+
+    #[test]
+    fn a_step_edge_keeps_its_position_through_six_levels() {
+        // Knots on the coarsest grid (multiples of 64), so the edge is exactly representable
+        // there: a grid-aligned up-sampling must give it back where it was.
+        let x = soft_step(512, 192.0, 320.0);
+        let want = half_crossing(&x);
+        assert!((want - 256.0).abs() < 1e-6);
+        let aligned = half_crossing(&down_up(&x, upsample2));
+        assert!((aligned - want).abs() <= 1.0, "edge moved from {want} to {aligned}");
+        // Revision 1's half-pixel grid: half a sample late per level, 31.5 frames in all.
+        let legacy = half_crossing(&down_up(&x, |u, _| upsample2_half_pixel(u)));
+        assert!((legacy - want - 31.5).abs() <= 1.0, "half-pixel edge at {legacy}");
+    }
+
+    #[test]
+    fn upsampling_interpolates_from_valid_samples_only() {
+        let x = Tensor::from_slice(&[2.0f32, 4.0, 0.0]).view([1, 1, 3]);
+        let m = Tensor::from_slice(&[1.0f32, 1.0, 0.0]).view([1, 1, 3]);
+        let up = Vec::<f32>::try_from(upsample2(&x, &m).flatten(0, -1)).expect("values");
+        assert_eq!(up, vec![2.0, 3.0, 4.0, 4.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn revision_2_feeds_the_queries_at_t_over_8_4_2() {
+        // Six decoder outputs at T/32, T/16, T/8, T/4, T/2, T.
+        let lens: Vec<u64> = (0..6).map(|j| 256u64 >> (5 - j)).collect();
+        let used = |rev| lens[query_levels(rev, 6, 3)].to_vec();
+        assert_eq!(used(2), vec![32, 64, 128]);
+        assert_eq!(used(1), vec![64, 128, 256]);
+    }
 }

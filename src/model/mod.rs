@@ -24,7 +24,7 @@ mod mfai;
 mod query;
 
 pub use checkpoint::{CheckpointMeta, LoadedModel};
-pub use config::{ModelConfig, Spatial, Temporal};
+pub use config::{CURRENT_REVISION, InputNorm, ModelConfig, Spatial, Temporal};
 pub use loss::{LossParts, loss};
 
 use tch::{Kind, Tensor, nn};
@@ -47,6 +47,8 @@ pub struct Stage {
 pub struct Output {
     /// Predictions, the final one last (never empty when produced by the model).
     pub stages: Vec<Stage>,
+    /// The model's calibration temperature ([`ModelConfig::temperature`]).
+    pub temperature: f64,
 }
 
 impl Output {
@@ -55,9 +57,10 @@ impl Output {
         self.stages.last().ok_or_else(|| Error::invalid("model output", "no stages"))
     }
 
-    /// Class probabilities of the final stage, softmax over classes: `(N, A, T)`.
+    /// Calibrated class probabilities of the final stage, `softmax(P_a / temperature)` over
+    /// classes: `(N, A, T)` (see [`crate::train::calibrate`] for how the temperature is fitted).
     pub fn final_action_probs(&self) -> Result<Tensor> {
-        Ok(self.final_stage()?.action_logits.softmax(1, Kind::Float))
+        Ok((&self.final_stage()?.action_logits / self.temperature).softmax(1, Kind::Float))
     }
 
     /// Boundary probabilities of the final stage, sigmoid: `(N, T)`.
@@ -150,7 +153,7 @@ impl InterAct {
                 boundary_logits: s.boundary.narrow(1, 0, t),
             })
             .collect();
-        Ok(Output { stages })
+        Ok(Output { stages, temperature: self.cfg.temperature })
     }
 
     /// DSMI then MFAI: modalities `(N, C, T, V)`, `mask (N, T)`. Unlike a separate
@@ -222,9 +225,10 @@ pub fn parameter_count(cfg: &ModelConfig) -> i64 {
         conv(d, d, 1) + lb * (conv(d, d, 3) + conv(d, d, 1)) + lb * d + conv(lb * d, d, 1);
     let qblock = 3 * 2 * d + 2 * mha(d) + lin(d, 4 * d) + lin(4 * d, d);
     let embed = lin(d, d / 4) + lin(d / 4, d) + lin(d, d);
+    let fblocks = if cfg.revision >= 2 { cfg.query_scales } else { 1 };
     let queries = 2 * (a + 1) * d
         + cfg.query_scales * qblock
-        + (2 * 2 * d + 2 * mha(d))
+        + fblocks * (2 * 2 * d + 2 * mha(d))
         + 2 * embed
         + 3 * 2 * d; // LayerNorms on F_a, F_b and the queries
     spatial + conv(d, d, 1) + encoder + decoder + action + boundary + queries

@@ -129,7 +129,10 @@ pub(crate) struct QueryDecoder {
     norm_b: nn::LayerNorm,
     /// Final LayerNorm of the pre-LN query decoder before the FBlock and the heads.
     norm_q: nn::LayerNorm,
-    fblock: FBlock,
+    /// One FBlock per stage, chained (revision 2); revision 1 had one shared FBlock that
+    /// attended from the stage-0 features at every stage.
+    fblocks: Vec<FBlock>,
+    chained: bool,
     embed_a: Embed,
     embed_b: Embed,
     num_classes: i64,
@@ -150,7 +153,14 @@ impl QueryDecoder {
             norm_a: nn::layer_norm(p / "norm_action", vec![d], Default::default()),
             norm_b: nn::layer_norm(p / "norm_boundary", vec![d], Default::default()),
             norm_q: nn::layer_norm(p / "norm_query", vec![d], Default::default()),
-            fblock: FBlock::new(&(p / "fblock"), d, cfg.heads),
+            fblocks: if cfg.revision >= 2 {
+                (0..cfg.query_scales)
+                    .map(|i| FBlock::new(&(p / "fblocks" / i), d, cfg.heads))
+                    .collect()
+            } else {
+                vec![FBlock::new(&(p / "fblock"), d, cfg.heads)]
+            },
+            chained: cfg.revision >= 2,
             embed_a: Embed::new(&(p / "embed_action"), d),
             embed_b: Embed::new(&(p / "embed_boundary"), d),
             num_classes: a,
@@ -174,20 +184,24 @@ impl QueryDecoder {
         // (N, D, T) -> LayerNorm over D per frame -> (N, D, T)
         let channel_norm =
             |ln: &nn::LayerNorm, f: &Tensor| ln.forward(&f.transpose(1, 2)).transpose(1, 2) * mask;
-        let (f_a, f_b) = (channel_norm(&self.norm_a, f_a), channel_norm(&self.norm_b, f_b));
-        let (f_a, f_b) = (&f_a, &f_b);
+        // F^0: the normalised action / boundary block outputs.
+        let (mut f_a, mut f_b) = (channel_norm(&self.norm_a, f_a), channel_norm(&self.norm_b, f_b));
         let mut stages = Vec::with_capacity(self.blocks.len());
-        for (block, (frames, level_mask)) in self.blocks.iter().zip(levels) {
+        for (r, (block, (frames, level_mask))) in self.blocks.iter().zip(levels).enumerate() {
             q = block.forward(&q, &pe, frames, level_mask);
             let qn = self.norm_q.forward(&q);
             let q_a = qn.narrow(1, 0, a); // (N, A, D)
             let q_b = qn.narrow(1, a, 1); // (N, 1, D)
-            let fa = FBlock::attend(&self.fblock.ln_a, &self.fblock.attn_a, f_a, &q_a, mask);
-            let fb = FBlock::attend(&self.fblock.ln_b, &self.fblock.attn_b, f_b, &qn, mask);
+            let fblock = &self.fblocks[r.min(self.fblocks.len() - 1)];
+            let fa = FBlock::attend(&fblock.ln_a, &fblock.attn_a, &f_a, &q_a, mask);
+            let fb = FBlock::attend(&fblock.ln_b, &fblock.attn_b, &f_b, &qn, mask);
             let action = self.embed_a.forward(&q_a).matmul(&fa) * self.logit_scale; // (N, A, T)
             let boundary =
                 (self.embed_b.forward(&q_b).matmul(&fb) * self.logit_scale).squeeze_dim(1); // (N, T)
             stages.push(StageLogits { action, boundary });
+            if self.chained {
+                (f_a, f_b) = (fa, fb); // F^r = CAttn(F^(r−1), Q^r)
+            }
         }
         stages
     }

@@ -50,18 +50,20 @@ fn output_shapes_for_several_lengths_with_the_default_config() {
 
 #[test]
 fn every_variant_builds_runs_and_counts_its_parameters() {
-    for spatial in [Spatial::Dsmi, Spatial::Concat, Spatial::None] {
-        for temporal in [Temporal::Mfai, Temporal::Fixed] {
-            tch::manual_seed(1);
-            let cfg = ModelConfig { spatial, temporal, ..ModelConfig::tiny(5) };
-            let vs = nn::VarStore::new(Device::Cpu);
-            let model = InterAct::new(&vs.root(), &cfg).expect("model");
-            let count: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-            assert_eq!(model.num_parameters(), count, "{spatial:?} {temporal:?}");
-            let (a, r, m) = inputs(1, 70);
-            let out =
-                tch::no_grad(|| model.forward_t(&a, &r, &m, &ones(1, 70), false)).expect("forward");
-            assert_eq!(out.stages[2].action_logits.size(), [1, 5, 70]);
+    for revision in [1, CURRENT_REVISION] {
+        for spatial in [Spatial::Dsmi, Spatial::Concat, Spatial::None] {
+            for temporal in [Temporal::Mfai, Temporal::Fixed] {
+                tch::manual_seed(1);
+                let cfg = ModelConfig { spatial, temporal, revision, ..ModelConfig::tiny(5) };
+                let vs = nn::VarStore::new(Device::Cpu);
+                let model = InterAct::new(&vs.root(), &cfg).expect("model");
+                let count: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+                assert_eq!(model.num_parameters(), count, "{spatial:?} {temporal:?} r{revision}");
+                let (a, r, m) = inputs(1, 70);
+                let out = tch::no_grad(|| model.forward_t(&a, &r, &m, &ones(1, 70), false))
+                    .expect("forward");
+                assert_eq!(out.stages[2].action_logits.size(), [1, 5, 70]);
+            }
         }
     }
 }
@@ -272,10 +274,43 @@ fn variable_names_follow_the_module_tree_without_duplicates() {
         "mfai.boundary_block.prelu",
         "mfai.queries.query",
         "mfai.queries.qblocks.2.cross_attn.out.bias",
-        "mfai.queries.fblock.attn_b.v.weight",
+        "mfai.queries.fblocks.0.attn_a.q.weight",
+        "mfai.queries.fblocks.2.attn_b.v.weight",
     ] {
         assert!(names.contains_key(want), "missing {want}");
     }
+    let legacy = nn::VarStore::new(Device::Cpu);
+    let _model = InterAct::new(&legacy.root(), &ModelConfig { revision: 1, ..cfg }).expect("model");
+    assert!(legacy.variables().contains_key("mfai.queries.fblock.attn_b.v.weight"));
+}
+
+/// The paper's Eq. 5: the frame features of stage r are refined from those of stage r−1, so the
+/// first stage's FBlock shapes every later stage's prediction.
+#[test]
+fn frame_features_are_refined_from_stage_to_stage() {
+    tch::manual_seed(7);
+    let cfg = ModelConfig::tiny(4);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = InterAct::new(&vs.root(), &cfg).expect("model");
+    let (a, r, m) = inputs(1, 64);
+    let run = || {
+        tch::no_grad(|| model.forward_t(&a, &r, &m, &ones(1, 64), false))
+            .expect("forward")
+            .stages
+            .into_iter()
+            .map(|s| s.action_logits)
+            .collect::<Vec<_>>()
+    };
+    let before = run();
+    let vars = vs.variables();
+    let first = vars.get("mfai.queries.fblocks.0.attn_a.out.weight").expect("stage-0 FBlock");
+    let _ = tch::no_grad(|| first.shallow_clone().fill_(0.0));
+    let after = run();
+    assert!(!before[0].allclose(&after[0], 1e-6, 1e-6, false), "stage 0 uses its FBlock");
+    assert!(
+        !before[2].allclose(&after[2], 1e-6, 1e-6, false),
+        "the final stage must see the features refined by stage 0's FBlock"
+    );
 }
 
 /// Runs only where libtorch sees a CUDA device: the same weights give the same outputs on the

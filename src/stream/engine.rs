@@ -189,8 +189,11 @@ pub struct Engine {
 
 impl Engine {
     /// An engine running `model` on `device`.
-    pub fn new(model: InterAct, device: Device, cfg: EngineConfig) -> Result<Self> {
+    pub fn new(model: InterAct, device: Device, mut cfg: EngineConfig) -> Result<Self> {
         cfg.validate()?;
+        // The model defines its inputs: stream states built from this engine's config derive
+        // the modalities the way it was trained, whatever the caller's config said.
+        cfg.modality.norm = model.config().input_norm;
         Ok(Engine { model, device, cfg })
     }
 

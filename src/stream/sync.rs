@@ -75,7 +75,7 @@ impl StreamSegmenter {
         let classes = ClassMap::new(loaded.meta.classes.clone());
         let engine = Engine::new(loaded.model, device, cfg.engine.clone())?;
         Ok(StreamSegmenter {
-            state: StreamState::new(&cfg.engine),
+            state: StreamState::new(engine.config()),
             engine,
             segmenter: Segmenter::new(cfg.segmenter),
             classes,

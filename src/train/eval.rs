@@ -89,6 +89,27 @@ pub fn evaluate(
     Ok((acc.finish(), predictions))
 }
 
+/// Final-stage logits of every valid frame of `seqs`, `(F, A)`, with their labels `(F)`: what
+/// [`fit_temperature`](crate::train::calibrate::fit_temperature) fits on.
+pub fn frame_logits(
+    model: &InterAct,
+    seqs: &[SequenceTensors],
+    device: Device,
+) -> Result<(Tensor, Tensor)> {
+    let _guard = tch::no_grad_guard();
+    let mut logits = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        let batch = Batch::from_crops(&[(seq, Crop { start: 0, len: seq.len })], device);
+        let out = model.forward_t(&batch.abs, &batch.rel, &batch.motion, &batch.mask, false)?;
+        // (1, A, T) -> (T, A)
+        logits.push(
+            out.final_stage()?.action_logits.squeeze_dim(0).transpose(0, 1).to_device(Device::Cpu),
+        );
+    }
+    let labels: Vec<Tensor> = seqs.iter().map(|s| s.labels.shallow_clone()).collect();
+    Ok((Tensor::cat(&logits, 0), Tensor::cat(&labels, 0)))
+}
+
 fn tensor_to_usize(t: &Tensor) -> Result<Vec<usize>> {
     let v = Vec::<i64>::try_from(t.to_kind(Kind::Int64).to_device(Device::Cpu))?;
     Ok(v.into_iter().map(|x| x.max(0) as usize).collect())

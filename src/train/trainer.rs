@@ -1,15 +1,23 @@
-//! The training loop: AdamW, linear warm-up then cosine decay, random temporal crops, per-epoch
-//! validation, best checkpoint by validation F1@50.
+//! The training loop: AdamW, linear warm-up then cosine decay, random temporal crops mixed with
+//! whole recordings, augmentation, per-epoch validation, best checkpoint by validation F1@50 with
+//! its boundary threshold and calibration temperature fitted on validation data.
 //!
-//! Deterministic for a seed on the CPU: the crop and shuffle RNG is a seeded ChaCha and libtorch's
-//! generator is seeded with `tch::manual_seed`.
+//! Deterministic for a seed on the CPU: each epoch's crop, shuffle and augmentation RNG is a
+//! ChaCha seeded from the seed and the epoch number, and libtorch's generator is seeded with
+//! `tch::manual_seed`.
+//!
+//! Resumable: after every epoch the weights and the loop's state go to `OUT.state/`
+//! (`weights.safetensors`, `state.json`); [`TrainJob::resume`] continues from there at the next
+//! epoch with the same data order. tch does not expose AdamW's moment estimates, so they restart
+//! from zero on resume; the learning rate warms up again over `warmup_steps / 4` steps to absorb
+//! that.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
@@ -18,8 +26,9 @@ use tch::{Device, Kind};
 use crate::error::{Error, Result};
 use crate::metrics::Scores;
 use crate::model::{self, InterAct, ModelConfig, checkpoint};
-use crate::train::data::{Batch, SequenceTensors, random_crop};
-use crate::train::eval::{THRESHOLD_GRID, evaluate, sweep_thresholds};
+use crate::train::calibrate::{Calibration, fit_temperature};
+use crate::train::data::{Augment, Batch, SequenceTensors, speed_crop};
+use crate::train::eval::{THRESHOLD_GRID, evaluate, frame_logits, sweep_thresholds};
 
 /// Optimisation settings (model settings live in [`ModelConfig`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,10 +52,24 @@ pub struct TrainConfig {
     /// Validate every this many epochs (and always after the last one).
     #[serde(default = "one")]
     pub val_every: usize,
+    /// Fraction of optimiser steps that train on whole recordings (up to `max_whole_frames`)
+    /// instead of crops, so training also sees the context lengths of offline inference.
+    #[serde(default)]
+    pub whole_fraction: f64,
+    /// Longest whole recording a whole-recording step takes (longer ones are cropped to it).
+    #[serde(default = "default_max_whole_frames")]
+    pub max_whole_frames: usize,
+    /// Training augmentation.
+    #[serde(default = "Augment::none")]
+    pub augment: Augment,
 }
 
 fn one() -> usize {
     1
+}
+
+fn default_max_whole_frames() -> usize {
+    4096
 }
 
 impl Default for TrainConfig {
@@ -61,6 +84,9 @@ impl Default for TrainConfig {
             clip_norm: 5.0,
             seed: 0,
             val_every: 1,
+            whole_fraction: 0.2,
+            max_whole_frames: default_max_whole_frames(),
+            augment: Augment::default(),
         }
     }
 }
@@ -132,6 +158,56 @@ pub struct TrainJob<'a> {
     pub stop: &'a AtomicBool,
     /// Start from these weights instead of a fresh initialisation (same model config).
     pub init: Option<PathBuf>,
+    /// Continue the run whose state is in `OUT.state/` (see the module docs).
+    pub resume: bool,
+}
+
+/// What `OUT.state/state.json` holds besides the weights.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ResumeState {
+    epoch: usize,
+    step: usize,
+    best_epoch: usize,
+    best_val: Option<Scores>,
+    frames_total: usize,
+    train_secs: f64,
+    /// Refuse to resume a run of another configuration.
+    model: ModelConfig,
+    train: TrainConfig,
+}
+
+/// Folder of the resumable state of a run writing `out`.
+pub fn state_dir(out: &std::path::Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".state");
+    PathBuf::from(name)
+}
+
+fn save_state(dir: &std::path::Path, vs: &nn::VarStore, state: &ResumeState) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let weights = dir.join("weights.safetensors");
+    let tmp = dir.join("weights.safetensors.tmp");
+    vs.save(&tmp).map_err(|e| Error::Checkpoint { path: tmp.clone(), message: e.to_string() })?;
+    std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
+    let json = serde_json::to_string_pretty(state)
+        .map_err(|e| Error::invalid("training state", e.to_string()))?;
+    let path = dir.join("state.json");
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
+}
+
+fn load_state(dir: &std::path::Path, vs: &mut nn::VarStore) -> Result<ResumeState> {
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let state: ResumeState = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid("training state", format!("{}: {e}", path.display())))?;
+    let weights = dir.join("weights.safetensors");
+    vs.load(&weights).map_err(|e| Error::Checkpoint { path: weights, message: e.to_string() })?;
+    Ok(state)
+}
+
+/// The RNG of one epoch: the same for a seed and epoch however the run got there.
+fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Trains a fresh model on `train_set`, validating on `val_set` after every epoch (on the
@@ -148,14 +224,16 @@ pub fn train(
     job.model.validate()?;
     let started = Instant::now();
     tch::manual_seed(job.train.seed as i64);
-    let mut rng = ChaCha8Rng::seed_from_u64(job.train.seed);
-    let vs = nn::VarStore::new(job.device);
-    let mut vs = vs;
+    let mut vs = nn::VarStore::new(job.device);
     let net = InterAct::new(&vs.root(), &job.model)?;
     if let Some(init) = &job.init {
         let meta = checkpoint::load_meta(init)?;
-        // The boundary threshold is chosen after training, so it may differ.
-        let comparable = |m: &ModelConfig| ModelConfig { boundary_threshold: 0.0, ..m.clone() };
+        // The boundary threshold and temperature are chosen after training, so they may differ.
+        let comparable = |m: &ModelConfig| ModelConfig {
+            boundary_threshold: 0.0,
+            temperature: 1.0,
+            ..m.clone()
+        };
         if comparable(&meta.model) != comparable(&job.model) {
             return Err(Error::Checkpoint {
                 path: init.clone(),
@@ -165,6 +243,23 @@ pub fn train(
         vs.load(init)
             .map_err(|e| Error::Checkpoint { path: init.clone(), message: e.to_string() })?;
     }
+    let state_dir = state_dir(&job.out);
+    let resumed = if job.resume {
+        let state = load_state(&state_dir, &mut vs)?;
+        if state.model != job.model || state.train.seed != job.train.seed {
+            return Err(Error::invalid(
+                "resume",
+                format!(
+                    "{} holds a run of another model config or seed; start afresh without --resume",
+                    state_dir.display()
+                ),
+            ));
+        }
+        tracing::info!(epoch = state.epoch, step = state.step, "resuming");
+        Some(state)
+    } else {
+        None
+    };
     let params = net.num_parameters();
     let mut opt =
         nn::AdamW { wd: job.train.weight_decay, ..Default::default() }.build(&vs, job.train.lr)?;
@@ -173,14 +268,18 @@ pub fn train(
     let total_steps = steps_per_epoch * job.train.epochs;
     let val_set = if val_set.is_empty() { train_set } else { val_set };
     let background = vec![0usize];
-    let mut step = 0;
-    let mut best: Option<(usize, Scores)> = None;
-    let mut frames_total = 0usize;
-    let mut train_secs = 0.0;
+    let mut step = resumed.as_ref().map_or(0, |s| s.step);
+    let mut best: Option<(usize, Scores)> =
+        resumed.as_ref().and_then(|s| s.best_val.clone().map(|v| (s.best_epoch, v)));
+    let mut frames_total = resumed.as_ref().map_or(0, |s| s.frames_total);
+    let mut train_secs = resumed.as_ref().map_or(0.0, |s| s.train_secs);
+    let first_epoch = resumed.as_ref().map_or(1, |s| s.epoch + 1);
+    let rewarm = resumed.as_ref().map(|s| (s.step, (job.train.warmup_steps / 4).max(1)));
     let mut interrupted = false;
-    let mut epochs_done = 0;
+    let mut epochs_done = first_epoch - 1;
 
-    'epochs: for epoch in 1..=job.train.epochs {
+    'epochs: for epoch in first_epoch..=job.train.epochs {
+        let mut rng = epoch_rng(job.train.seed, epoch);
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         order.shuffle(&mut rng);
         let epoch_started = Instant::now();
@@ -190,17 +289,26 @@ pub fn train(
                 interrupted = true;
                 break 'epochs;
             }
+            let whole = rng.gen_bool(job.train.whole_fraction.clamp(0.0, 1.0));
+            let max_len = if whole { job.train.max_whole_frames } else { job.train.crop_frames };
+            let speeds: Vec<f64> =
+                chunk.iter().map(|_| job.train.augment.draw_speed(&mut rng)).collect();
             let items: Vec<_> = chunk
                 .iter()
-                .map(|&i| {
-                    (&train_set[i], random_crop(train_set[i].len, job.train.crop_frames, &mut rng))
+                .zip(&speeds)
+                .map(|(&i, &speed)| {
+                    (&train_set[i], speed_crop(train_set[i].len, max_len, speed, &mut rng))
                 })
                 .collect();
             epoch_frames += items.iter().map(|(_, c)| c.len).sum::<usize>();
-            let batch = Batch::from_crops(&items, job.device);
+            let batch = Batch::augmented(&items, &speeds, &job.train.augment, &mut rng, job.device);
             let out = net.forward_t(&batch.abs, &batch.rel, &batch.motion, &batch.mask, true)?;
             let loss = model::loss(&out, &batch.labels, &batch.boundary, &batch.mask)?;
-            opt.set_lr(job.train.lr_at(step, total_steps));
+            let mut lr = job.train.lr_at(step, total_steps);
+            if let Some((from, len)) = rewarm {
+                lr *= ((step - from + 1) as f64 / len as f64).min(1.0);
+            }
+            opt.set_lr(lr);
             opt.backward_step_clip_norm(&loss.total, job.train.clip_norm);
             step += 1;
             let loss_value = loss.total.to_kind(Kind::Double).double_value(&[]);
@@ -224,51 +332,61 @@ pub fn train(
         train_secs += epoch_started.elapsed().as_secs_f64();
         epochs_done = epoch;
 
-        if epoch % job.train.val_every.max(1) != 0 && epoch != job.train.epochs {
-            continue;
+        let validate = epoch % job.train.val_every.max(1) == 0 || epoch == job.train.epochs;
+        if validate {
+            // Inference once, then the boundary threshold (§11.8: tuned on validation data) that
+            // gives the best F1@50; 1.0 means the plain argmax.
+            let (_, preds) = evaluate(
+                &net,
+                val_set,
+                job.device,
+                job.model.boundary_threshold as f32,
+                &background,
+            )?;
+            let sweep = sweep_thresholds(&preds, val_set, &THRESHOLD_GRID, &background)?;
+            let chosen = sweep.into_iter().max_by(|(_, a), (_, b)| {
+                (a.f1_50, a.acc).partial_cmp(&(b.f1_50, b.acc)).unwrap_or(std::cmp::Ordering::Equal)
+            });
+            if let Some((threshold, scores)) = chosen {
+                tracing::info!(
+                    epoch,
+                    threshold,
+                    f1_50 = scores.f1_50,
+                    acc = scores.acc,
+                    edit = scores.edit,
+                    "validation"
+                );
+                on_progress(&TrainProgress {
+                    epoch,
+                    step,
+                    total_steps,
+                    loss: f64::NAN,
+                    frames_per_sec: epoch_frames as f64
+                        / epoch_started.elapsed().as_secs_f64().max(1e-9),
+                    val: Some(scores.clone()),
+                });
+                let better = best
+                    .as_ref()
+                    .is_none_or(|(_, b)| (scores.f1_50, scores.acc) > (b.f1_50, b.acc));
+                if better {
+                    let (logits, labels) = frame_logits(&net, val_set, job.device)?;
+                    let calibration = fit_temperature(&logits, &labels);
+                    save_best(&job, &vs, epoch, threshold, &scores, calibration.as_ref())?;
+                    best = Some((epoch, scores));
+                }
+            }
         }
-        // Inference once, then the boundary threshold (§11.8: tuned on validation data) that
-        // gives the best F1@50; 1.0 means the plain argmax.
-        let (_, preds) =
-            evaluate(&net, val_set, job.device, job.model.boundary_threshold as f32, &background)?;
-        let sweep = sweep_thresholds(&preds, val_set, &THRESHOLD_GRID, &background)?;
-        let Some((threshold, scores)) = sweep.into_iter().max_by(|(_, a), (_, b)| {
-            (a.f1_50, a.acc).partial_cmp(&(b.f1_50, b.acc)).unwrap_or(std::cmp::Ordering::Equal)
-        }) else {
-            continue;
-        };
-        tracing::info!(
-            epoch,
-            threshold,
-            f1_50 = scores.f1_50,
-            acc = scores.acc,
-            edit = scores.edit,
-            "validation"
-        );
-        on_progress(&TrainProgress {
+        let state = ResumeState {
             epoch,
             step,
-            total_steps,
-            loss: f64::NAN,
-            frames_per_sec: epoch_frames as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9),
-            val: Some(scores.clone()),
-        });
-        let better =
-            best.as_ref().is_none_or(|(_, b)| (scores.f1_50, scores.acc) > (b.f1_50, b.acc));
-        if better {
-            let mut meta = job.meta.clone();
-            meta.model =
-                ModelConfig { boundary_threshold: f64::from(threshold), ..job.model.clone() };
-            let training = serde_json::json!({ "epoch": epoch, "val": scores, "train": job.train });
-            match &mut meta.data {
-                serde_json::Value::Object(map) => {
-                    map.insert("training".into(), training);
-                }
-                other => *other = serde_json::json!({ "training": training }),
-            }
-            checkpoint::save(&job.out, &vs, &meta)?;
-            best = Some((epoch, scores));
-        }
+            best_epoch: best.as_ref().map_or(0, |(e, _)| *e),
+            best_val: best.as_ref().map(|(_, s)| s.clone()),
+            frames_total,
+            train_secs,
+            model: job.model.clone(),
+            train: job.train.clone(),
+        };
+        save_state(&state_dir, &vs, &state)?;
     }
 
     let (best_epoch, best_val) = match best {
@@ -285,6 +403,37 @@ pub fn train(
         checkpoint: job.out,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Writes the best checkpoint so far, with the boundary threshold and temperature chosen on
+/// validation data recorded in its config.
+fn save_best(
+    job: &TrainJob<'_>,
+    vs: &nn::VarStore,
+    epoch: usize,
+    threshold: f32,
+    scores: &Scores,
+    calibration: Option<&Calibration>,
+) -> Result<()> {
+    let mut meta = job.meta.clone();
+    meta.model = ModelConfig {
+        boundary_threshold: f64::from(threshold),
+        temperature: calibration.map_or(1.0, |c| c.temperature),
+        ..job.model.clone()
+    };
+    let training = serde_json::json!({
+        "epoch": epoch,
+        "val": scores,
+        "calibration": calibration,
+        "train": job.train,
+    });
+    match &mut meta.data {
+        serde_json::Value::Object(map) => {
+            map.insert("training".into(), training);
+        }
+        other => *other = serde_json::json!({ "training": training }),
+    }
+    checkpoint::save(&job.out, vs, &meta)
 }
 
 #[cfg(test)]

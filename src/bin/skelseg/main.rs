@@ -40,6 +40,8 @@ enum Command {
     Train(model::TrainArgs),
     /// Evaluate a model on a dataset folder, offline (full sequences) or online (streaming).
     Eval(model::EvalArgs),
+    /// Fit a checkpoint's confidence calibration (softmax temperature) on validation data.
+    Calibrate(model::CalibrateArgs),
     /// Segment a live or replayed stream and print events as they are committed.
     Stream(stream::StreamArgs),
     /// Replay a recording as a live skeleton-ndjson/1 stream over TCP or UDP.
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Metrics(args) => data::metrics(args),
         Command::Train(args) => model::train(args),
         Command::Eval(args) => model::eval(args),
+        Command::Calibrate(args) => model::calibrate(args),
         Command::Stream(args) => stream::stream(args),
         Command::Send(args) => stream::send(args),
         Command::Bench(args) => bench::bench(args),

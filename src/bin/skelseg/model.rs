@@ -60,6 +60,14 @@ pub enum TemporalArg {
     Fixed,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum NormArg {
+    /// Person-centred frame, fixed when a person first appears.
+    Body,
+    /// Camera-space coordinates.
+    Camera,
+}
+
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Dataset folder.
@@ -107,14 +115,32 @@ pub struct TrainArgs {
     /// Temporal module (ablation).
     #[arg(long, value_enum, default_value_t = TemporalArg::Mfai)]
     temporal: TemporalArg,
-    /// Recordings whose name contains one of these go to validation instead of training
-    /// (comma-separated, e.g. `s01,s02` for a UTKinect fold). Without it the `train`/`val`
-    /// splits are used, or all recordings for both when there are none.
+    /// Recordings whose name contains one of these are left out of training and validation
+    /// (comma-separated, e.g. `s01,s02` for a UTKinect cross-validation test fold).
     #[arg(long, value_delimiter = ',')]
     holdout: Vec<String>,
     /// Continue from this checkpoint's weights (its model config must match the flags).
     #[arg(long)]
     init: Option<PathBuf>,
+    /// Continue an interrupted run of the same command from `OUT.state/` (saved every epoch).
+    #[arg(long)]
+    resume: bool,
+    /// Train on this split (default: `train` when the folder has one, else every recording).
+    #[arg(long)]
+    split: Option<String>,
+    /// Fraction of the training recordings' groups carved out for validation when the folder
+    /// has no `val` split (see `skelseg::train::split` for the rule).
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    /// Fraction of steps that train on whole recordings instead of crops.
+    #[arg(long, default_value_t = TrainConfig::default().whole_fraction)]
+    whole_fraction: f64,
+    /// Train without augmentation (rotation, scale, translation, noise, speed, slot swap).
+    #[arg(long)]
+    no_augment: bool,
+    /// Input normalisation: `body` (person-centred, causal) or `camera` (raw coordinates).
+    #[arg(long, value_enum, default_value_t = NormArg::Body)]
+    norm: NormArg,
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -130,7 +156,8 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
     let dataset = io::dataset::read_dataset(&args.data, args.format.into())
         .with_context(|| format!("reading the dataset {}", args.data.display()))?;
-    let (train_recs, val_recs) = split_for_training(&dataset, &args.holdout)?;
+    let (train_recs, val_recs) =
+        split_for_training(&dataset, &args.holdout, args.split.as_deref(), args.val_fraction)?;
     let model_cfg = ModelConfig {
         num_classes: dataset.classes.len() as i64,
         hidden: args.dim,
@@ -147,9 +174,13 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             TemporalArg::Mfai => Temporal::Mfai,
             TemporalArg::Fixed => Temporal::Fixed,
         },
+        input_norm: match args.norm {
+            NormArg::Body => skelseg::model::InputNorm::Body,
+            NormArg::Camera => skelseg::model::InputNorm::Camera,
+        },
         ..ModelConfig::default()
     };
-    let modality = ModalityConfig::default();
+    let modality = ModalityConfig::for_model(&model_cfg);
     let prepare = |recs: &[&Recording]| -> Result<Vec<SequenceTensors>> {
         recs.iter()
             .map(|r| Ok(SequenceTensors::from_recording(r, &modality, &model_cfg)?))
@@ -164,6 +195,8 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         crop_frames: args.crop,
         seed: args.seed,
         val_every: args.val_every,
+        whole_fraction: args.whole_fraction,
+        augment: if args.no_augment { train::Augment::none() } else { train::Augment::default() },
         ..TrainConfig::default()
     };
     let frames: usize = train_set.iter().map(|s| s.len).sum();
@@ -176,6 +209,8 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             "path": args.data,
             "train_sequences": train_set.len(),
             "val_sequences": val_set.len(),
+            "train_recordings": train_recs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            "val_recordings": val_recs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
             "train_frames": frames,
             "mean_segment_frames": mean_segment_frames(&train_recs, dataset.classes.len()),
     });
@@ -213,17 +248,35 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         meta,
         stop: &stop,
         init: args.init.clone(),
+        resume: args.resume,
     };
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_line = std::time::Instant::now();
     let report = train::train(job, &train_set, &val_set, |p| {
+        if !tty && !args.json && p.val.is_none() && last_line.elapsed().as_secs() >= 10 {
+            last_line = std::time::Instant::now();
+            eprintln!(
+                "epoch {} step {}/{} loss {:.4} {:.0} frames/s",
+                p.epoch, p.step, p.total_steps, p.loss, p.frames_per_sec
+            );
+        }
         bar.set_length(p.total_steps as u64);
         bar.set_position(p.step as u64);
         bar.set_prefix(p.epoch.to_string());
         match &p.val {
             None => bar.set_message(format!("loss {:.4} {:.0} frames/s", p.loss, p.frames_per_sec)),
-            Some(v) => bar.println(format!(
-                "epoch {:>3}: val F1@50 {:.2} Edit {:.2} Acc {:.2} ({:.0} frames/s)",
-                p.epoch, v.f1_50, v.edit, v.acc, p.frames_per_sec
-            )),
+            Some(v) => {
+                let line = format!(
+                    "epoch {:>3}: val F1@50 {:.2} Edit {:.2} Acc {:.2} ({:.0} frames/s)",
+                    p.epoch, v.f1_50, v.edit, v.acc, p.frames_per_sec
+                );
+                // A hidden bar (stderr not a terminal) drops println: write the line itself.
+                if tty {
+                    bar.println(line)
+                } else if !args.json {
+                    eprintln!("{line}")
+                }
+            }
         }
     })?;
     bar.finish_and_clear();
@@ -264,24 +317,47 @@ fn mean_segment_frames(recs: &[&Recording], classes: usize) -> Vec<f64> {
     sum.iter().zip(count).map(|(s, c)| if c > 0.0 { s / c } else { 0.0 }).collect()
 }
 
+/// Training and validation recordings. Validation is never test data: it is the folder's `val`
+/// split, or a part of the training recordings carved by [`skelseg::train::split`]'s rule;
+/// `--holdout` recordings (a test fold) are left out of both.
 fn split_for_training<'a>(
     dataset: &'a Dataset,
     holdout: &[String],
+    split: Option<&str>,
+    val_fraction: f64,
 ) -> Result<(Vec<&'a Recording>, Vec<&'a Recording>)> {
-    let by_names = |names: &[String]| -> Vec<&Recording> {
-        dataset.recordings.iter().filter(|r| names.contains(&r.name)).collect()
+    let by_names = |names: &[&str]| -> Vec<&Recording> {
+        dataset.recordings.iter().filter(|r| names.contains(&r.name.as_str())).collect()
     };
-    let (train, val): (Vec<_>, Vec<_>) = if !holdout.is_empty() {
-        dataset
-            .recordings
-            .iter()
-            .partition(|r| !holdout.iter().any(|h| r.name.contains(h.as_str())))
-    } else if let Some(train) = dataset.splits.get("train") {
-        let val = dataset.splits.get("val").map(|v| by_names(v)).unwrap_or_default();
-        (by_names(train), val)
-    } else {
-        (dataset.recordings.iter().collect(), Vec::new())
+    let split = split.or(dataset.splits.contains_key("train").then_some("train"));
+    let pool: Vec<&Recording> = match split {
+        Some(name) => {
+            let names = dataset.splits.get(name).with_context(|| {
+                format!(
+                    "no split `{name}` in the dataset (it has {:?})",
+                    dataset.splits.keys().collect::<Vec<_>>()
+                )
+            })?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            by_names(&names)
+        }
+        None => dataset.recordings.iter().collect(),
     };
+    // Held-out recordings (a cross-validation test fold) are neither trained nor validated on.
+    let pool: Vec<&Recording> =
+        pool.into_iter().filter(|r| !holdout.iter().any(|h| r.name.contains(h.as_str()))).collect();
+    let (train, val): (Vec<_>, Vec<_>) =
+        match dataset.splits.get("val").filter(|_| split == Some("train")) {
+            Some(val) => {
+                let val: Vec<&str> = val.iter().map(String::as_str).collect();
+                (pool, by_names(&val))
+            }
+            None => {
+                let names: Vec<&str> = pool.iter().map(|r| r.name.as_str()).collect();
+                let (train, val) = skelseg::train::split::carve_validation(&names, val_fraction);
+                (by_names(&train), by_names(&val))
+            }
+        };
     if train.is_empty() {
         bail!(
             "no training recordings (holdout {:?}, splits {:?})",
@@ -346,7 +422,7 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
         .with_context(|| format!("reading the dataset {}", args.data.display()))?;
     check_classes(&loaded.meta.classes, &dataset.classes, &model_path)?;
     let recs = select(&dataset, args.split.as_deref(), &args.select)?;
-    let modality = ModalityConfig::default();
+    let modality = ModalityConfig::for_model(&loaded.meta.model);
     let seqs: Vec<SequenceTensors> = recs
         .iter()
         .map(|r| SequenceTensors::from_recording(r, &modality, &loaded.meta.model))
@@ -384,6 +460,87 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
                 on.delay_mean_frames, on.delay_p95_frames, on.overseg_ratio
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Checkpoint (`.safetensors`) whose JSON gets the fitted temperature.
+    #[arg(long)]
+    model: PathBuf,
+    /// Validation dataset folder (never the test split: the temperature is a fitted parameter).
+    #[arg(long)]
+    data: PathBuf,
+    /// Dataset folder format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Pku)]
+    format: FormatArg,
+    /// Use only this split.
+    #[arg(long)]
+    split: Option<String>,
+    /// Use only recordings whose name contains one of these (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    select: Vec<String>,
+    /// Report the fit without writing it into the checkpoint.
+    #[arg(long)]
+    dry_run: bool,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Fits the checkpoint's softmax temperature on validation data (`skelseg::train::calibrate`)
+/// and records it, with the fit's figures, in the checkpoint's JSON.
+pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
+    let device = args.device.device()?;
+    let loaded = checkpoint::load(&args.model, device)?;
+    let dataset = io::dataset::read_dataset(&args.data, args.format.into())
+        .with_context(|| format!("reading the dataset {}", args.data.display()))?;
+    check_classes(&loaded.meta.classes, &dataset.classes, &args.model)?;
+    let recs = select(&dataset, args.split.as_deref(), &args.select)?;
+    let modality = ModalityConfig::for_model(&loaded.meta.model);
+    let seqs: Vec<SequenceTensors> = recs
+        .iter()
+        .map(|r| SequenceTensors::from_recording(r, &modality, &loaded.meta.model))
+        .collect::<skelseg::Result<_>>()?;
+    let (logits, labels) = train::eval::frame_logits(&loaded.model, &seqs, device)?;
+    // Fit on the raw logits: a temperature already in the checkpoint is replaced, not stacked.
+    let fit =
+        train::calibrate::fit_temperature(&logits, &labels).context("no frames to calibrate on")?;
+    if !args.dry_run {
+        let mut meta = loaded.meta.clone();
+        meta.model.temperature = fit.temperature;
+        let summary = serde_json::json!({
+            "data": args.data, "split": args.split, "select": args.select,
+            "recordings": recs.len(), "fit": fit,
+        });
+        match &mut meta.data {
+            serde_json::Value::Object(map) => {
+                map.insert("calibration".into(), summary);
+            }
+            other => *other = serde_json::json!({ "calibration": summary }),
+        }
+        let json_path = checkpoint::meta_path(&args.model);
+        let text = serde_json::to_string_pretty(&meta)?;
+        std::fs::write(&json_path, text + "\n")
+            .with_context(|| format!("writing {}", json_path.display()))?;
+    }
+    if args.json {
+        print_json(&fit)?;
+    } else {
+        println!(
+            "temperature {:.3} on {} frames: NLL {:.4} -> {:.4}, ECE {:.4} -> {:.4}{}",
+            fit.temperature,
+            fit.frames,
+            fit.nll_before,
+            fit.nll_after,
+            fit.ece_before,
+            fit.ece_after,
+            if args.dry_run { " (not written)" } else { "" }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
