@@ -25,7 +25,8 @@ pub enum Variant {
     /// MS-TCN `eval.py`: the last segment ends at `L` (exclusive), F1 = 2PR/(P+R).
     Mstcn,
     /// ASRF / DeST `libs/metric.py` (and ASFormer): the last segment ends at `L-1`, one frame
-    /// short, and F1 = 2PR/(P+R+1e-7).
+    /// short, and F1 = 2PR/(P+R+1e-7). One deviation: a one-frame last segment keeps its frame
+    /// (the reference gives it length 0, IoU 0/0 = NaN, and counts it as a false positive).
     #[default]
     Asrf,
 }
@@ -56,8 +57,8 @@ impl fmt::Display for Variant {
 
 /// One action segment `[start, end)` of a label sequence (background excluded).
 ///
-/// With [`Variant::Asrf`] the last segment of a sequence ends one frame early (`L-1`), exactly as
-/// in the reference code; every other end is exclusive.
+/// With [`Variant::Asrf`] the last segment of a sequence ends one frame early (`L-1`), as in the
+/// reference code, unless it is one frame long; every other end is exclusive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment<L> {
     /// The segment's label.
@@ -90,7 +91,8 @@ pub fn segments<L: PartialEq + Clone>(labels: &[L], bg: &[L], variant: Variant) 
     if !is_bg(last) {
         let end = match variant {
             Variant::Mstcn => labels.len(),
-            Variant::Asrf => labels.len() - 1,
+            // Never below start + 1: an empty segment has IoU 0/0 with its own match.
+            Variant::Asrf => (labels.len() - 1).max(start + 1),
         };
         out.push(Segment { label: last.clone(), start, end });
     }
@@ -155,6 +157,18 @@ impl SegmentCounts {
     }
 }
 
+/// IoU of two segments; zero for different labels, and for hand-made empty or inverted segments
+/// (where the reference divides 0 by 0). Negative for disjoint segments, as in the reference:
+/// harmless, since that is below every threshold.
+fn iou<L: PartialEq>(p: &Segment<L>, g: &Segment<L>) -> f64 {
+    let union = p.end.max(g.end) as f64 - p.start.min(g.start) as f64;
+    if p.label != g.label || union <= 0.0 {
+        return 0.0;
+    }
+    let inter = p.end.min(g.end) as f64 - p.start.max(g.start) as f64;
+    inter / union
+}
+
 /// Greedy IoU matching of one sequence's segments at threshold `thr` (architecture.md §1.3):
 /// each predicted segment, in temporal order, takes the first GT segment of maximal IoU (zero
 /// for another label) if that IoU reaches `thr` and the GT segment is still free.
@@ -168,9 +182,7 @@ pub fn match_segments<L: PartialEq>(
     for p in pred {
         let mut best: Option<(usize, f64)> = None;
         for (x, g) in gt.iter().enumerate() {
-            let inter = p.end.min(g.end) as f64 - p.start.max(g.start) as f64;
-            let union = p.end.max(g.end) as f64 - p.start.min(g.start) as f64;
-            let iou = if p.label == g.label { inter / union } else { 0.0 };
+            let iou = iou(p, g);
             // Strict '>' keeps the first index of the maximum, as numpy's argmax.
             if best.is_none_or(|(_, b)| iou > b) {
                 best = Some((x, iou));
@@ -500,6 +512,60 @@ mod tests {
         // Predictions against a GT without segments are all false positives.
         let c = match_segments(&segments(&[1, 1, 2], &[0], Variant::Mstcn), &[], 0.1);
         assert_eq!(c, SegmentCounts { tp: 0, fp: 2, fn_: 0 });
+    }
+
+    #[test]
+    fn asrf_one_frame_segment_at_the_end_matches_itself() {
+        // The last segment is one frame long: L-1 would leave it no frame at all.
+        let seq = runs(&[(1, 4), (2, 1)]);
+        let segs = segments(&seq, &[], Variant::Asrf);
+        assert_eq!(segs.last(), Some(&Segment { label: 2, start: 4, end: 5 }));
+        let mut acc = MetricsAccumulator::new(Variant::Asrf, vec![]);
+        acc.add(&seq, &seq).unwrap();
+        // A one-frame sequence is a one-frame last segment too.
+        acc.add(&[7], &[7]).unwrap();
+        assert_eq!(acc.counts(), [SegmentCounts { tp: 3, fp: 0, fn_: 0 }; 3]);
+        let s = acc.finish();
+        assert!([s.f1_10, s.f1_25, s.f1_50].iter().all(|f| (f - 100.0).abs() < 1e-4), "{s}");
+    }
+
+    #[test]
+    fn degenerate_input_gives_defined_scores_or_a_typed_error() {
+        for v in [Variant::Mstcn, Variant::Asrf] {
+            let mut acc = MetricsAccumulator::new(v, vec![0]);
+            assert!(matches!(acc.add(&[], &[]), Err(Error::Invalid { .. })));
+            let s = acc.finish();
+            assert_eq!(
+                [s.acc, s.edit, s.f1_10, s.f1_25, s.f1_50, s.videos as f64, s.frames as f64],
+                [0.0; 7]
+            );
+            // One frame each; all background; actions against background and back.
+            for (p, g) in [(vec![0], vec![0]), (vec![3], vec![3]), (vec![0; 4], vec![0; 4])]
+                .into_iter()
+                .chain([(vec![0, 0, 5], vec![0, 0, 0]), (vec![0, 0, 0], vec![0, 0, 5])])
+            {
+                acc.add(&p, &g).unwrap();
+                let s = acc.finish();
+                let all = [s.acc, s.edit, s.f1_10, s.f1_25, s.f1_50];
+                assert!(all.iter().all(|x| x.is_finite()), "{v} {p:?} vs {g:?}: {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_or_inverted_segments_have_zero_iou() {
+        // Only hand-made segments can be empty or inverted; 0/0 would be NaN.
+        for (start, end) in [(3, 3), (5, 2)] {
+            let s = Segment { label: 1, start, end };
+            assert_eq!(iou(&s, &s), 0.0);
+            assert_eq!(
+                match_segments(std::slice::from_ref(&s), std::slice::from_ref(&s), 0.1),
+                SegmentCounts { tp: 0, fp: 1, fn_: 1 }
+            );
+        }
+        let a = Segment { label: 1, start: 0, end: 4 };
+        assert_eq!(iou(&a, &Segment { label: 1, start: 2, end: 6 }), 2.0 / 6.0);
+        assert_eq!(iou(&a, &Segment { label: 2, start: 0, end: 4 }), 0.0);
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn failure(args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn info_reports_the_real_pku_file() {
     let file = shared("pku-mmd/A10N08-L.txt");
     let v = json(&["info", file.to_str().unwrap(), "--json"]);
@@ -44,6 +45,7 @@ fn info_reports_the_real_pku_file() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn info_reports_utkinect_labels_mapped_from_kinect_v1() {
     let file = shared("utkinect-action3d/joints/joints_s01_e01.txt");
     let v = json(&["info", file.to_str().unwrap(), "--json"]);

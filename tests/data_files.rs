@@ -47,6 +47,7 @@ fn assert_err_mentions<T>(result: Result<T, Error>, needles: &[&str]) -> String 
 // ------------------------------------------------------------------------------ real data
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn pku_a10n08_has_1040_frames_and_a_second_body_in_728() {
     let frames = pku::read_skeleton(pku_file()).unwrap();
     assert_eq!(frames.len(), 1040);
@@ -62,6 +63,7 @@ fn pku_a10n08_has_1040_frames_and_a_second_body_in_728() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn ntu_clips_have_their_frame_counts_body_ids_and_tracking() {
     for (name, n) in NTU_CLIPS {
         let frames = ntu::read_skeleton(ntu_file(name)).unwrap();
@@ -76,6 +78,7 @@ fn ntu_clips_have_their_frame_counts_body_ids_and_tracking() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn utkinect_takes_s01_to_s08_read_with_their_10_intervals() {
     let ds = io::read_dataset(utk_dir(), DatasetFormat::Utkinect).unwrap();
     let names: Vec<&str> = ds.recordings.iter().map(|r| r.name.as_str()).collect();
@@ -97,6 +100,7 @@ fn utkinect_takes_s01_to_s08_read_with_their_10_intervals() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn utkinect_s01_e01_drops_15_repeats_and_snaps_walk_to_frame_numbers() {
     let joints = utk_dir().join("joints/joints_s01_e01.txt");
     let take = utkinect::read_joints(&joints).unwrap();
@@ -118,6 +122,7 @@ fn utkinect_s01_e01_drops_15_repeats_and_snaps_walk_to_frame_numbers() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn read_recording_dispatches_on_extension_and_content() {
     let pku_rec = io::read_recording(pku_file()).unwrap();
     assert_eq!((pku_rec.name.as_str(), pku_rec.frames.len()), ("A10N08-L", 1040));
@@ -153,6 +158,7 @@ fn read_recording_dispatches_on_extension_and_content() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn ntu_folder_reads_as_a_dataset_of_labelled_clips() {
     let ds = io::read_dataset(data("ntu-rgbd-samples"), DatasetFormat::Ntu).unwrap();
     assert_eq!(ds.classes.len(), 61);
@@ -167,6 +173,7 @@ fn ntu_folder_reads_as_a_dataset_of_labelled_clips() {
 // ------------------------------------------------------------------------------ round trips
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn pku_skeleton_and_labels_round_trip() {
     let frames = pku::read_skeleton(pku_file()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -186,6 +193,7 @@ fn pku_skeleton_and_labels_round_trip() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn pku_writer_places_bodies_by_id_and_ntu_bodies_in_order() {
     let frames = pku::read_skeleton(pku_file()).unwrap();
     // A frame holding only body 2 keeps it in slot 2.
@@ -210,6 +218,7 @@ fn pku_writer_places_bodies_by_id_and_ntu_bodies_in_order() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn dataset_folder_round_trips() {
     let pku_frames = pku::read_skeleton(pku_file()).unwrap();
     let utk = io::read_recording(utk_dir().join("joints/joints_s02_e01.txt")).unwrap();
@@ -263,6 +272,7 @@ fn dataset_folder_round_trips() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn pku_original_layout_reads_with_builtin_classes_and_split_sections() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -349,6 +359,7 @@ fn pku_non_numbers_nan_and_inf_are_located_by_joint() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn truncated_real_files_are_reported_not_misread() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(pku_file()).unwrap();
@@ -460,6 +471,7 @@ fn dataset_labels_accept_class_names_and_reject_unknown_ones() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn ntu_malformed_values_are_located_by_frame_body_and_joint() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(ntu_file("S001C001P001R001A005")).unwrap();
@@ -501,6 +513,7 @@ fn ntu_malformed_values_are_located_by_frame_body_and_joint() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn utkinect_malformed_rows_and_labels_are_located() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(utk_dir().join("joints/joints_s01_e01.txt")).unwrap();
@@ -567,6 +580,7 @@ impl Lcg {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn corrupted_and_truncated_real_files_never_panic() {
     let dir = tempfile::tempdir().unwrap();
     let sources = [

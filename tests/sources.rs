@@ -148,6 +148,7 @@ fn azure_line(frame: &Frame, frame_id: u64, timestamp_usec: u64) -> String {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn tcp_client_bad_input_is_skipped_and_counted() {
     let mut source =
         NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
@@ -215,6 +216,7 @@ fn tcp_client_bad_input_is_skipped_and_counted() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn concurrent_tcp_clients_are_separate_streams() {
     let mut source =
         NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
@@ -261,6 +263,7 @@ fn concurrent_tcp_clients_are_separate_streams() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn udp_datagrams_per_peer() {
     let cfg = NetConfig {
         idle_timeout: Duration::from_millis(300),
@@ -321,6 +324,7 @@ fn osc_body(body_id: u64, frame: &Frame, body: usize) -> Vec<OscPacket> {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn kinect_v2_osc_frames_are_assembled_per_body() {
     let mut source = NetSource::osc("127.0.0.1:0".parse().unwrap(), &NetConfig::DEFAULT).unwrap();
     let pku = pku_frames(330);
@@ -360,6 +364,7 @@ fn kinect_v2_osc_frames_are_assembled_per_body() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn send_recording_round_trips_over_tcp_and_udp() {
     // Frames 280..370: one body, then two from frame 312 on.
     let mut recording = pku_recording(370);
@@ -404,6 +409,7 @@ fn send_recording_round_trips_over_tcp_and_udp() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn overflow_keeps_the_newest_frames() {
     let cfg = NetConfig { queue_frames: 4, ..NetConfig::DEFAULT };
     let mut source = NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
@@ -425,6 +431,7 @@ fn overflow_keeps_the_newest_frames() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn connection_limit_refuses_extra_clients() {
     let cfg = NetConfig { max_connections: 1, ..NetConfig::DEFAULT };
     let mut source = NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
@@ -448,6 +455,7 @@ fn connection_limit_refuses_extra_clients() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn tcp_connect_reads_a_server() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();

@@ -316,10 +316,9 @@ fn frame_features_are_refined_from_stage_to_stage() {
 /// Runs only where libtorch sees a CUDA device: the same weights give the same outputs on the
 /// GPU as on the CPU, and a training step (forward, loss, backward) runs there.
 #[test]
+#[ignore = "needs a CUDA GPU (make test runs it when nvidia-smi lists one)"]
 fn cuda_matches_cpu_when_a_gpu_is_present() {
-    if !tch::Cuda::is_available() {
-        return;
-    }
+    assert!(tch::Cuda::is_available(), "libtorch sees no CUDA device");
     tch::manual_seed(6);
     let cfg = ModelConfig::tiny(4);
     let vs_cpu = nn::VarStore::new(Device::Cpu);

@@ -415,6 +415,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs ../shared/data (real datasets, not redistributable)"]
     fn bone_lengths_and_ranges_match_real_pku_mmd_data() {
         let real = real_pku_body1();
         let ds = generate_dataset(&SynthConfig { sequences: 6, seed: 1, ..SynthConfig::default() });
