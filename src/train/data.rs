@@ -217,16 +217,16 @@ impl Augment {
                 })
                 .collect();
             let shift = Tensor::from_slice(&shift).view([6, 1, 1]).to_device(abs.device());
-            abs = abs + shift * &present_c;
+            abs += shift * &present_c;
         }
         if self.joint_noise_m > 0.0 {
             let noise = Tensor::randn([6, t, 25], opts) * self.joint_noise_m * &present_c;
-            abs = abs + &noise;
-            rel = rel + (&noise - noise.narrow(2, 0, 1));
+            abs += &noise;
+            rel += &noise - noise.narrow(2, 0, 1);
             // Motion sees the difference of consecutive noise where it was derived (non-zero).
             let prev = noise.narrow(1, 0, t - 1).pad([0, 0, 1, 0], "constant", None);
             let derived = motion.ne(0.0).to_kind(Kind::Float);
-            motion = motion + (&noise - prev) * derived;
+            motion += (&noise - prev) * derived;
         }
         (abs, rel, motion)
     }

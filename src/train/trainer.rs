@@ -205,6 +205,26 @@ fn load_state(dir: &std::path::Path, vs: &mut nn::VarStore) -> Result<ResumeStat
     Ok(state)
 }
 
+/// Copies every tensor of the checkpoint at `path` whose name and shape match into `vs` (the
+/// backbone, when only the class count differs); returns the names left at their fresh
+/// initialisation (the class queries and their position embeddings).
+fn init_backbone(vs: &mut nn::VarStore, path: &std::path::Path) -> Result<Vec<String>> {
+    let ckpt_err = |e: tch::TchError| Error::Checkpoint { path: path.into(), message: e.to_string() };
+    let saved: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(path).map_err(ckpt_err)?.into_iter().collect();
+    let mut fresh = Vec::new();
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            match saved.get(&name) {
+                Some(t) if t.size() == var.size() => var.copy_(t),
+                _ => fresh.push(name),
+            }
+        }
+    });
+    fresh.sort();
+    Ok(fresh)
+}
+
 /// The RNG of one epoch: the same for a seed and epoch however the run got there.
 fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
@@ -228,20 +248,29 @@ pub fn train(
     let net = InterAct::new(&vs.root(), &job.model)?;
     if let Some(init) = &job.init {
         let meta = checkpoint::load_meta(init)?;
-        // The boundary threshold and temperature are chosen after training, so they may differ.
+        // The boundary threshold and temperature are chosen after training, so they may differ;
+        // so may the classes (fine-tuning: the class queries start afresh).
         let comparable = |m: &ModelConfig| ModelConfig {
             boundary_threshold: 0.0,
             temperature: 1.0,
+            num_classes: 0,
             ..m.clone()
         };
         if comparable(&meta.model) != comparable(&job.model) {
             return Err(Error::Checkpoint {
                 path: init.clone(),
-                message: "its model config differs from the one being trained".into(),
+                message: "its model config differs from the one being trained (only the classes \
+                          may differ)"
+                    .into(),
             });
         }
-        vs.load(init)
-            .map_err(|e| Error::Checkpoint { path: init.clone(), message: e.to_string() })?;
+        if meta.model.num_classes == job.model.num_classes {
+            vs.load(init)
+                .map_err(|e| Error::Checkpoint { path: init.clone(), message: e.to_string() })?;
+        } else {
+            let fresh = init_backbone(&mut vs, init)?;
+            tracing::info!(init = %init.display(), ?fresh, "fine-tuning: class-specific tensors start afresh");
+        }
     }
     let state_dir = state_dir(&job.out);
     let resumed = if job.resume {

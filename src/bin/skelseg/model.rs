@@ -119,7 +119,9 @@ pub struct TrainArgs {
     /// (comma-separated, e.g. `s01,s02` for a UTKinect cross-validation test fold).
     #[arg(long, value_delimiter = ',')]
     holdout: Vec<String>,
-    /// Continue from this checkpoint's weights (its model config must match the flags).
+    /// Start from this checkpoint's weights and architecture (the architecture flags are then
+    /// ignored). When the dataset's classes differ, the backbone is reused and the class
+    /// queries start afresh (fine-tuning).
     #[arg(long)]
     init: Option<PathBuf>,
     /// Continue an interrupted run of the same command from `OUT.state/` (saved every epoch).
@@ -179,6 +181,18 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             NormArg::Camera => skelseg::model::InputNorm::Camera,
         },
         ..ModelConfig::default()
+    };
+    let model_cfg = match &args.init {
+        Some(init) => {
+            let meta = checkpoint::load_meta(init)?;
+            ModelConfig {
+                num_classes: dataset.classes.len() as i64,
+                boundary_threshold: ModelConfig::default().boundary_threshold,
+                temperature: 1.0,
+                ..meta.model
+            }
+        }
+        None => model_cfg,
     };
     let modality = ModalityConfig::for_model(&model_cfg);
     let prepare = |recs: &[&Recording]| -> Result<Vec<SequenceTensors>> {
