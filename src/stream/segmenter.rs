@@ -6,8 +6,16 @@
 //! The committed boundary is back-dated to where the candidate began, so segment boundaries stay
 //! accurate while emission waits. Committed segments are never retracted: frames of a candidate
 //! that does not make it are absorbed into the current segment.
+//!
+//! Boundary peaks are ASRF's (`reference/architecture.md` §7.4, [`is_boundary_peak`]): local
+//! maxima of the boundary probability at or above the threshold. Whether a frame is a local
+//! maximum is known only once the next finalised frame is, so a peak counts from the push after
+//! its frame on; labels are not held back for it. The first frame of a stream is never a peak
+//! (ASRF's convention of a peak at frame 0 would back whatever label opens the stream).
 
 use serde::{Deserialize, Serialize};
+
+use crate::postprocess::is_boundary_peak;
 
 /// Segmenter settings. All lengths are in frames.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,7 +31,8 @@ pub struct SegmenterConfig {
     pub min_frames_per_class: Vec<usize>,
     /// Frames a boundary-backed candidate must hold.
     pub boundary_min_frames: usize,
-    /// Boundary probability that counts as a peak.
+    /// A frame is a boundary peak when its boundary probability is at least this and above both
+    /// neighbours'. 1.0 or more turns peaks off (the plain argmax, as in offline evaluation).
     pub boundary_threshold: f32,
     /// A peak counts for a candidate when it lies within this many frames of the candidate's start.
     pub boundary_radius: usize,
@@ -164,6 +173,9 @@ pub struct Segmenter {
     cfg: SegmenterConfig,
     current: Option<Run>,
     candidate: Option<Run>,
+    /// Boundary probabilities of the two latest frames (older first) and the latest's index:
+    /// the latest becomes a peak, or not, when the next frame arrives.
+    recent_boundary: (Option<f32>, Option<(f32, u64)>),
     /// Frame index of the latest boundary peak seen.
     last_peak: Option<u64>,
     /// Consecutive frames without a body.
@@ -173,7 +185,14 @@ pub struct Segmenter {
 impl Segmenter {
     /// A segmenter with no open segment.
     pub fn new(cfg: SegmenterConfig) -> Self {
-        Segmenter { cfg, current: None, candidate: None, last_peak: None, absent_frames: 0 }
+        Segmenter {
+            cfg,
+            current: None,
+            candidate: None,
+            recent_boundary: (None, None),
+            last_peak: None,
+            absent_frames: 0,
+        }
     }
 
     /// The settings.
@@ -196,9 +215,7 @@ impl Segmenter {
         }
         let mut out = Vec::new();
         let (class, prob) = argmax(&frame.probs);
-        if frame.boundary_prob >= self.cfg.boundary_threshold {
-            self.last_peak = Some(frame.index);
-        }
+        self.observe_boundary(frame);
         match self.current.as_mut() {
             None => {
                 self.current = Some(Run::new(class, frame, prob, false));
@@ -259,8 +276,23 @@ impl Segmenter {
             out.push(ended(&current));
         }
         self.candidate = None;
+        self.recent_boundary = (None, None);
         self.last_peak = None;
         out
+    }
+
+    /// Records `frame`'s boundary probability and settles whether the frame before it was a
+    /// peak, now that both of its neighbours are known.
+    fn observe_boundary(&mut self, frame: &FinalFrame) {
+        let (before, latest) = self.recent_boundary;
+        // A threshold of 1 or more means no refinement; a saturated sigmoid can still reach 1.
+        if self.cfg.boundary_threshold < 1.0
+            && let (Some(before), Some((p, index))) = (before, latest)
+            && is_boundary_peak(before, p, frame.boundary_prob, self.cfg.boundary_threshold)
+        {
+            self.last_peak = Some(index);
+        }
+        self.recent_boundary = (latest.map(|(p, _)| p), Some((frame.boundary_prob, frame.index)));
     }
 
     fn candidate_ready(&self) -> bool {
@@ -416,6 +448,65 @@ mod tests {
         // Frames 10..13 (absent, before the timeout) still belong to the open segment, which
         // closes at the timeout; the person's return starts a new one.
         assert_eq!(ended(&out), vec![(1, 0, 13), (1, 18, 23)]);
+    }
+
+    #[test]
+    fn only_local_maxima_of_the_boundary_probability_are_peaks() {
+        // Class 1 needs 50 frames unless a peak backs it. A peak at frame 8 decays slowly and
+        // stays above the threshold up to frame 17; the candidate begins at frame 16. Only frame
+        // 8 is a local maximum, and it lies too far back (radius 4) to back the candidate.
+        let cfg = SegmenterConfig {
+            min_frames: 50,
+            min_frames_per_class: vec![5, 50, 50],
+            boundary_min_frames: 3,
+            boundary_radius: 4,
+            boundary_threshold: 0.5,
+            ..SegmenterConfig::default()
+        };
+        let labels: Vec<usize> = [vec![0; 16], vec![1; 5], vec![0; 5]].concat();
+        let mut f = frames(&labels, 0.9, &[8]);
+        for (t, frame) in f.iter_mut().enumerate().take(18).skip(9) {
+            frame.boundary_prob = 0.85 - 0.04 * (t - 9) as f32;
+        }
+        assert_eq!(ended(&run(cfg.clone(), &f)), vec![(0, 0, 25)]);
+        // A local maximum at the candidate's start does back it.
+        f[16].boundary_prob = 0.95;
+        assert_eq!(ended(&run(cfg, &f)), vec![(0, 0, 15), (1, 16, 20), (0, 21, 25)]);
+    }
+
+    #[test]
+    fn a_boundary_threshold_of_one_turns_peaks_off() {
+        // 1.0 is what validation picks when plain argmax beats refinement; a saturated sigmoid
+        // can still reach exactly 1.0, which must not count as a peak.
+        let cfg = SegmenterConfig {
+            min_frames: 50,
+            min_frames_per_class: vec![5, 50, 50],
+            boundary_min_frames: 3,
+            boundary_threshold: 1.0,
+            ..SegmenterConfig::default()
+        };
+        let labels: Vec<usize> = [vec![0; 10], vec![1; 6]].concat();
+        let mut f = frames(&labels, 0.8, &[]);
+        f[10].boundary_prob = 1.0;
+        assert_eq!(ended(&run(cfg, &f)), vec![(0, 0, 15)]);
+    }
+
+    #[test]
+    fn a_peak_counts_once_the_frame_after_it_is_known() {
+        let cfg = SegmenterConfig {
+            min_frames: 50,
+            min_frames_per_class: vec![5, 50, 50],
+            boundary_min_frames: 1,
+            ..SegmenterConfig::default()
+        };
+        let labels: Vec<usize> = [vec![0; 10], vec![1; 6]].concat();
+        let f = frames(&labels, 0.8, &[10]);
+        let mut seg = Segmenter::new(cfg);
+        for frame in &f[..11] {
+            assert!(ended(&seg.push(frame)).is_empty(), "frame {}", frame.index);
+        }
+        // Frame 10 is a local maximum only once frame 11 is known.
+        assert_eq!(ended(&seg.push(&f[11])), vec![(0, 0, 9)]);
     }
 
     #[test]

@@ -39,9 +39,10 @@ pub struct StreamOptions {
     /// Minimum length in frames of a new label without a boundary peak.
     #[arg(long, default_value_t = 12)]
     pub min_frames: usize,
-    /// Boundary probability that counts as a peak.
-    #[arg(long, default_value_t = 0.5)]
-    pub boundary_threshold: f32,
+    /// Boundary probability a local maximum needs to count as a peak (1 = no peaks); default:
+    /// the threshold chosen on validation data, from the checkpoint.
+    #[arg(long)]
+    pub boundary_threshold: Option<f32>,
     /// Also emit a `frame_label` event for every finalised frame.
     #[arg(long)]
     pub per_frame: bool,
@@ -85,7 +86,9 @@ impl StreamOptions {
                 min_mean_prob: self.theta,
                 min_frames: self.min_frames,
                 min_frames_per_class,
-                boundary_threshold: self.boundary_threshold,
+                boundary_threshold: self
+                    .boundary_threshold
+                    .unwrap_or(meta.model.boundary_threshold as f32),
                 per_frame: self.per_frame,
                 person_timeout_frames: self.person_timeout,
                 ..SegmenterConfig::default()
