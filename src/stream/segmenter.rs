@@ -21,9 +21,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::checkpoint::CheckpointMeta;
 use crate::postprocess::is_boundary_peak;
 
 /// Segmenter settings. All lengths are in frames.
+///
+/// The default knows nothing of the model; [`SegmenterConfig::tuned_for`] (or
+/// [`crate::stream::StreamConfig::from_checkpoint`]) adds what a checkpoint knows: its boundary
+/// threshold and per-class minimum lengths.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SegmenterConfig {
@@ -65,6 +70,46 @@ impl Default for SegmenterConfig {
 }
 
 impl SegmenterConfig {
+    /// The σ of [`SegmenterConfig::tuned_for`] that the library and the CLI use unless told
+    /// otherwise: a class's minimum length is this fraction of its mean training segment length.
+    pub const MIN_LEN_FACTOR: f64 = 0.125;
+    /// The shortest per-class minimum length [`SegmenterConfig::tuned_for`] sets, in frames.
+    pub const MIN_CLASS_FRAMES: usize = 4;
+
+    /// These settings with what the checkpoint `meta` knows: the boundary threshold chosen on
+    /// validation data, and a minimum length per class of `min_len_factor` × its mean segment
+    /// length in the training data (`mean_segment_frames` in the checkpoint's data summary), at
+    /// least [`SegmenterConfig::MIN_CLASS_FRAMES`]; `min_frames` stays for classes without one.
+    /// Without `mean_segment_frames` the per-class lengths are left as they are.
+    pub fn tuned_for(mut self, meta: &CheckpointMeta, min_len_factor: f64) -> Self {
+        self.boundary_threshold = meta.model.boundary_threshold as f32;
+        let Some(means) = meta.data.get("mean_segment_frames") else { return self };
+        let Ok(means) = serde_json::from_value::<Vec<f64>>(means.clone()) else {
+            tracing::warn!(
+                "the checkpoint's mean_segment_frames is not a list of numbers; ignored"
+            );
+            return self;
+        };
+        if means.len() != meta.classes.len() {
+            tracing::warn!(
+                means = means.len(),
+                classes = meta.classes.len(),
+                "the checkpoint's mean_segment_frames does not have one value per class"
+            );
+        }
+        self.min_frames_per_class = means
+            .iter()
+            .map(|&m| {
+                if m > 0.0 {
+                    ((m * min_len_factor).round() as usize).max(Self::MIN_CLASS_FRAMES)
+                } else {
+                    self.min_frames
+                }
+            })
+            .collect();
+        self
+    }
+
     fn min_frames_for(&self, class: usize) -> usize {
         self.min_frames_per_class.get(class).copied().unwrap_or(self.min_frames)
     }
@@ -420,6 +465,24 @@ fn argmax(probs: &[f32]) -> (usize, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_brings_its_threshold_and_per_class_lengths() {
+        use crate::model::ModelConfig;
+        let model =
+            ModelConfig { num_classes: 4, boundary_threshold: 0.7, ..ModelConfig::default() };
+        let classes = ["background", "a", "b", "c"].map(String::from).to_vec();
+        let mut meta = CheckpointMeta::new(model, classes, "kinect_v2_25");
+        let base = SegmenterConfig { min_frames: 9, ..SegmenterConfig::default() };
+        // No training summary: only the threshold changes.
+        let tuned = base.clone().tuned_for(&meta, 0.125);
+        assert_eq!(tuned, SegmenterConfig { boundary_threshold: 0.7, ..base.clone() });
+        // 0.125 × mean length, rounded, at least 4 frames; classes without a mean keep `min_frames`.
+        meta.data = serde_json::json!({ "mean_segment_frames": [55.4, 100.0, 0.0, 20.0] });
+        let tuned = base.tuned_for(&meta, 0.125);
+        assert_eq!(tuned.min_frames_per_class, vec![7, 13, 9, 4]);
+        assert_eq!(tuned.boundary_threshold, 0.7);
+    }
 
     /// Frames from a label sequence: the labelled class gets `p`, the rest share what is left.
     fn frames(labels: &[usize], p: f32, peaks: &[u64]) -> Vec<FinalFrame> {
