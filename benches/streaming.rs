@@ -10,7 +10,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use skelseg::model::checkpoint::{CheckpointMeta, LoadedModel};
 use skelseg::model::{InterAct, ModelConfig};
-use skelseg::stream::{StreamConfig, StreamSegmenter};
+use skelseg::stream::StreamSegmenter;
 use skelseg::synth::{self, SynthConfig};
 use tch::{Device, Kind, Tensor, nn};
 
@@ -48,9 +48,8 @@ fn bench_blocks(c: &mut Criterion) {
 fn bench_stream(c: &mut Criterion) {
     let (vs, model, cfg) = fresh_model();
     let meta = CheckpointMeta::new(cfg, synth::classes().names().to_vec(), "kinect_v2_25");
-    let mut seg =
-        StreamSegmenter::new(LoadedModel { vs, model, meta }, "bench", StreamConfig::default())
-            .expect("default stream config is valid");
+    let mut seg = StreamSegmenter::new(LoadedModel { vs, model, meta }, "bench")
+        .expect("the checkpoint's stream config is valid");
     let rec = synth::generate_recording(&SynthConfig::default(), 7, "bench");
     let mut i = 0;
     c.bench_function("stream_push", |b| {

@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release --example embed [-- RECORDING]`
 
-use skelseg::stream::{SegmentEvent, StreamConfig, StreamSegmenter};
+use skelseg::stream::{SegmentEvent, StreamSegmenter};
 
 fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -10,12 +10,9 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .map_or_else(|| root.join("fixtures/synth/skeleton/synth_0000.txt"), Into::into);
     let model = root.join("fixtures/models/synth.safetensors");
-    let mut segmenter = StreamSegmenter::from_checkpoint(
-        &model,
-        tch::Device::cuda_if_available(),
-        "embed",
-        StreamConfig::default(),
-    )?;
+    // The settings come from the checkpoint: its boundary threshold, per-class minimum lengths.
+    let mut segmenter =
+        StreamSegmenter::from_checkpoint(&model, tch::Device::cuda_if_available(), "embed")?;
     // Any source of `skelseg::Frame`s works: a sensor callback, a socket, a file.
     let recording = skelseg::io::read_recording(&file)?;
     for frame in &recording.frames {

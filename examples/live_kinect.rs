@@ -17,7 +17,7 @@ use clap::Parser;
 use skelseg::io::ClassMap;
 use skelseg::model::checkpoint;
 use skelseg::source::{Pacing, SourceSpec};
-use skelseg::stream::{PipelineBuilder, StreamConfig, VizTap};
+use skelseg::stream::{PipelineBuilder, VizTap};
 use skelseg::viz::{Visualizer, VizTarget};
 
 /// Live segmentation from a Kinect bridge, KinectV2-OSC or the simulator.
@@ -66,7 +66,7 @@ fn main() -> Result<()> {
     )?;
     let tap = viz.as_ref().map_or_else(VizTap::off, |v| VizTap::new(v.sender()));
     eprintln!("listening on {spec} (Ctrl-C to stop)");
-    let pipeline = PipelineBuilder::new(model, StreamConfig::default())
+    let pipeline = PipelineBuilder::new(model)
         .boxed_source(spec.open(Pacing::RealTime)?)
         .event_channel(false)
         .viz(tap)

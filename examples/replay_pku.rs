@@ -44,7 +44,8 @@ fn main() -> Result<()> {
             .with_context(|| format!("reading {}", file.display()))?;
         let loaded = checkpoint::load(&model, tch::Device::cuda_if_available())?;
         let classes = loaded.meta.classes.clone();
-        let run = stream_recording_with(loaded, &rec, &StreamConfig::default(), tap.clone())?;
+        let cfg = StreamConfig::from_checkpoint(&loaded.meta);
+        let run = stream_recording_with(loaded, &rec, &cfg, tap.clone())?;
         println!(
             "{} ({} frames): {} segments",
             file.display(),

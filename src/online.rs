@@ -81,7 +81,7 @@ pub fn stream_recording_with(
     if let Some(intervals) = &rec.intervals {
         viz.ground_truth(&rec.name, intervals);
     }
-    let mut seg = StreamSegmenter::new(loaded, &rec.name, cfg.clone())?.with_viz(viz);
+    let mut seg = StreamSegmenter::with_config(loaded, &rec.name, cfg.clone())?.with_viz(viz);
     run_one(&mut seg, rec)
 }
 
@@ -91,7 +91,7 @@ pub fn evaluate_online(
     recs: &[&Recording],
     cfg: &StreamConfig,
 ) -> Result<OnlineReport> {
-    let mut seg = StreamSegmenter::new(loaded, "eval", cfg.clone())?;
+    let mut seg = StreamSegmenter::with_config(loaded, "eval", cfg.clone())?;
     let mut acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
     let mut delays = Vec::new();
     let (mut boundaries, mut pred_segments, mut gt_segments) = (0usize, 0usize, 0usize);

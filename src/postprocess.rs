@@ -12,14 +12,25 @@ pub const BOUNDARY_SIGMA_FRAMES: f32 = 6.0;
 /// Default half-width of the boundary target's window, in frames (ASQuery, §8.5).
 pub const BOUNDARY_RADIUS_FRAMES: usize = 10;
 
-/// Boundary peaks as in ASRF's `argrelmax`: frame 0, plus every frame `t` in `1..T-1` whose
-/// probability (values below `threshold` zeroed) is strictly above both neighbours. Plateaus are
-/// not peaks and the last frame never is.
+/// Boundary peaks as in ASRF's `argrelmax`: frame 0, plus every frame `t` in `1..T-1` that
+/// [`is_boundary_peak`] between its neighbours. Plateaus are not peaks and the last frame never is.
 pub fn boundary_peaks(boundary_prob: &[f32], threshold: f32) -> Vec<usize> {
-    let b: Vec<f32> = boundary_prob.iter().map(|&p| if p < threshold { 0.0 } else { p }).collect();
+    let b = boundary_prob;
     let mut peaks = vec![0];
-    peaks.extend((1..b.len().saturating_sub(1)).filter(|&t| b[t - 1] < b[t] && b[t + 1] < b[t]));
+    peaks.extend(
+        (1..b.len().saturating_sub(1))
+            .filter(|&t| is_boundary_peak(b[t - 1], b[t], b[t + 1], threshold)),
+    );
     peaks
+}
+
+/// Whether `current`, between `before` and `after`, is a boundary peak in ASRF's sense: with
+/// the probabilities below `threshold` counted as 0, it is strictly above both neighbours (so it
+/// is at least `threshold` itself). The streaming segmenter uses the same test frame by frame.
+pub fn is_boundary_peak(before: f32, current: f32, after: f32, threshold: f32) -> bool {
+    let cut = |p: f32| if p < threshold { 0.0 } else { p };
+    let current = cut(current);
+    cut(before) < current && cut(after) < current
 }
 
 /// ASRF `refinement_with_boundary` (architecture.md §7.4): splits `pred` at the boundary peaks

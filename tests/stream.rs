@@ -52,7 +52,7 @@ fn segments(events: &[SegmentEvent]) -> Vec<(usize, u64, u64)> {
 #[test]
 fn the_synchronous_segmenter_tiles_the_recording_and_flushes_at_the_end() {
     let rec = bundled();
-    let mut seg = StreamSegmenter::new(model(), "t", StreamConfig::default()).unwrap();
+    let mut seg = StreamSegmenter::new(model(), "t").unwrap();
     let mut events = Vec::new();
     for f in &rec.frames {
         events.extend(seg.push(f).unwrap());
@@ -135,8 +135,7 @@ fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
     let rec = io::read_recording(&file).unwrap();
     // One intra-op thread makes every reduction run in the same order on both paths.
     tch::set_num_threads(1);
-    let cfg = StreamConfig::default();
-    let direct = PipelineBuilder::new(model(), cfg.clone())
+    let direct = PipelineBuilder::new(model())
         .source(ReplaySource::new(rec.clone(), Pacing::AsFastAsPossible).unwrap())
         .start()
         .unwrap();
@@ -149,9 +148,10 @@ fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
     let addr: SocketAddr = listener.local_addr();
     // A live source may skip windows when it falls behind; sent as fast as possible it would,
     // so this comparison turns catching up off: every window runs on both paths.
-    let mut live_cfg = cfg;
+    let loaded = model();
+    let mut live_cfg = StreamConfig::from_checkpoint(&loaded.meta);
     live_cfg.engine.catch_up = false;
-    let live = PipelineBuilder::new(model(), live_cfg).source(listener).start().unwrap();
+    let live = PipelineBuilder::new(loaded).config(live_cfg).source(listener).start().unwrap();
     let sent = source::send_recording(&rec, addr, source::Proto::Tcp, None).unwrap();
     assert_eq!(sent.frames, rec.frames.len() as u64);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -184,8 +184,7 @@ fn bad_clients_do_not_disturb_a_good_stream_and_shutdown_flushes_everything() {
     let net = NetConfig { queue_frames: rec.frames.len() + 16, ..NetConfig::DEFAULT };
     let listener = NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &net).unwrap();
     let addr = listener.local_addr();
-    let pipeline =
-        PipelineBuilder::new(model(), StreamConfig::default()).source(listener).start().unwrap();
+    let pipeline = PipelineBuilder::new(model()).source(listener).start().unwrap();
 
     // A client sending garbage, NaNs and a wrong joint count, then vanishing mid-line.
     let mut bad = TcpStream::connect(addr).unwrap();
@@ -233,4 +232,74 @@ fn bad_clients_do_not_disturb_a_good_stream_and_shutdown_flushes_everything() {
         segments(&events.iter().filter(|e| e.stream() == good_stream).cloned().collect::<Vec<_>>());
     assert_eq!(segs.first().map(|s| s.1), Some(0));
     assert_eq!(segs.last().map(|s| s.2), Some(half.frames.len() as u64 - 1));
+}
+
+/// `(class, start, end)` of the `segment_ended` lines `skelseg stream --json` prints.
+fn cli_segments(model: &Path, recording: &Path) -> Vec<(usize, u64, u64)> {
+    let source = format!("file:{}", recording.display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skelseg"))
+        .args(["stream", "--source", &source, "--json", "--device", "cpu", "--threads", "1"])
+        .arg("--model")
+        .arg(model)
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<SegmentEvent> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one event per line"))
+        .collect();
+    segments(&events)
+}
+
+/// A copy of the bundled model in `dir` whose config `edit` changed (the weights are the same).
+fn edited_model(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
+    let dst = dir.join("edited.safetensors");
+    std::fs::copy(&src, &dst).expect("copying the bundled weights");
+    let text = std::fs::read_to_string(src.with_extension("json")).expect("the bundled config");
+    let mut meta: serde_json::Value = serde_json::from_str(&text).expect("the config is JSON");
+    edit(&mut meta);
+    std::fs::write(dst.with_extension("json"), meta.to_string()).expect("writing the config");
+    dst
+}
+
+#[test]
+fn the_cli_the_synchronous_segmenter_and_the_pipeline_agree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("fixtures/synth/skeleton/synth_0001.txt");
+    let rec = io::read_recording(&path).expect("the fixture reads");
+    // The binary runs one intra-op thread; so do this thread and the pipeline's worker, so that
+    // every reduction runs in the same order.
+    tch::set_num_threads(1);
+    // The bundled model, and the same weights with settings far from the library's defaults:
+    // boundary peaks all but off, and training segments ten times as long. The library's
+    // defaults segment this recording differently from either.
+    let dir = tempfile::tempdir().unwrap();
+    let edited = edited_model(dir.path(), |meta| {
+        meta["model"]["boundary_threshold"] = 0.99.into();
+        for m in meta["data"]["mean_segment_frames"].as_array_mut().expect("per-class means") {
+            *m = (m.as_f64().expect("a number") * 10.0).into();
+        }
+    });
+    for model_path in [root.join("fixtures/models/synth.safetensors"), edited] {
+        let model = model_path.display();
+        let cli = cli_segments(&model_path, &path);
+        assert!(cli.len() >= 3, "{model}: {cli:?}");
+
+        let loaded = || checkpoint::load(&model_path, Device::Cpu).expect("the model loads");
+        let mut seg = StreamSegmenter::new(loaded(), "t").unwrap();
+        let mut events = Vec::new();
+        for f in &rec.frames {
+            events.extend(seg.push(f).unwrap());
+        }
+        events.extend(seg.finish().unwrap());
+        assert_eq!(segments(&events), cli, "{model}: StreamSegmenter vs skelseg stream");
+
+        let pipeline = PipelineBuilder::new(loaded())
+            .source(ReplaySource::new(rec.clone(), Pacing::AsFastAsPossible).unwrap())
+            .start()
+            .unwrap();
+        let (_, events) = pipeline.wait().unwrap();
+        assert_eq!(segments(&events), cli, "{model}: Pipeline vs skelseg stream");
+    }
 }

@@ -94,16 +94,24 @@ pub struct PipelineBuilder {
 }
 
 impl PipelineBuilder {
-    /// A pipeline running `model` with `cfg`.
-    pub fn new(model: LoadedModel, cfg: StreamConfig) -> Self {
+    /// A pipeline running `model` with the settings its checkpoint implies
+    /// ([`StreamConfig::from_checkpoint`]).
+    pub fn new(model: LoadedModel) -> Self {
         PipelineBuilder {
+            cfg: StreamConfig::from_checkpoint(&model.meta),
             model,
-            cfg,
             sources: Vec::new(),
             callback: None,
             channel: true,
             viz: VizTap::off(),
         }
+    }
+
+    /// Replaces the settings (start from [`StreamConfig::from_checkpoint`] to keep what the
+    /// checkpoint knows).
+    pub fn config(mut self, cfg: StreamConfig) -> Self {
+        self.cfg = cfg;
+        self
     }
 
     /// Adds a source; each gets its own pump thread.

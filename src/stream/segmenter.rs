@@ -6,10 +6,29 @@
 //! The committed boundary is back-dated to where the candidate began, so segment boundaries stay
 //! accurate while emission waits. Committed segments are never retracted: frames of a candidate
 //! that does not make it are absorbed into the current segment.
+//!
+//! The opening of a stream follows the same rules: until a first label earns its place, the
+//! stream is undecided and no segment is open. The first committed segment is back-dated to the
+//! stream's first frame, so it also takes the undecided frames before its label began (nothing
+//! precedes it to absorb them). A stream that ends undecided is committed whole, with its most
+//! frequent label. Either way the committed segments tile the stream.
+//!
+//! Boundary peaks are ASRF's (`reference/architecture.md` §7.4, [`is_boundary_peak`]): local
+//! maxima of the boundary probability at or above the threshold. Whether a frame is a local
+//! maximum is known only once the next finalised frame is, so a peak counts from the push after
+//! its frame on; labels are not held back for it. The first frame of a stream is never a peak
+//! (ASRF's convention of a peak at frame 0 would back whatever label opens the stream).
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::checkpoint::CheckpointMeta;
+use crate::postprocess::is_boundary_peak;
+
 /// Segmenter settings. All lengths are in frames.
+///
+/// The default knows nothing of the model; [`SegmenterConfig::tuned_for`] (or
+/// [`crate::stream::StreamConfig::from_checkpoint`]) adds what a checkpoint knows: its boundary
+/// threshold and per-class minimum lengths.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SegmenterConfig {
@@ -23,7 +42,8 @@ pub struct SegmenterConfig {
     pub min_frames_per_class: Vec<usize>,
     /// Frames a boundary-backed candidate must hold.
     pub boundary_min_frames: usize,
-    /// Boundary probability that counts as a peak.
+    /// A frame is a boundary peak when its boundary probability is at least this and above both
+    /// neighbours'. 1.0 or more turns peaks off (the plain argmax, as in offline evaluation).
     pub boundary_threshold: f32,
     /// A peak counts for a candidate when it lies within this many frames of the candidate's start.
     pub boundary_radius: usize,
@@ -50,6 +70,46 @@ impl Default for SegmenterConfig {
 }
 
 impl SegmenterConfig {
+    /// The σ of [`SegmenterConfig::tuned_for`] that the library and the CLI use unless told
+    /// otherwise: a class's minimum length is this fraction of its mean training segment length.
+    pub const MIN_LEN_FACTOR: f64 = 0.125;
+    /// The shortest per-class minimum length [`SegmenterConfig::tuned_for`] sets, in frames.
+    pub const MIN_CLASS_FRAMES: usize = 4;
+
+    /// These settings with what the checkpoint `meta` knows: the boundary threshold chosen on
+    /// validation data, and a minimum length per class of `min_len_factor` × its mean segment
+    /// length in the training data (`mean_segment_frames` in the checkpoint's data summary), at
+    /// least [`SegmenterConfig::MIN_CLASS_FRAMES`]; `min_frames` stays for classes without one.
+    /// Without `mean_segment_frames` the per-class lengths are left as they are.
+    pub fn tuned_for(mut self, meta: &CheckpointMeta, min_len_factor: f64) -> Self {
+        self.boundary_threshold = meta.model.boundary_threshold as f32;
+        let Some(means) = meta.data.get("mean_segment_frames") else { return self };
+        let Ok(means) = serde_json::from_value::<Vec<f64>>(means.clone()) else {
+            tracing::warn!(
+                "the checkpoint's mean_segment_frames is not a list of numbers; ignored"
+            );
+            return self;
+        };
+        if means.len() != meta.classes.len() {
+            tracing::warn!(
+                means = means.len(),
+                classes = meta.classes.len(),
+                "the checkpoint's mean_segment_frames does not have one value per class"
+            );
+        }
+        self.min_frames_per_class = means
+            .iter()
+            .map(|&m| {
+                if m > 0.0 {
+                    ((m * min_len_factor).round() as usize).max(Self::MIN_CLASS_FRAMES)
+                } else {
+                    self.min_frames
+                }
+            })
+            .collect();
+        self
+    }
+
     fn min_frames_for(&self, class: usize) -> usize {
         self.min_frames_per_class.get(class).copied().unwrap_or(self.min_frames)
     }
@@ -107,8 +167,8 @@ pub enum SegmenterOutput {
         prob: f32,
         /// Boundary probability.
         boundary_prob: f32,
-        /// Class of the segment the frame currently belongs to.
-        segment_class: usize,
+        /// Class of the open segment after this frame; `None` while the stream is undecided.
+        segment_class: Option<usize>,
     },
 }
 
@@ -158,12 +218,77 @@ impl Run {
     }
 }
 
+/// The frames of a stream before its first segment is committed.
+#[derive(Clone, Debug)]
+struct Opening {
+    start: u64,
+    start_secs: f64,
+    end: u64,
+    end_secs: f64,
+    /// Per class id: frames whose argmax it was, and the sum of its probability over them.
+    tally: Vec<(usize, f64)>,
+}
+
+impl Opening {
+    fn new(f: &FinalFrame) -> Self {
+        Opening {
+            start: f.index,
+            start_secs: f.timestamp_secs,
+            end: f.index,
+            end_secs: f.timestamp_secs,
+            tally: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, f: &FinalFrame, class: usize, prob: f32) {
+        self.end = f.index;
+        self.end_secs = f.timestamp_secs;
+        if self.tally.len() <= class {
+            self.tally.resize(class + 1, (0, 0.0));
+        }
+        self.tally[class].0 += 1;
+        self.tally[class].1 += f64::from(prob);
+    }
+
+    /// The most frequent class; ties go to the larger summed probability, then the smaller id.
+    fn majority(&self) -> usize {
+        let mut best = 0;
+        for (class, &(n, sum)) in self.tally.iter().enumerate() {
+            let (best_n, best_sum) = self.tally[best];
+            if n > best_n || (n == best_n && sum > best_sum) {
+                best = class;
+            }
+        }
+        best
+    }
+
+    /// The whole opening as a segment of `class`; every frame of that label supports it.
+    fn into_run(self, class: usize) -> Run {
+        let (support, prob_sum) = self.tally.get(class).copied().unwrap_or_default();
+        Run {
+            class,
+            start: self.start,
+            start_secs: self.start_secs,
+            end: self.end,
+            end_secs: self.end_secs,
+            prob_sum,
+            support,
+            boundary_backed: false,
+        }
+    }
+}
+
 /// The online segmenter of one stream. Feed it finalised frames in order.
 #[derive(Clone, Debug)]
 pub struct Segmenter {
     cfg: SegmenterConfig,
     current: Option<Run>,
     candidate: Option<Run>,
+    /// The undecided frames before the first commit (while `current` is `None`).
+    opening: Option<Opening>,
+    /// Boundary probabilities of the two latest frames (older first) and the latest's index:
+    /// the latest becomes a peak, or not, when the next frame arrives.
+    recent_boundary: (Option<f32>, Option<(f32, u64)>),
     /// Frame index of the latest boundary peak seen.
     last_peak: Option<u64>,
     /// Consecutive frames without a body.
@@ -173,7 +298,15 @@ pub struct Segmenter {
 impl Segmenter {
     /// A segmenter with no open segment.
     pub fn new(cfg: SegmenterConfig) -> Self {
-        Segmenter { cfg, current: None, candidate: None, last_peak: None, absent_frames: 0 }
+        Segmenter {
+            cfg,
+            current: None,
+            candidate: None,
+            opening: None,
+            recent_boundary: (None, None),
+            last_peak: None,
+            absent_frames: 0,
+        }
     }
 
     /// The settings.
@@ -181,7 +314,7 @@ impl Segmenter {
         &self.cfg
     }
 
-    /// Class of the open segment, if any.
+    /// Class of the open segment, if any (none before the first commit).
     pub fn current_class(&self) -> Option<usize> {
         self.current.as_ref().map(|r| r.class)
     }
@@ -196,18 +329,8 @@ impl Segmenter {
         }
         let mut out = Vec::new();
         let (class, prob) = argmax(&frame.probs);
-        if frame.boundary_prob >= self.cfg.boundary_threshold {
-            self.last_peak = Some(frame.index);
-        }
+        self.observe_boundary(frame);
         match self.current.as_mut() {
-            None => {
-                self.current = Some(Run::new(class, frame, prob, false));
-                out.push(SegmenterOutput::Started {
-                    class,
-                    start: frame.index,
-                    start_secs: frame.timestamp_secs,
-                });
-            }
             Some(current) if current.class == class => {
                 // The current label came back: a pending candidate was noise and its frames
                 // belong to the current segment.
@@ -216,10 +339,16 @@ impl Segmenter {
                 }
                 current.extend(frame, prob);
             }
-            Some(_) => {
+            // Another label, or no segment yet: the frame feeds a candidate.
+            _ => {
+                if self.current.is_none() {
+                    self.opening.get_or_insert_with(|| Opening::new(frame)).add(frame, class, prob);
+                }
                 match self.candidate.as_mut() {
                     Some(c) if c.class == class => c.extend(frame, prob),
                     _ => {
+                        // A candidate that did not make it joins the current segment; before
+                        // the first commit its frames stay in the opening.
                         if let (Some(c), Some(cur)) = (self.candidate.take(), self.current.as_mut())
                         {
                             cur.absorb(&c);
@@ -242,14 +371,15 @@ impl Segmenter {
                 class,
                 prob,
                 boundary_prob: frame.boundary_prob,
-                segment_class: self.current_class().unwrap_or(class),
+                segment_class: self.current_class(),
             });
         }
         out
     }
 
     /// Closes the open segment (end of stream, disconnect, person timeout). A pending candidate
-    /// that has not taken over is absorbed into it. The segmenter can be reused afterwards.
+    /// that has not taken over is absorbed into it; a stream still undecided is committed as one
+    /// segment of its most frequent label. The segmenter can be reused afterwards.
     pub fn flush(&mut self) -> Vec<SegmenterOutput> {
         let mut out = Vec::new();
         if let Some(mut current) = self.current.take() {
@@ -257,10 +387,31 @@ impl Segmenter {
                 current.absorb(&c);
             }
             out.push(ended(&current));
+        } else if let Some(opening) = self.opening.take() {
+            let class = opening.majority();
+            let run = opening.into_run(class);
+            out.push(started(&run));
+            out.push(ended(&run));
         }
         self.candidate = None;
+        self.opening = None;
+        self.recent_boundary = (None, None);
         self.last_peak = None;
         out
+    }
+
+    /// Records `frame`'s boundary probability and settles whether the frame before it was a
+    /// peak, now that both of its neighbours are known.
+    fn observe_boundary(&mut self, frame: &FinalFrame) {
+        let (before, latest) = self.recent_boundary;
+        // A threshold of 1 or more means no refinement; a saturated sigmoid can still reach 1.
+        if self.cfg.boundary_threshold < 1.0
+            && let (Some(before), Some((p, index))) = (before, latest)
+            && is_boundary_peak(before, p, frame.boundary_prob, self.cfg.boundary_threshold)
+        {
+            self.last_peak = Some(index);
+        }
+        self.recent_boundary = (latest.map(|(p, _)| p), Some((frame.boundary_prob, frame.index)));
     }
 
     fn candidate_ready(&self) -> bool {
@@ -272,17 +423,24 @@ impl Segmenter {
     }
 
     fn commit_candidate(&mut self, out: &mut Vec<SegmenterOutput>) {
-        let (Some(current), Some(candidate)) = (self.current.take(), self.candidate.take()) else {
-            return;
+        let Some(candidate) = self.candidate.take() else { return };
+        let committed = match (self.current.take(), self.opening.take()) {
+            (Some(current), _) => {
+                out.push(ended(&current));
+                candidate
+            }
+            // The first segment starts with the stream: it takes the undecided frames before
+            // its label began.
+            (None, Some(opening)) => opening.into_run(candidate.class),
+            (None, None) => candidate,
         };
-        out.push(ended(&current));
-        out.push(SegmenterOutput::Started {
-            class: candidate.class,
-            start: candidate.start,
-            start_secs: candidate.start_secs,
-        });
-        self.current = Some(candidate);
+        out.push(started(&committed));
+        self.current = Some(committed);
     }
+}
+
+fn started(run: &Run) -> SegmenterOutput {
+    SegmenterOutput::Started { class: run.class, start: run.start, start_secs: run.start_secs }
 }
 
 fn ended(run: &Run) -> SegmenterOutput {
@@ -307,6 +465,24 @@ fn argmax(probs: &[f32]) -> (usize, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_brings_its_threshold_and_per_class_lengths() {
+        use crate::model::ModelConfig;
+        let model =
+            ModelConfig { num_classes: 4, boundary_threshold: 0.7, ..ModelConfig::default() };
+        let classes = ["background", "a", "b", "c"].map(String::from).to_vec();
+        let mut meta = CheckpointMeta::new(model, classes, "kinect_v2_25");
+        let base = SegmenterConfig { min_frames: 9, ..SegmenterConfig::default() };
+        // No training summary: only the threshold changes.
+        let tuned = base.clone().tuned_for(&meta, 0.125);
+        assert_eq!(tuned, SegmenterConfig { boundary_threshold: 0.7, ..base.clone() });
+        // 0.125 × mean length, rounded, at least 4 frames; classes without a mean keep `min_frames`.
+        meta.data = serde_json::json!({ "mean_segment_frames": [55.4, 100.0, 0.0, 20.0] });
+        let tuned = base.tuned_for(&meta, 0.125);
+        assert_eq!(tuned.min_frames_per_class, vec![7, 13, 9, 4]);
+        assert_eq!(tuned.boundary_threshold, 0.7);
+    }
 
     /// Frames from a label sequence: the labelled class gets `p`, the rest share what is left.
     fn frames(labels: &[usize], p: f32, peaks: &[u64]) -> Vec<FinalFrame> {
@@ -384,6 +560,7 @@ mod tests {
     fn a_boundary_peak_lets_a_short_candidate_take_over_early() {
         let cfg = SegmenterConfig {
             min_frames: 50,
+            min_frames_per_class: vec![5, 50, 50],
             boundary_min_frames: 3,
             ..SegmenterConfig::default()
         };
@@ -416,6 +593,179 @@ mod tests {
         // Frames 10..13 (absent, before the timeout) still belong to the open segment, which
         // closes at the timeout; the person's return starts a new one.
         assert_eq!(ended(&out), vec![(1, 0, 13), (1, 18, 23)]);
+    }
+
+    #[test]
+    fn only_local_maxima_of_the_boundary_probability_are_peaks() {
+        // Class 1 needs 50 frames unless a peak backs it. A peak at frame 8 decays slowly and
+        // stays above the threshold up to frame 17; the candidate begins at frame 16. Only frame
+        // 8 is a local maximum, and it lies too far back (radius 4) to back the candidate.
+        let cfg = SegmenterConfig {
+            min_frames: 50,
+            min_frames_per_class: vec![5, 50, 50],
+            boundary_min_frames: 3,
+            boundary_radius: 4,
+            boundary_threshold: 0.5,
+            ..SegmenterConfig::default()
+        };
+        let labels: Vec<usize> = [vec![0; 16], vec![1; 5], vec![0; 5]].concat();
+        let mut f = frames(&labels, 0.9, &[8]);
+        for (t, frame) in f.iter_mut().enumerate().take(18).skip(9) {
+            frame.boundary_prob = 0.85 - 0.04 * (t - 9) as f32;
+        }
+        assert_eq!(ended(&run(cfg.clone(), &f)), vec![(0, 0, 25)]);
+        // A local maximum at the candidate's start does back it.
+        f[16].boundary_prob = 0.95;
+        assert_eq!(ended(&run(cfg, &f)), vec![(0, 0, 15), (1, 16, 20), (0, 21, 25)]);
+    }
+
+    #[test]
+    fn a_boundary_threshold_of_one_turns_peaks_off() {
+        // 1.0 is what validation picks when plain argmax beats refinement; a saturated sigmoid
+        // can still reach exactly 1.0, which must not count as a peak.
+        let cfg = SegmenterConfig {
+            min_frames: 50,
+            min_frames_per_class: vec![5, 50, 50],
+            boundary_min_frames: 3,
+            boundary_threshold: 1.0,
+            ..SegmenterConfig::default()
+        };
+        let labels: Vec<usize> = [vec![0; 10], vec![1; 6]].concat();
+        let mut f = frames(&labels, 0.8, &[]);
+        f[10].boundary_prob = 1.0;
+        assert_eq!(ended(&run(cfg, &f)), vec![(0, 0, 15)]);
+    }
+
+    #[test]
+    fn a_peak_counts_once_the_frame_after_it_is_known() {
+        let cfg = SegmenterConfig {
+            min_frames: 50,
+            min_frames_per_class: vec![5, 50, 50],
+            boundary_min_frames: 1,
+            ..SegmenterConfig::default()
+        };
+        let labels: Vec<usize> = [vec![0; 10], vec![1; 6]].concat();
+        let f = frames(&labels, 0.8, &[10]);
+        let mut seg = Segmenter::new(cfg);
+        for frame in &f[..11] {
+            assert!(ended(&seg.push(frame)).is_empty(), "frame {}", frame.index);
+        }
+        // Frame 10 is a local maximum only once frame 11 is known.
+        assert_eq!(ended(&seg.push(&f[11])), vec![(0, 0, 9)]);
+    }
+
+    /// 15-class frames: `(class, prob)` per frame, the rest share what is left.
+    fn frames_of(spec: &[(usize, f32)]) -> Vec<FinalFrame> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, &(class, p))| {
+                let mut probs = vec![(1.0 - p) / 14.0; 15];
+                probs[class] = p;
+                FinalFrame {
+                    index: i as u64,
+                    timestamp_secs: i as f64 / 30.0,
+                    probs,
+                    boundary_prob: 0.0,
+                    present: true,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_opening_label_needs_the_same_evidence_as_any_other() {
+        // Two frames of class 7 at 0.15 (the argmax, barely), then a long confident class 0:
+        // class 7 never earns a segment, and the first segment covers frames 0 and 1 too.
+        let spec: Vec<(usize, f32)> = [vec![(7, 0.15); 2], vec![(0, 0.9); 30]].concat();
+        let out = run(SegmenterConfig::default(), &frames_of(&spec));
+        assert_eq!(ended(&out), vec![(0, 0, 31)]);
+        assert_eq!(
+            out.first(),
+            Some(&SegmenterOutput::Started { class: 0, start: 0, start_secs: 0.0 })
+        );
+        // The two opening frames are not support: the confidence is class 0's mean.
+        let confidence = out.iter().find_map(|e| match *e {
+            SegmenterOutput::Ended { confidence, .. } => Some(confidence),
+            _ => None,
+        });
+        assert!(confidence.is_some_and(|c| (c - 0.9).abs() < 1e-6), "{confidence:?}");
+    }
+
+    #[test]
+    fn a_stream_too_short_to_decide_is_committed_whole_with_its_majority_label() {
+        let labels: Vec<usize> = [vec![1; 3], vec![2; 6], vec![1; 2]].concat();
+        let out = run(SegmenterConfig::default(), &frames(&labels, 0.9, &[]));
+        assert_eq!(ended(&out), vec![(2, 0, 10)]);
+        let started = out.iter().filter(|e| matches!(e, SegmenterOutput::Started { .. })).count();
+        assert_eq!(started, 1);
+    }
+
+    #[test]
+    fn a_boundary_peak_can_open_the_stream() {
+        let cfg = SegmenterConfig {
+            min_frames: 50,
+            boundary_min_frames: 3,
+            ..SegmenterConfig::default()
+        };
+        let labels: Vec<usize> = [vec![2; 2], vec![1; 6]].concat();
+        let out = run(cfg, &frames(&labels, 0.8, &[2]));
+        assert_eq!(out[0], SegmenterOutput::Started { class: 1, start: 0, start_secs: 0.0 });
+        assert_eq!(ended(&out), vec![(1, 0, 7)]);
+    }
+
+    #[test]
+    fn committed_segments_tile_any_stream() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        for _ in 0..300 {
+            let cfg = SegmenterConfig {
+                min_frames: rng.gen_range(1..20),
+                boundary_min_frames: rng.gen_range(1..6),
+                boundary_threshold: rng.gen_range(0.3..1.1),
+                min_mean_prob: rng.gen_range(0.3..0.9),
+                ..SegmenterConfig::default()
+            };
+            let mut f = Vec::new();
+            while f.len() < rng.gen_range(1..300) {
+                let class = rng.gen_range(0..3);
+                for _ in 0..rng.gen_range(1..25) {
+                    let p = rng.gen_range(0.34..1.0);
+                    let mut probs = vec![(1.0 - p) / 2.0; 3];
+                    probs[class] = p;
+                    let index = f.len() as u64;
+                    let boundary_prob = rng.gen_range(0.0..1.0);
+                    f.push(FinalFrame {
+                        index,
+                        timestamp_secs: 0.0,
+                        probs,
+                        boundary_prob,
+                        present: true,
+                    });
+                }
+            }
+            let out = run(cfg.clone(), &f);
+            // Started and Ended alternate, pairwise for the same segment, and the segments
+            // cover every frame once, in order.
+            let mut open = None;
+            let mut next_frame = 0;
+            for o in &out {
+                match *o {
+                    SegmenterOutput::Started { class, start, .. } => {
+                        assert!(open.is_none(), "{cfg:?}: {out:?}");
+                        assert_eq!(start, next_frame, "{cfg:?}: {out:?}");
+                        open = Some((class, start));
+                    }
+                    SegmenterOutput::Ended { class, start, end, .. } => {
+                        assert_eq!(open.take(), Some((class, start)), "{cfg:?}: {out:?}");
+                        assert!(end >= start);
+                        next_frame = end + 1;
+                    }
+                    SegmenterOutput::Frame { .. } => {}
+                }
+            }
+            assert!(open.is_none());
+            assert_eq!(next_frame, f.len() as u64, "{cfg:?}: {out:?}");
+        }
     }
 
     #[test]

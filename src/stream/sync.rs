@@ -9,13 +9,16 @@ use tch::Device;
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::io::ClassMap;
-use crate::model::checkpoint::{self, LoadedModel};
+use crate::model::checkpoint::{self, CheckpointMeta, LoadedModel};
 use crate::stream::engine::{Engine, EngineConfig, StreamCounters, StreamState};
 use crate::stream::events::SegmentEvent;
 use crate::stream::segmenter::{FinalFrame, Segmenter, SegmenterConfig};
 use crate::stream::tap::VizTap;
 
 /// Settings of the streaming path: window and finalisation, then segment emission.
+///
+/// The default knows nothing of the model; [`StreamConfig::from_checkpoint`] is what
+/// [`StreamSegmenter::new`], [`crate::stream::PipelineBuilder::new`] and `skelseg stream` use.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StreamConfig {
@@ -25,13 +28,25 @@ pub struct StreamConfig {
     pub segmenter: SegmenterConfig,
 }
 
+impl StreamConfig {
+    /// The default settings tuned for the checkpoint `meta`: its boundary threshold and
+    /// per-class minimum lengths ([`SegmenterConfig::tuned_for`] with
+    /// [`SegmenterConfig::MIN_LEN_FACTOR`]). `skelseg stream` without options segments the same.
+    pub fn from_checkpoint(meta: &CheckpointMeta) -> Self {
+        StreamConfig {
+            engine: EngineConfig::default(),
+            segmenter: SegmenterConfig::default().tuned_for(meta, SegmenterConfig::MIN_LEN_FACTOR),
+        }
+    }
+}
+
 /// Segments one stream synchronously: push frames, get events.
 ///
 /// ```no_run
-/// use skelseg::stream::{StreamConfig, StreamSegmenter};
+/// use skelseg::stream::StreamSegmenter;
 /// # fn frames() -> Vec<skelseg::Frame> { Vec::new() }
 /// let mut seg = StreamSegmenter::from_checkpoint(
-///     "fixtures/models/synth.safetensors".as_ref(), tch::Device::Cpu, "camera-1", StreamConfig::default())?;
+///     "fixtures/models/synth.safetensors".as_ref(), tch::Device::Cpu, "camera-1")?;
 /// for frame in frames() {
 ///     for event in seg.push(&frame)? {
 ///         println!("{event}");
@@ -59,18 +74,22 @@ pub struct StreamSegmenter {
 }
 
 impl StreamSegmenter {
-    /// Loads a checkpoint (`.safetensors` with its `.json` beside it) onto `device`.
-    pub fn from_checkpoint(
-        path: &Path,
-        device: Device,
-        stream: &str,
-        cfg: StreamConfig,
-    ) -> Result<Self> {
-        Self::new(checkpoint::load(path, device)?, stream, cfg)
+    /// Loads a checkpoint (`.safetensors` with its `.json` beside it) onto `device`, with the
+    /// settings it implies ([`StreamConfig::from_checkpoint`]).
+    pub fn from_checkpoint(path: &Path, device: Device, stream: &str) -> Result<Self> {
+        Self::new(checkpoint::load(path, device)?, stream)
     }
 
-    /// Wraps an already loaded model.
-    pub fn new(loaded: LoadedModel, stream: &str, cfg: StreamConfig) -> Result<Self> {
+    /// Wraps an already loaded model, with the settings its checkpoint implies
+    /// ([`StreamConfig::from_checkpoint`]).
+    pub fn new(loaded: LoadedModel, stream: &str) -> Result<Self> {
+        let cfg = StreamConfig::from_checkpoint(&loaded.meta);
+        Self::with_config(loaded, stream, cfg)
+    }
+
+    /// Wraps an already loaded model with settings of the caller's (start from
+    /// [`StreamConfig::from_checkpoint`] to keep what the checkpoint knows).
+    pub fn with_config(loaded: LoadedModel, stream: &str, cfg: StreamConfig) -> Result<Self> {
         let device = loaded.vs.device();
         let classes = ClassMap::new(loaded.meta.classes.clone());
         let engine = Engine::new(loaded.model, device, cfg.engine.clone())?;

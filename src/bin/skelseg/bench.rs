@@ -148,7 +148,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let rec = synth::generate_recording(&synth_cfg, 12345, "bench");
     let replay_speed_x = {
         let loaded = checkpoint::load(&model_path, device)?;
-        let mut seg = StreamSegmenter::new(loaded, "bench", cfg.clone())?;
+        let mut seg = StreamSegmenter::with_config(loaded, "bench", cfg.clone())?;
         let start = Instant::now();
         for f in &rec.frames {
             seg.push(f)?;
@@ -171,7 +171,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let frames_per_step = (args.step_secs * 30.0) as usize;
     for &streams in &steps {
         let loaded = checkpoint::load(&model_path, device)?;
-        let mut builder = PipelineBuilder::new(loaded, cfg.clone()).event_channel(false);
+        let mut builder = PipelineBuilder::new(loaded).config(cfg.clone()).event_channel(false);
         for s in 0..streams {
             let mut r = synth::generate_recording(&synth_cfg, 1000 + s as u64, &format!("s{s:02}"));
             r.frames.truncate(frames_per_step.min(r.frames.len()));

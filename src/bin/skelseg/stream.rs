@@ -16,32 +16,35 @@ use skelseg::stream::{EngineConfig, PipelineBuilder, SegmentEvent, SegmenterConf
 
 use crate::common::{DeviceArg, VizArgs, bundled_model, print_json};
 
-/// Streaming settings shared by `stream`, `eval --online`, `demo` and `bench`.
+/// Streaming settings shared by `stream`, `eval --online`, `demo` and `bench`. Their defaults
+/// are the library's, so that without options the CLI segments like
+/// [`StreamConfig::from_checkpoint`].
 #[derive(Clone, Debug, Args)]
 pub struct StreamOptions {
     /// Frames of cached features each MFAI window sees.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = EngineConfig::default().window_frames)]
     pub window: usize,
     /// Run MFAI every this many frames.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = EngineConfig::default().hop_frames)]
     pub hop: usize,
     /// Future frames a frame waits for before its label is final (15 = 0.5 s at 30 fps; at 8
     /// the labels come 0.23 s sooner but online F1@50 drops by about 11 points, BENCHMARKS.md).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = EngineConfig::default().lookahead_frames)]
     pub lookahead: usize,
     /// Mean probability a new label needs to take over without a boundary peak (θ).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = SegmenterConfig::default().min_mean_prob)]
     pub theta: f32,
     /// Minimum length of a new label, as a fraction of its class's mean training segment length
     /// (from the checkpoint); `--min-frames` is used for classes without one.
-    #[arg(long, default_value_t = 0.125)]
+    #[arg(long, default_value_t = SegmenterConfig::MIN_LEN_FACTOR)]
     pub min_len_factor: f64,
     /// Minimum length in frames of a new label without a boundary peak.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = SegmenterConfig::default().min_frames)]
     pub min_frames: usize,
-    /// Boundary probability that counts as a peak.
-    #[arg(long, default_value_t = 0.5)]
-    pub boundary_threshold: f32,
+    /// Boundary probability a local maximum needs to count as a peak (1 = no peaks); default:
+    /// the threshold chosen on validation data, from the checkpoint.
+    #[arg(long)]
+    pub boundary_threshold: Option<f32>,
     /// Also emit a `frame_label` event for every finalised frame.
     #[arg(long)]
     pub per_frame: bool,
@@ -49,30 +52,24 @@ pub struct StreamOptions {
     #[arg(long)]
     pub one_euro: bool,
     /// Close the open segment after this many frames without anybody (0 = never).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = SegmenterConfig::default().person_timeout_frames)]
     pub person_timeout: usize,
 }
 
 impl StreamOptions {
     /// The streaming configuration for a model with metadata `meta`.
     pub fn config(&self, meta: &CheckpointMeta) -> skelseg::Result<StreamConfig> {
-        let min_frames_per_class = meta
-            .data
-            .get("mean_segment_frames")
-            .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
-            .map(|means| {
-                means
-                    .iter()
-                    .map(|&m| {
-                        if m > 0.0 {
-                            ((m * self.min_len_factor).round() as usize).max(4)
-                        } else {
-                            self.min_frames
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut segmenter = SegmenterConfig {
+            min_mean_prob: self.theta,
+            min_frames: self.min_frames,
+            per_frame: self.per_frame,
+            person_timeout_frames: self.person_timeout,
+            ..SegmenterConfig::default()
+        }
+        .tuned_for(meta, self.min_len_factor);
+        if let Some(threshold) = self.boundary_threshold {
+            segmenter.boundary_threshold = threshold;
+        }
         let cfg = StreamConfig {
             engine: EngineConfig {
                 window_frames: self.window,
@@ -81,15 +78,7 @@ impl StreamOptions {
                 one_euro: self.one_euro.then(skelseg::stream::OneEuroConfig::default),
                 ..EngineConfig::default()
             },
-            segmenter: SegmenterConfig {
-                min_mean_prob: self.theta,
-                min_frames: self.min_frames,
-                min_frames_per_class,
-                boundary_threshold: self.boundary_threshold,
-                per_frame: self.per_frame,
-                person_timeout_frames: self.person_timeout,
-                ..SegmenterConfig::default()
-            },
+            segmenter,
         };
         cfg.engine.validate()?;
         Ok(cfg)
@@ -140,7 +129,8 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     } else {
         source::Pacing::AsFastAsPossible
     };
-    let mut builder = PipelineBuilder::new(loaded, cfg).event_channel(false).viz(viz.tap.clone());
+    let mut builder =
+        PipelineBuilder::new(loaded).config(cfg).event_channel(false).viz(viz.tap.clone());
     for spec in &args.source {
         builder = builder
             .boxed_source(spec.open(pacing).with_context(|| format!("opening source {spec}"))?);
