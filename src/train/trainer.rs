@@ -209,7 +209,8 @@ fn load_state(dir: &std::path::Path, vs: &mut nn::VarStore) -> Result<ResumeStat
 /// backbone, when only the class count differs); returns the names left at their fresh
 /// initialisation (the class queries and their position embeddings).
 fn init_backbone(vs: &mut nn::VarStore, path: &std::path::Path) -> Result<Vec<String>> {
-    let ckpt_err = |e: tch::TchError| Error::Checkpoint { path: path.into(), message: e.to_string() };
+    let ckpt_err =
+        |e: tch::TchError| Error::Checkpoint { path: path.into(), message: e.to_string() };
     let saved: std::collections::HashMap<String, tch::Tensor> =
         tch::Tensor::read_safetensors(path).map_err(ckpt_err)?.into_iter().collect();
     let mut fresh = Vec::new();
