@@ -55,6 +55,16 @@ impl CheckpointMeta {
             skelseg_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
+
+    /// Sets `data[key]` (making `data` an object first if it is not one).
+    pub fn set_data(&mut self, key: &str, value: serde_json::Value) {
+        if !self.data.is_object() {
+            self.data = serde_json::Value::Object(Default::default());
+        }
+        if let serde_json::Value::Object(map) = &mut self.data {
+            map.insert(key.into(), value);
+        }
+    }
 }
 
 /// A loaded checkpoint: the VarStore owning the weights, the model built on it, the metadata.
@@ -107,12 +117,17 @@ pub fn save(path: &Path, vs: &nn::VarStore, meta: &CheckpointMeta) -> Result<()>
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     vs.save(path).map_err(|e| ckpt_error(path, format!("cannot write weights: {e}")))?;
+    save_meta(path, meta)?;
+    tracing::info!(path = %path.display(), "checkpoint saved");
+    Ok(())
+}
+
+/// Writes only the JSON beside `path` (e.g. after refitting a calibration).
+pub fn save_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
     let json_path = meta_path(path);
     let text = serde_json::to_string_pretty(meta)
         .map_err(|e| Error::Json { location: json_path.display().to_string(), source: e })?;
-    std::fs::write(&json_path, text + "\n").map_err(|e| Error::io(&json_path, e))?;
-    tracing::info!(path = %path.display(), "checkpoint saved");
-    Ok(())
+    std::fs::write(&json_path, text + "\n").map_err(|e| Error::io(&json_path, e))
 }
 
 /// Reads only the JSON beside `path`.

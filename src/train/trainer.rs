@@ -457,12 +457,7 @@ fn save_best(
         "calibration": calibration,
         "train": job.train,
     });
-    match &mut meta.data {
-        serde_json::Value::Object(map) => {
-            map.insert("training".into(), training);
-        }
-        other => *other = serde_json::json!({ "training": training }),
-    }
+    meta.set_data("training", training);
     checkpoint::save(&job.out, vs, &meta)
 }
 

@@ -194,14 +194,8 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         }
         None => model_cfg,
     };
-    let modality = ModalityConfig::for_model(&model_cfg);
-    let prepare = |recs: &[&Recording]| -> Result<Vec<SequenceTensors>> {
-        recs.iter()
-            .map(|r| Ok(SequenceTensors::from_recording(r, &modality, &model_cfg)?))
-            .collect()
-    };
-    let train_set = prepare(&train_recs)?;
-    let val_set = prepare(&val_recs)?;
+    let train_set = sequences(&train_recs, &model_cfg)?;
+    let val_set = sequences(&val_recs, &model_cfg)?;
     let train_cfg = TrainConfig {
         epochs: args.epochs,
         batch: args.batch,
@@ -431,16 +425,9 @@ struct EvalJson {
 pub fn eval(args: EvalArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
     let model_path = args.model.clone().unwrap_or_else(bundled_model);
-    let loaded = checkpoint::load(&model_path, device)?;
-    let dataset = io::dataset::read_dataset(&args.data, args.format.into())
-        .with_context(|| format!("reading the dataset {}", args.data.display()))?;
-    check_classes(&loaded.meta.classes, &dataset.classes, &model_path)?;
+    let (loaded, dataset) = load_labelled(&model_path, &args.data, args.format, device)?;
     let recs = select(&dataset, args.split.as_deref(), &args.select)?;
-    let modality = ModalityConfig::for_model(&loaded.meta.model);
-    let seqs: Vec<SequenceTensors> = recs
-        .iter()
-        .map(|r| SequenceTensors::from_recording(r, &modality, &loaded.meta.model))
-        .collect::<skelseg::Result<_>>()?;
+    let seqs = sequences(&recs, &loaded.meta.model)?;
     let threshold = args.threshold.unwrap_or(loaded.meta.model.boundary_threshold as f32);
     let (offline, preds) = train::evaluate(&loaded.model, &seqs, device, threshold, &[0])?;
     if let Some(dir) = &args.write_pred {
@@ -510,16 +497,9 @@ pub struct CalibrateArgs {
 /// and records it, with the fit's figures, in the checkpoint's JSON.
 pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
-    let loaded = checkpoint::load(&args.model, device)?;
-    let dataset = io::dataset::read_dataset(&args.data, args.format.into())
-        .with_context(|| format!("reading the dataset {}", args.data.display()))?;
-    check_classes(&loaded.meta.classes, &dataset.classes, &args.model)?;
+    let (loaded, dataset) = load_labelled(&args.model, &args.data, args.format, device)?;
     let recs = select(&dataset, args.split.as_deref(), &args.select)?;
-    let modality = ModalityConfig::for_model(&loaded.meta.model);
-    let seqs: Vec<SequenceTensors> = recs
-        .iter()
-        .map(|r| SequenceTensors::from_recording(r, &modality, &loaded.meta.model))
-        .collect::<skelseg::Result<_>>()?;
+    let seqs = sequences(&recs, &loaded.meta.model)?;
     let (logits, labels) = train::eval::frame_logits(&loaded.model, &seqs, device)?;
     // Fit on the raw logits: a temperature already in the checkpoint is replaced, not stacked.
     let fit =
@@ -527,20 +507,14 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     if !args.dry_run {
         let mut meta = loaded.meta.clone();
         meta.model.temperature = fit.temperature;
-        let summary = serde_json::json!({
-            "data": args.data, "split": args.split, "select": args.select,
-            "recordings": recs.len(), "fit": fit,
-        });
-        match &mut meta.data {
-            serde_json::Value::Object(map) => {
-                map.insert("calibration".into(), summary);
-            }
-            other => *other = serde_json::json!({ "calibration": summary }),
-        }
-        let json_path = checkpoint::meta_path(&args.model);
-        let text = serde_json::to_string_pretty(&meta)?;
-        std::fs::write(&json_path, text + "\n")
-            .with_context(|| format!("writing {}", json_path.display()))?;
+        meta.set_data(
+            "calibration",
+            serde_json::json!({
+                "data": args.data, "split": args.split, "select": args.select,
+                "recordings": recs.len(), "fit": fit,
+            }),
+        );
+        checkpoint::save_meta(&args.model, &meta)?;
     }
     if args.json {
         print_json(&fit)?;
@@ -557,6 +531,29 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads a checkpoint and a labelled dataset folder whose classes must be the checkpoint's.
+fn load_labelled(
+    model_path: &Path,
+    data: &Path,
+    format: FormatArg,
+    device: tch::Device,
+) -> Result<(checkpoint::LoadedModel, Dataset)> {
+    let loaded = checkpoint::load(model_path, device)?;
+    let dataset = io::dataset::read_dataset(data, format.into())
+        .with_context(|| format!("reading the dataset {}", data.display()))?;
+    check_classes(&loaded.meta.classes, &dataset.classes, model_path)?;
+    Ok((loaded, dataset))
+}
+
+/// The recordings as tensors, with the modalities derived the way `model` expects them.
+fn sequences(recs: &[&Recording], model: &ModelConfig) -> Result<Vec<SequenceTensors>> {
+    let modality = ModalityConfig::for_model(model);
+    Ok(recs
+        .iter()
+        .map(|r| SequenceTensors::from_recording(r, &modality, model))
+        .collect::<skelseg::Result<_>>()?)
 }
 
 fn check_classes(model: &[String], data: &ClassMap, path: &Path) -> Result<()> {
