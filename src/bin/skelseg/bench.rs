@@ -1,5 +1,6 @@
 //! `bench`: what the streaming path costs on this machine, against recomputing the whole model
-//! per window in the same run.
+//! per window and against the machine's own matrix-product peak, measured in the same run. Every
+//! figure is measured `--repeats` times and reported as median and spread.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,9 +28,15 @@ pub struct BenchArgs {
     /// Seconds each stream-count step of the concurrency ramp runs.
     #[arg(long, default_value_t = 6.0)]
     step_secs: f64,
-    /// Largest number of concurrent streams to try.
+    /// Largest number of concurrent streams to try (0: no concurrency ramp).
     #[arg(long, default_value_t = 32)]
     max_streams: usize,
+    /// How many times each figure is measured (median and spread are reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Numeric precision of the model (fp32 is what every other command uses).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
     /// Latency budget (p99, ms) a stream count must meet to count as sustained.
     #[arg(long, default_value_t = 50.0)]
     budget_ms: f64,
@@ -41,29 +48,99 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// One figure measured `repeats` times (each repeat itself the median of several runs), so a
+/// noisy neighbour shows up as spread rather than as a different answer.
+#[derive(Debug, Clone, Serialize)]
+struct Figure {
+    median: f64,
+    min: f64,
+    max: f64,
+    /// `(max − min) / median`.
+    spread: f64,
+    runs: Vec<f64>,
+}
+
+impl Figure {
+    fn new(mut runs: Vec<f64>) -> Self {
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+        let (min, max) =
+            (sorted.first().copied().unwrap_or(f64::NAN), sorted.last().copied().unwrap_or(f64::NAN));
+        runs.shrink_to_fit();
+        Self { median, min, max, spread: (max - min) / median, runs }
+    }
+
+    /// `f` of every run (for derived figures: throughput, ratios).
+    fn map(&self, f: impl Fn(f64) -> f64) -> Self {
+        Self::new(self.runs.iter().map(|&x| f(x)).collect())
+    }
+
+    /// `f(a_i, b_i)` run by run: ratios of figures measured in the same repeat.
+    fn zip(&self, other: &Self, f: impl Fn(f64, f64) -> f64) -> Self {
+        Self::new(self.runs.iter().zip(&other.runs).map(|(&a, &b)| f(a, b)).collect())
+    }
+
+    fn show(&self, digits: usize) -> String {
+        format!(
+            "{:.digits$} [{:.digits$}–{:.digits$}]",
+            self.median,
+            self.min,
+            self.max,
+            digits = digits
+        )
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct BenchReport {
     device: String,
+    precision: &'static str,
+    threads: i32,
+    repeats: usize,
     window_frames: usize,
     hop_frames: usize,
     lookahead_frames: usize,
-    dsmi_us_per_frame: f64,
-    dsmi_us_per_frame_batch: Vec<(usize, f64)>,
-    mfai_ms_per_window: f64,
-    mfai_ms_per_window_batch: Vec<(usize, f64)>,
+    /// The machine's fp32 (or `precision`) matrix-product peak through libtorch, measured in the
+    /// same run: G multiply-adds per second of an n×n by n×n product.
+    matmul_peak_gmacs: Figure,
+    matmul_size: i64,
+    dsmi_us_per_frame: Figure,
+    dsmi_us_per_frame_batch: Vec<(usize, Figure)>,
+    /// DSMI multiply-adds per second at batch 1 and at the best batch, as a fraction of the peak.
+    dsmi_peak_fraction: Figure,
+    dsmi_peak_fraction_best_batch: Figure,
+    mfai_ms_per_window: Figure,
+    mfai_ms_per_window_batch: Vec<(usize, Figure)>,
+    mfai_peak_fraction: Figure,
+    mfai_peak_fraction_best_batch: Figure,
+    dsmi_macs_per_frame: u64,
+    mfai_macs_per_window: u64,
     /// Full model (DSMI over the whole window + MFAI), recomputed per window: the no-cache baseline.
-    full_ms_per_window: f64,
+    full_ms_per_window: Figure,
     /// Streaming cost per frame: DSMI per frame + one MFAI window every hop frames.
-    streaming_ms_per_frame: f64,
+    streaming_ms_per_frame: Figure,
     /// Baseline cost per frame: the full model every hop frames.
-    baseline_ms_per_frame: f64,
-    /// How many times cheaper the cached path is than the baseline.
-    speedup_vs_baseline: f64,
-    replay_speed_x: f64,
+    baseline_ms_per_frame: Figure,
+    /// How many times cheaper the cached path is than the baseline (repeat by repeat).
+    speedup_vs_baseline: Figure,
+    /// Reduced precision only: final-stage outputs against fp32 on one window.
+    precision_check: Option<PrecisionCheck>,
+    replay_speed_x: Figure,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
-    max_streams_30fps: usize,
-    ramp: Vec<RampStep>,
+    max_streams_30fps: Figure,
+    ramp: Vec<Vec<RampStep>>,
+}
+
+#[derive(Debug, Serialize)]
+struct PrecisionCheck {
+    /// Largest |Δ| of the final action probabilities.
+    max_abs_prob_diff: f64,
+    /// Largest |Δ| of the final boundary probabilities.
+    max_abs_boundary_diff: f64,
+    /// Frames whose arg-max class differs from fp32's.
+    argmax_disagreement: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +151,35 @@ struct RampStep {
     skipped_windows: u64,
     dropped_frames: u64,
     sustained: bool,
+}
+
+/// Numeric precision the bench runs the model in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Precision {
+    /// 32-bit floats (the default everywhere).
+    Fp32,
+    /// bfloat16 weights and activations (AVX-512 BF16 / AMX on CPU, tensor cores on CUDA).
+    Bf16,
+    /// IEEE half precision (CUDA).
+    Fp16,
+}
+
+impl Precision {
+    fn kind(self) -> Kind {
+        match self {
+            Self::Fp32 => Kind::Float,
+            Self::Bf16 => Kind::BFloat16,
+            Self::Fp16 => Kind::Half,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+            Self::Fp16 => "fp16",
+        }
+    }
 }
 
 /// Median wall time of `f` in milliseconds over `reps` runs after `warmup` runs.
@@ -97,57 +203,124 @@ fn sync(device: Device) {
     }
 }
 
+/// G multiply-adds per second of an `n × n` by `n × n` matrix product in `kind`.
+fn matmul_gmacs(n: i64, kind: Kind, device: Device) -> Result<f64> {
+    let a = Tensor::randn([n, n], (kind, device));
+    let b = Tensor::randn([n, n], (kind, device));
+    let ms = time_ms(1, 5, || {
+        drop(a.matmul(&b));
+        sync(device);
+        Ok(())
+    })?;
+    Ok((n * n * n) as f64 / (ms * 1e-3) / 1e9)
+}
+
+/// The micro figures of one repeat.
+struct Micro {
+    peak_gmacs: f64,
+    dsmi_us: Vec<(usize, f64)>,
+    mfai_ms: Vec<(usize, f64)>,
+    full_ms: f64,
+}
+
+const BATCHES: [i64; 3] = [1, 8, 32];
+
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
     let model_path = args.model.clone().unwrap_or_else(bundled_model);
-    let loaded = checkpoint::load(&model_path, device)?;
+    let mut loaded = checkpoint::load(&model_path, device)?;
     let cfg = args.options.config(&loaded.meta)?;
     let (w, hop) = (cfg.engine.window_frames as i64, cfg.engine.hop_frames);
-    let d = loaded.meta.model.hidden;
-    let model = &loaded.model;
+    let mcfg = loaded.meta.model.clone();
+    let d = mcfg.hidden;
+    let kind = args.precision.kind();
     let _guard = tch::no_grad_guard();
-
-    let input = |n: i64, t: i64| Tensor::randn([n, 6, t, 25], (Kind::Float, device)) * 0.1;
-    let mut dsmi_batch = Vec::new();
-    for n in [1i64, 8, 32] {
-        let x = input(n, 1);
-        let ms = time_ms(5, 30, || {
-            drop(model.dsmi(&x, &x, &x, false)?);
-            sync(device);
-            Ok(())
-        })?;
-        dsmi_batch.push((n as usize, ms * 1e3 / n as f64));
-    }
-    let mut mfai_batch = Vec::new();
-    for n in [1i64, 8, 32] {
-        let feats = Tensor::randn([n, d, w], (Kind::Float, device));
-        let mask = Tensor::ones([n, w], (Kind::Float, device));
-        let ms = time_ms(2, 10, || {
-            drop(model.mfai(&feats, &mask, false)?);
-            sync(device);
-            Ok(())
-        })?;
-        mfai_batch.push((n as usize, ms));
-    }
-    let full = {
-        let x = input(1, w);
-        let mask = Tensor::ones([1, w], (Kind::Float, device));
-        time_ms(2, 10, || {
-            drop(model.forward_t(&x, &x, &x, &mask, false)?);
-            sync(device);
-            Ok(())
-        })?
+    let precision_check = if args.precision == Precision::Fp32 {
+        None
+    } else {
+        let reference = checkpoint::load(&model_path, device)?;
+        loaded.vs.set_kind(kind);
+        Some(precision_check(&reference.model, &loaded.model, kind, w, device)?)
     };
-    let dsmi_us = dsmi_batch[0].1;
-    let mfai_ms = mfai_batch[0].1;
-    let streaming_ms_per_frame = dsmi_us / 1e3 + mfai_ms / hop as f64;
-    let baseline_ms_per_frame = full / hop as f64;
+    let model = &loaded.model;
+    let input = |n: i64, t: i64| Tensor::randn([n, 6, t, 25], (Kind::Float, device)).to_kind(kind) * 0.1;
+    let repeats = args.repeats.max(1);
+    let matmul_size = 1024;
+    let mut micro = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let peak_gmacs = matmul_gmacs(matmul_size, kind, device)?;
+        let mut dsmi_us = Vec::new();
+        for n in BATCHES {
+            let x = input(n, 1);
+            let ms = time_ms(5, 30, || {
+                drop(model.dsmi(&x, &x, &x, false)?);
+                sync(device);
+                Ok(())
+            })?;
+            dsmi_us.push((n as usize, ms * 1e3 / n as f64));
+        }
+        let mut mfai_ms = Vec::new();
+        for n in BATCHES {
+            let feats = Tensor::randn([n, d, w], (kind, device));
+            let mask = Tensor::ones([n, w], (kind, device));
+            let ms = time_ms(2, 10, || {
+                drop(model.mfai(&feats, &mask, false)?);
+                sync(device);
+                Ok(())
+            })?;
+            mfai_ms.push((n as usize, ms));
+        }
+        let full_ms = {
+            let x = input(1, w);
+            let mask = Tensor::ones([1, w], (kind, device));
+            time_ms(2, 10, || {
+                drop(model.forward_t(&x, &x, &x, &mask, false)?);
+                sync(device);
+                Ok(())
+            })?
+        };
+        micro.push(Micro { peak_gmacs, dsmi_us, mfai_ms, full_ms });
+    }
+    let figure = |f: &dyn Fn(&Micro) -> f64| Figure::new(micro.iter().map(f).collect());
+    let peak = figure(&|m| m.peak_gmacs);
+    let per_batch = |pick: &dyn Fn(&Micro) -> &Vec<(usize, f64)>| -> Vec<(usize, Figure)> {
+        (0..BATCHES.len())
+            .map(|i| (BATCHES[i] as usize, figure(&|m| pick(m)[i].1)))
+            .collect()
+    };
+    let dsmi_batch = per_batch(&|m| &m.dsmi_us);
+    let mfai_batch = per_batch(&|m| &m.mfai_ms);
+    let dsmi_macs = skelseg::model::dsmi_flops_per_frame(&mcfg);
+    let mfai_macs = skelseg::model::mfai_flops_per_window(&mcfg, w as u64);
+    // fraction of the peak, repeat by repeat: (MACs / s) / (peak MACs / s)
+    let dsmi_fraction = |us: &Figure| us.zip(&peak, |us, p| dsmi_macs as f64 / (us * 1e-6) / (p * 1e9));
+    let mfai_fraction = |ms: &Figure, n: usize| {
+        ms.zip(&peak, |ms, p| (n as u64 * mfai_macs) as f64 / (ms * 1e-3) / (p * 1e9))
+    };
+    let best = |batches: &[(usize, Figure)]| -> (usize, Figure) {
+        let (n, f) = batches
+            .iter()
+            .min_by(|a, b| (a.1.median / a.0 as f64).total_cmp(&(b.1.median / b.0 as f64)))
+            .cloned()
+            .unwrap_or_else(|| (1, Figure::new(vec![])));
+        (n, f)
+    };
+    let dsmi_us = dsmi_batch[0].1.clone();
+    let mfai_ms = mfai_batch[0].1.clone();
+    let full = figure(&|m| m.full_ms);
+    let (_, dsmi_best) = best(&dsmi_batch);
+    let (mfai_best_n, mfai_best) = best(&mfai_batch);
+    let streaming = dsmi_us.zip(&mfai_ms, |us, ms| us / 1e3 + ms / hop as f64);
+    let baseline = full.map(|ms| ms / hop as f64);
+    let speedup = baseline.zip(&streaming, |b, s| b / s);
 
     // Single-stream replay as fast as possible through the synchronous path.
     let synth_cfg = SynthConfig::default();
     let rec = synth::generate_recording(&synth_cfg, 12345, "bench");
-    let replay_speed_x = {
-        let loaded = checkpoint::load(&model_path, device)?;
+    let mut replay = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let mut loaded = checkpoint::load(&model_path, device)?;
+        loaded.vs.set_kind(kind);
         let mut seg = StreamSegmenter::with_config(loaded, "bench", cfg.clone())?;
         let start = Instant::now();
         for f in &rec.frames {
@@ -155,10 +328,155 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         }
         seg.finish()?;
         let secs = start.elapsed().as_secs_f64();
-        rec.frames.len() as f64 / rec.fps / secs
-    };
+        replay.push(rec.frames.len() as f64 / rec.fps / secs);
+    }
 
-    // Concurrency ramp: N paced 30-fps streams through the threaded pipeline.
+    // Concurrency ramp: N paced 30-fps streams through the threaded pipeline, once per repeat.
+    let mut ramps = Vec::new();
+    let ramp_repeats = if args.max_streams == 0 { 0 } else { repeats };
+    for _ in 0..ramp_repeats {
+        ramps.push(ramp(&args, &model_path, device, kind, &cfg, &synth_cfg)?);
+    }
+    let sustained =
+        |r: &Vec<RampStep>| r.iter().filter(|s| s.sustained).map(|s| s.streams).max().unwrap_or(0);
+    let max_streams = Figure::new(ramps.iter().map(|r| sustained(r) as f64).collect());
+    let single: Vec<&RampStep> = ramps.iter().filter_map(|r| r.first()).collect();
+    let single_p = |f: &dyn Fn(&RampStep) -> f64| {
+        Figure::new(single.iter().map(|s| f(s)).collect()).median
+    };
+    let report = BenchReport {
+        device: device_name(device),
+        precision: args.precision.name(),
+        threads: tch::get_num_threads(),
+        repeats,
+        window_frames: w as usize,
+        hop_frames: hop,
+        lookahead_frames: cfg.engine.lookahead_frames,
+        matmul_peak_gmacs: peak.clone(),
+        matmul_size,
+        dsmi_peak_fraction: dsmi_fraction(&dsmi_us),
+        dsmi_peak_fraction_best_batch: dsmi_fraction(&dsmi_best),
+        dsmi_us_per_frame: dsmi_us,
+        dsmi_us_per_frame_batch: dsmi_batch,
+        mfai_peak_fraction: mfai_fraction(&mfai_ms, 1),
+        mfai_peak_fraction_best_batch: mfai_fraction(&mfai_best, mfai_best_n),
+        mfai_ms_per_window: mfai_ms,
+        mfai_ms_per_window_batch: mfai_batch,
+        dsmi_macs_per_frame: dsmi_macs,
+        mfai_macs_per_window: mfai_macs,
+        full_ms_per_window: full,
+        streaming_ms_per_frame: streaming,
+        baseline_ms_per_frame: baseline,
+        speedup_vs_baseline: speedup,
+        precision_check,
+        replay_speed_x: Figure::new(replay),
+        latency_p50_ms: single_p(&|s| s.latency_p50_ms),
+        latency_p99_ms: single_p(&|s| s.latency_p99_ms),
+        max_streams_30fps: max_streams,
+        ramp: ramps,
+    };
+    if args.json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "device {} ({}, {} thread(s)) | W {} hop {} lookahead {} | median [min–max] of {} repeats",
+        report.device,
+        report.precision,
+        report.threads,
+        w,
+        hop,
+        report.lookahead_frames,
+        repeats
+    );
+    println!(
+        "matmul peak ({0}×{0}): {1} G multiply-adds/s",
+        report.matmul_size,
+        report.matmul_peak_gmacs.show(1)
+    );
+    for (n, us) in &report.dsmi_us_per_frame_batch {
+        println!("DSMI  batch {n:>2}: {} µs/frame", us.show(1));
+    }
+    println!(
+        "DSMI  {:.2} M multiply-adds/frame: {} of peak at batch 1, {} at the best batch",
+        dsmi_macs as f64 / 1e6,
+        report.dsmi_peak_fraction.show(3),
+        report.dsmi_peak_fraction_best_batch.show(3)
+    );
+    for (n, ms) in &report.mfai_ms_per_window_batch {
+        println!("MFAI  batch {n:>2}: {} ms/window", ms.show(2));
+    }
+    println!(
+        "MFAI  {:.1} M multiply-adds/window: {} of peak at batch 1, {} at the best batch",
+        mfai_macs as f64 / 1e6,
+        report.mfai_peak_fraction.show(3),
+        report.mfai_peak_fraction_best_batch.show(3)
+    );
+    println!("full model per window (no cache): {} ms", report.full_ms_per_window.show(2));
+    println!(
+        "per frame: streaming {} ms vs no-cache baseline {} ms → {}× cheaper",
+        report.streaming_ms_per_frame.show(3),
+        report.baseline_ms_per_frame.show(3),
+        report.speedup_vs_baseline.show(1)
+    );
+    if let Some(p) = &report.precision_check {
+        println!(
+            "{} vs fp32 on one window: max |Δ prob| {:.2e}, max |Δ boundary| {:.2e}, arg-max differs on {:.2}% of frames",
+            report.precision,
+            p.max_abs_prob_diff,
+            p.max_abs_boundary_diff,
+            p.argmax_disagreement * 100.0
+        );
+    }
+    println!("single-stream replay: {}× real time", report.replay_speed_x.show(1));
+    if !report.ramp.is_empty() {
+        println!(
+            "latency at 30 fps (1 stream, median of repeats): p50 {:.2} ms, p99 {:.2} ms",
+            report.latency_p50_ms, report.latency_p99_ms
+        );
+        println!(
+            "concurrent 30-fps streams sustained (p99 < {} ms, no skipped windows): {}",
+            args.budget_ms,
+            report.max_streams_30fps.show(0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Final-stage outputs of `model` (already in `kind`) against the fp32 `reference` on one
+/// window of a synthetic recording's modalities.
+fn precision_check(
+    reference: &skelseg::model::InterAct,
+    model: &skelseg::model::InterAct,
+    kind: Kind,
+    w: i64,
+    device: Device,
+) -> Result<PrecisionCheck> {
+    tch::manual_seed(7);
+    let x = Tensor::randn([1, 6, w, 25], (Kind::Float, device)) * 0.5;
+    let mask = Tensor::ones([1, w], (Kind::Float, device));
+    let want = reference.forward_t(&x, &x, &x, &mask, false)?;
+    let xk = x.to_kind(kind);
+    let got = model.forward_t(&xk, &xk, &xk, &mask.to_kind(kind), false)?;
+    let (pw, pg) = (want.final_action_probs()?, got.final_action_probs()?.to_kind(Kind::Float));
+    let (bw, bg) = (want.final_boundary_probs()?, got.final_boundary_probs()?.to_kind(Kind::Float));
+    let differs = pw.argmax(1, false).ne_tensor(&pg.argmax(1, false));
+    Ok(PrecisionCheck {
+        max_abs_prob_diff: (&pw - &pg).abs().max().double_value(&[]),
+        max_abs_boundary_diff: (&bw - &bg).abs().max().double_value(&[]),
+        argmax_disagreement: differs.to_kind(Kind::Float).mean(Kind::Float).double_value(&[]),
+    })
+}
+
+/// One concurrency ramp: 1, 2, 4, 8, 12 … paced 30-fps streams until one misses the budget.
+fn ramp(
+    args: &BenchArgs,
+    model_path: &std::path::Path,
+    device: Device,
+    kind: Kind,
+    cfg: &skelseg::stream::StreamConfig,
+    synth_cfg: &SynthConfig,
+) -> Result<Vec<RampStep>> {
     let mut ramp = Vec::new();
     let mut n = 1;
     let steps: Vec<usize> = std::iter::from_fn(|| {
@@ -170,10 +488,11 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     .collect();
     let frames_per_step = (args.step_secs * 30.0) as usize;
     for &streams in &steps {
-        let loaded = checkpoint::load(&model_path, device)?;
+        let mut loaded = checkpoint::load(model_path, device)?;
+        loaded.vs.set_kind(kind);
         let mut builder = PipelineBuilder::new(loaded).config(cfg.clone()).event_channel(false);
         for s in 0..streams {
-            let mut r = synth::generate_recording(&synth_cfg, 1000 + s as u64, &format!("s{s:02}"));
+            let mut r = synth::generate_recording(synth_cfg, 1000 + s as u64, &format!("s{s:02}"));
             r.frames.truncate(frames_per_step.min(r.frames.len()));
             builder = builder.source(ReplaySource::new(r, Pacing::RealTime)?);
         }
@@ -206,55 +525,5 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
             break;
         }
     }
-    let max_streams_30fps =
-        ramp.iter().filter(|r| r.sustained).map(|r| r.streams).max().unwrap_or(0);
-    let single = ramp.first();
-    let report = BenchReport {
-        device: device_name(device),
-        window_frames: w as usize,
-        hop_frames: hop,
-        lookahead_frames: cfg.engine.lookahead_frames,
-        dsmi_us_per_frame: dsmi_us,
-        dsmi_us_per_frame_batch: dsmi_batch,
-        mfai_ms_per_window: mfai_ms,
-        mfai_ms_per_window_batch: mfai_batch,
-        full_ms_per_window: full,
-        streaming_ms_per_frame,
-        baseline_ms_per_frame,
-        speedup_vs_baseline: baseline_ms_per_frame / streaming_ms_per_frame,
-        replay_speed_x,
-        latency_p50_ms: single.map_or(f64::NAN, |r| r.latency_p50_ms),
-        latency_p99_ms: single.map_or(f64::NAN, |r| r.latency_p99_ms),
-        max_streams_30fps,
-        ramp,
-    };
-    if args.json {
-        print_json(&report)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "device {} | W {} hop {} lookahead {}",
-        report.device, w, hop, report.lookahead_frames
-    );
-    for (n, us) in &report.dsmi_us_per_frame_batch {
-        println!("DSMI  batch {n:>2}: {us:9.1} µs/frame");
-    }
-    for (n, ms) in &report.mfai_ms_per_window_batch {
-        println!("MFAI  batch {n:>2}: {ms:9.2} ms/window ({:.2} ms per stream)", ms / *n as f64);
-    }
-    println!("full model per window (no cache): {:.2} ms", report.full_ms_per_window);
-    println!(
-        "per frame: streaming {:.3} ms vs no-cache baseline {:.3} ms → {:.1}× cheaper",
-        report.streaming_ms_per_frame, report.baseline_ms_per_frame, report.speedup_vs_baseline
-    );
-    println!("single-stream replay: {:.1}× real time", report.replay_speed_x);
-    println!(
-        "latency at 30 fps (1 stream): p50 {:.2} ms, p99 {:.2} ms",
-        report.latency_p50_ms, report.latency_p99_ms
-    );
-    println!(
-        "concurrent 30-fps streams sustained (p99 < {} ms, no skipped windows): {}",
-        args.budget_ms, report.max_streams_30fps
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(ramp)
 }
