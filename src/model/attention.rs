@@ -26,6 +26,47 @@ impl MultiHeadAttention {
         Self { q: lin("q"), k: lin("k"), v: lin("v"), out: lin("out"), heads }
     }
 
+    /// The q/k/v projections as one: weight `(3E, E)`, bias `(3E)` (for [`Self::forward_self`]).
+    pub(crate) fn fused_qkv(&self) -> (Tensor, Tensor) {
+        let bias = |l: &nn::Linear| match &l.bs {
+            Some(b) => b.shallow_clone(),
+            None => l.ws.zeros_like().select(1, 0),
+        };
+        (
+            Tensor::cat(&[&self.q.ws, &self.k.ws, &self.v.ws], 0),
+            Tensor::cat(&[bias(&self.q), bias(&self.k), bias(&self.v)], 0),
+        )
+    }
+
+    /// Self-attention without a mask, `x (N, L, E)` → `(N, L, E)`: one `E → 3E` projection
+    /// instead of three. `qkv` is [`Self::fused_qkv`] when the caller keeps it (inference);
+    /// `None` concatenates the weights here (training: gradients flow to q, k and v).
+    pub(crate) fn forward_self(&self, x: &Tensor, qkv: Option<&(Tensor, Tensor)>) -> Tensor {
+        let fresh;
+        let (w, b) = match qkv {
+            Some((w, b)) => (w, b),
+            None => {
+                fresh = self.fused_qkv();
+                (&fresh.0, &fresh.1)
+            }
+        };
+        let (n, l, e) = x.size3().unwrap_or((1, 1, 1));
+        let dh = e / self.heads;
+        // (N, L, 3E) -> (3, N, heads, L, dh)
+        let qkv = x.linear(w, Some(b)).view([n, l, 3, self.heads, dh]).permute([2, 0, 3, 1, 4]);
+        let o = Tensor::scaled_dot_product_attention(
+            &qkv.get(0),
+            &qkv.get(1),
+            &qkv.get(2),
+            None::<Tensor>,
+            0.0,
+            false,
+            None,
+            false,
+        );
+        self.out.forward(&o.transpose(1, 2).reshape([n, l, e]))
+    }
+
     /// `q (N, L, E)`, `k`/`v (N, S, E)`, `key_mask (N, S)` float 1 = valid → `(N, L, E)`.
     pub(crate) fn forward(
         &self,
@@ -108,8 +149,8 @@ pub(crate) fn masked_instance_norm(x: &Tensor, mask: &Tensor) -> Tensor {
 pub(crate) struct MaskedBatchNorm {
     weight: Tensor,
     bias: Tensor,
-    running_mean: Tensor,
-    running_var: Tensor,
+    pub(super) running_mean: Tensor,
+    pub(super) running_var: Tensor,
 }
 
 impl MaskedBatchNorm {
@@ -123,6 +164,14 @@ impl MaskedBatchNorm {
             running_mean: p.zeros_no_train("running_mean", &[channels]),
             running_var: p.ones_no_train("running_var", &[channels]),
         }
+    }
+
+    /// Inference BatchNorm as a per-channel affine map: `(scale, shift)`, each `(C)`, with
+    /// `bn(x) = x · scale + shift`.
+    pub(crate) fn inference_affine(&self) -> (Tensor, Tensor) {
+        let scale = &self.weight / (&self.running_var + Self::EPS).sqrt();
+        let shift = &self.bias - &self.running_mean * &scale;
+        (scale, shift)
     }
 
     /// `x (N, C, ...)`, `mask` broadcastable as `(N, 1, ...)` (1 = valid; `None` = all valid).

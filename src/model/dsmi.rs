@@ -6,6 +6,8 @@
 //! Variants (`Spatial`): `dsmi` (above), `concat` (the three `S_m` concatenated + MLP instead of
 //! attention fusion), `none` (InterAct*: the modalities flattened per frame + a 1×1 embedding).
 
+use std::cell::RefCell;
+
 use tch::Tensor;
 use tch::nn::{self, Module};
 
@@ -40,22 +42,54 @@ impl MultiScaleGcn {
 }
 
 impl MultiScaleGcn {
-    /// `x (N, C, T, V)`; `mask (N, 1, T, 1)` keeps padded frames out of the training statistics.
-    fn forward_t(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
-        let s = x.size();
-        let (n, c, t, v) = (s[0], s[1], s[2], s[3]);
+    /// The graph aggregation and the 1×1 conv as one matrix, `(C·V, V·D)`, and the conv bias
+    /// laid out to match, `(V·D)`:
+    /// `M[c·V + u, v·D + d] = Σ_k W[d, k·C + c] · (Â_k + B_k)[v, u]`. A frame's
+    /// `(C, V)` input times `M` gives its `(V, D)` joint tokens in one matrix product, instead of
+    /// an aggregation with an inner dimension of 25, a permuted copy and a convolution.
+    fn fused(&self) -> (Tensor, Tensor) {
         let a = &self.adj + &self.residual; // (K·V, V)
-        // s[..., k·V + v] = Σ_u A[k·V + v, u] x[..., u]: (N, C, T, V) -> (N, C, T, K·V)
-        let agg = x.matmul(&a.tr());
-        // (N, C, T, K, V) -> (N, K, C, T, V) -> (N, K·C, T, V); channel = k·C + c
-        let agg = agg.view([n, c, t, self.scales, v]).permute([0, 3, 1, 2, 4]).reshape([
-            n,
-            self.scales * c,
-            t,
-            v,
-        ]);
-        self.bn.forward_t(&self.conv.forward(&agg), mask, train).relu()
+        let s = a.size();
+        let v = s[1];
+        let w = &self.conv.ws; // (D, K·C, 1, 1)
+        let d = w.size()[0];
+        let c = w.size()[1] / self.scales;
+        let w = w.view([d, self.scales, c]);
+        let a = a.view([self.scales, v, v]).to_kind(w.kind());
+        let m = Tensor::einsum("dkc,kvu->cuvd", &[&w, &a], None::<i64>).reshape([c * v, v * d]);
+        let bias = match &self.conv.bs {
+            Some(b) => b.repeat([v]),
+            None => Tensor::zeros([v * d], (w.kind(), w.device())),
+        };
+        (m, bias)
     }
+
+    /// [`Self::fused`] with the inference BatchNorm folded in: `relu(x·M + b)` is the whole
+    /// graph convolution of a frame.
+    fn folded(&self) -> (Tensor, Tensor) {
+        let (m, bias) = self.fused();
+        let (scale, shift) = self.bn.inference_affine(); // (D)
+        let v = m.size()[1] / scale.size()[0];
+        let (scale, shift) = (scale.repeat([v]), shift.repeat([v]));
+        (m * &scale, bias * scale + shift)
+    }
+
+    /// Training (and uncached) path: `x (N·T, C·V)`, `mask (N·T)` → joint tokens `(N·T, V, D)`.
+    fn forward_tokens(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
+        let (m, bias) = self.fused();
+        let rows = x.size()[0];
+        let d = self.conv.ws.size()[0];
+        let tokens = bias.addmm(x, &m).view([rows, -1, d]); // (N·T, V, D)
+        // BatchNorm over channels D: a (N·T, D, V) view, mask (N·T, 1, 1).
+        let mask = mask.map(|m| m.view([rows, 1, 1]));
+        self.bn.forward_t(&tokens.transpose(1, 2), mask.as_ref(), train).transpose(1, 2).relu()
+    }
+}
+
+/// `(N, C, T, V)` → one row per frame, `(N·T, C·V)`, channel-major (`c·V + u`).
+fn frame_rows(x: &Tensor) -> Tensor {
+    let s = x.size();
+    x.permute([0, 2, 1, 3]).reshape([s[0] * s[2], s[1] * s[3]])
 }
 
 /// One fusion step (architecture.md §11.4): pre-LN self-attention over the V joint tokens of each
@@ -78,9 +112,9 @@ impl JointFusion {
         }
     }
 
-    fn forward(&self, z: &Tensor) -> Tensor {
+    fn forward(&self, z: &Tensor, qkv: Option<&(Tensor, Tensor)>) -> Tensor {
         let zn = self.ln.forward(z);
-        let z = z + self.attn.forward(&zn, &zn, &zn, None);
+        let z = z + self.attn.forward_self(&zn, qkv);
         self.fc2.forward(&self.fc1.forward(&z).relu())
     }
 }
@@ -117,6 +151,21 @@ enum Body {
 pub(crate) struct Dsmi {
     body: Body,
     hidden: i64,
+    /// Inference weights derived from the parameters (see [`Folded`]); built by the first
+    /// inference call, dropped by any training call and by [`Dsmi::weights_changed`].
+    folded: RefCell<Option<Folded>>,
+}
+
+/// Inference-only weights derived from the parameters, so a frame costs a few large matrix
+/// products: the three graph convolutions with their BatchNorms folded in, stacked for one
+/// batched product, and each fusion's q/k/v projections concatenated into one.
+#[derive(Debug)]
+struct Folded {
+    /// `(3, C·V, V·D)` and `(3, 1, V·D)`.
+    gcn: Tensor,
+    gcn_bias: Tensor,
+    /// Per fusion: `(3·W, W)` weight and `(3·W)` bias.
+    qkv: [(Tensor, Tensor); 2],
 }
 
 impl Dsmi {
@@ -146,7 +195,22 @@ impl Dsmi {
                 embed: nn::linear(p / "embed", 3 * cfg.in_channels * v, d, Default::default()),
             },
         };
-        Self { body, hidden: d }
+        Self { body, hidden: d, folded: RefCell::new(None) }
+    }
+
+    /// Drops the inference weights derived from the parameters; the next inference call
+    /// derives them again. Training calls do this themselves.
+    pub(crate) fn weights_changed(&self) {
+        self.folded.replace(None);
+    }
+
+    fn fold(gcns: &[MultiScaleGcn; 3], fusions: [&JointFusion; 2]) -> Folded {
+        let [a, r, m] = gcns.each_ref().map(MultiScaleGcn::folded);
+        Folded {
+            gcn: Tensor::stack(&[&a.0, &r.0, &m.0], 0),
+            gcn_bias: Tensor::stack(&[&a.1, &r.1, &m.1], 0).unsqueeze(1),
+            qkv: fusions.map(|f| f.attn.fused_qkv()),
+        }
     }
 
     /// `abs`, `rel`, `motion (N, C, T, V)` → `(N, D, T)`. Shapes are checked by the caller.
@@ -163,23 +227,37 @@ impl Dsmi {
         let s = abs.size();
         let (n, t, v) = (s[0], s[2], s[3]);
         let d = self.hidden;
-        let mask = mask.map(|m| m.view([n, 1, t, 1]));
-        let mask = mask.as_ref();
-        // (N, D, T, V) -> joint tokens (N·T, V, D)
-        let tokens = |x: Tensor| x.permute([0, 2, 3, 1]).reshape([n * t, v, d]);
         // joint tokens (N·T, V, D) -> (N, D, T)
         let to_frames = |x: Tensor, collapse: &nn::Linear| {
             collapse.forward(&x.reshape([n, t, v * d])).transpose(1, 2)
         };
+        let rows = || [abs, rel, motion].map(frame_rows);
+        let mask = mask.map(|m| m.reshape([n * t]));
         match &self.body {
+            Body::Dsmi { gcns, fuse_ar, fuse_m, collapse } if !train => {
+                let _guard = tch::no_grad_guard();
+                let mut cache = self.folded.borrow_mut();
+                let stale = cache.as_ref().is_some_and(|f| f.gcn.kind() != abs.kind());
+                if stale || cache.is_none() {
+                    *cache = Some(Self::fold(gcns, [fuse_ar, fuse_m]));
+                }
+                let Some(f) = cache.as_ref() else { unreachable!("filled above") };
+                // (3, N·T, C·V) × (3, C·V, V·D) -> (3, N·T, V·D): all three graph convolutions
+                let x = f.gcn_bias.baddbmm(&Tensor::stack(&rows(), 0), &f.gcn, 1, 1).relu_();
+                let s = x.view([3, n * t, v, d]).unbind(0);
+                let x = fuse_ar.forward(&Tensor::cat(&[&s[0], &s[1]], 2), Some(&f.qkv[0]));
+                let x = fuse_m.forward(&Tensor::cat(&[&x, &s[2]], 2), Some(&f.qkv[1]));
+                to_frames(x, collapse)
+            }
             Body::Dsmi { gcns, fuse_ar, fuse_m, collapse } => {
-                let [sa, sr, sm] = run_gcns(gcns, [abs, rel, motion], mask, train).map(tokens);
-                let x = fuse_ar.forward(&Tensor::cat(&[sa, sr], 2)); // (N·T, V, D)
-                let x = fuse_m.forward(&Tensor::cat(&[x, sm], 2));
+                self.weights_changed();
+                let [sa, sr, sm] = run_gcns(gcns, rows(), mask.as_ref(), train);
+                let x = fuse_ar.forward(&Tensor::cat(&[sa, sr], 2), None); // (N·T, V, 2D)
+                let x = fuse_m.forward(&Tensor::cat(&[x, sm], 2), None);
                 to_frames(x, collapse)
             }
             Body::Concat { gcns, mlp, collapse } => {
-                let [sa, sr, sm] = run_gcns(gcns, [abs, rel, motion], mask, train).map(tokens);
+                let [sa, sr, sm] = run_gcns(gcns, rows(), mask.as_ref(), train);
                 let x = Tensor::cat(&[sa, sr, sm], 2); // (N·T, V, 3D)
                 let x = mlp.fc2.forward(&mlp.fc1.forward(&x).relu());
                 to_frames(x, collapse)
@@ -195,17 +273,18 @@ impl Dsmi {
     }
 }
 
+/// The three graph convolutions on frame rows `(N·T, C·V)` → joint tokens `(N·T, V, D)` each.
 fn run_gcns(
     gcns: &[MultiScaleGcn; 3],
-    modalities: [&Tensor; 3],
+    rows: [Tensor; 3],
     mask: Option<&Tensor>,
     train: bool,
 ) -> [Tensor; 3] {
-    let [abs, rel, motion] = modalities;
+    let [abs, rel, motion] = rows;
     [
-        gcns[0].forward_t(abs, mask, train),
-        gcns[1].forward_t(rel, mask, train),
-        gcns[2].forward_t(motion, mask, train),
+        gcns[0].forward_tokens(&abs, mask, train),
+        gcns[1].forward_tokens(&rel, mask, train),
+        gcns[2].forward_tokens(&motion, mask, train),
     ]
 }
 
@@ -228,22 +307,50 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
+    /// The graph convolution as architecture.md §3.2 writes it: einsum('vu,nctu->nctv'), then
+    /// channel = k·C + c, 1×1 conv, BatchNorm, ReLU; `(N, D, T, V)`.
+    fn reference_gcn(gcn: &MultiScaleGcn, x: &Tensor, train: bool) -> Tensor {
+        let (n, c, t, v) = x.size4().expect("4-d");
+        let a = &gcn.adj + &gcn.residual;
+        let agg = Tensor::einsum("vu,nctu->nctv", &[&a, x], None::<i64>);
+        let agg = agg.view([n, c, t, 13, v]).permute([0, 3, 1, 2, 4]).reshape([n, 13 * c, t, v]);
+        gcn.bn.forward_t(&gcn.conv.forward(&agg), None, train).relu()
+    }
+
     #[test]
-    fn graph_conv_matches_the_reference_einsum() {
+    fn fused_graph_conv_matches_the_reference_einsum() {
         tch::manual_seed(3);
         let cfg = ModelConfig::tiny(4);
         let vs = nn::VarStore::new(Device::Cpu);
         let adj = Tensor::from_slice(&k_hop_adjacency(13)).view([13 * 25, 25]);
         let gcn = MultiScaleGcn::new(&vs.root(), &cfg, &adj);
+        tch::no_grad(|| {
+            let _ = gcn.residual.shallow_clone().normal_(0.0, 0.1);
+            let _ = gcn.bn.running_mean.shallow_clone().normal_(0.0, 0.5);
+            let _ = gcn.bn.running_var.shallow_clone().uniform_(0.5, 2.0);
+        });
         let x = Tensor::randn([2, 6, 3, 25], (Kind::Float, Device::Cpu));
-        let got = gcn.forward_t(&x, None, false);
-        // einsum('vu,nctu->nctv') then channel = k*C + c (architecture.md §3.2)
-        let a = &gcn.adj + &gcn.residual;
-        let agg = Tensor::einsum("vu,nctu->nctv", &[&a, &x], None::<i64>);
-        let agg = agg.view([2, 6, 3, 13, 25]).permute([0, 3, 1, 2, 4]).reshape([2, 78, 3, 25]);
-        let want = gcn.bn.forward_t(&gcn.conv.forward(&agg), None, false).relu();
-        assert_eq!(got.size(), [2, 16, 3, 25]);
-        assert!(got.allclose(&want, 1e-5, 1e-6, false));
+        // (N, D, T, V) -> tokens (N·T, V, D)
+        let tokens = |y: Tensor| y.permute([0, 2, 3, 1]).reshape([6, 25, 16]);
+        // Inference: the fused product, and the folded BatchNorm the cached path uses.
+        let want = tokens(reference_gcn(&gcn, &x, false));
+        let got = gcn.forward_tokens(&frame_rows(&x), None, false);
+        assert_eq!(got.size(), [6, 25, 16]);
+        assert!(got.allclose(&want, 1e-5, 1e-5, false));
+        let (m, b) = gcn.folded();
+        let folded = (frame_rows(&x).matmul(&m) + b).relu().view([6, 25, 16]);
+        assert!(folded.allclose(&want, 1e-5, 1e-5, false));
+        // Training: batch statistics over every frame and joint, gradients reach A_res and W.
+        let want = tokens(reference_gcn(&gcn, &x, true));
+        let got = gcn.forward_tokens(&frame_rows(&x), None, true);
+        assert!(got.allclose(&want, 1e-5, 1e-5, false));
+        let grads = |y: Tensor| {
+            let g = Tensor::run_backward(&[y.square().sum(Kind::Float)], &[&gcn.residual, &gcn.conv.ws], false, false);
+            (g[0].shallow_clone(), g[1].shallow_clone())
+        };
+        let (ga, gw) = grads(gcn.forward_tokens(&frame_rows(&x), None, true));
+        let (ra, rw) = grads(tokens(reference_gcn(&gcn, &x, true)));
+        assert!(ga.allclose(&ra, 1e-4, 1e-5, false) && gw.allclose(&rw, 1e-4, 1e-5, false));
     }
 
     #[test]

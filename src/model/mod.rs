@@ -102,6 +102,16 @@ impl InterAct {
         parameter_count(&self.cfg)
     }
 
+    /// Tells the model its weights were changed other than by a training step (e.g.
+    /// `VarStore::copy`, `VarStore::load` or `VarStore::set_kind` after an inference call).
+    ///
+    /// Inference derives weights from the parameters once and keeps them (DSMI's graph
+    /// convolutions with BatchNorm folded in, concatenated q/k/v projections); a training-mode
+    /// call drops them, and so does this. Loading a checkpoint needs no call.
+    pub fn weights_changed(&self) {
+        self.dsmi.weights_changed();
+    }
+
     /// Spatial module: `abs`, `rel`, `motion (N, C, T, V)` → `(N, D, T)`.
     pub fn dsmi(&self, abs: &Tensor, rel: &Tensor, motion: &Tensor, train: bool) -> Result<Tensor> {
         let _span = trace_span!("dsmi").entered();

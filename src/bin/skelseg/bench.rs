@@ -13,6 +13,7 @@ use skelseg::model::checkpoint;
 use skelseg::source::{Pacing, ReplaySource};
 use skelseg::stream::{PipelineBuilder, StreamSegmenter};
 use skelseg::synth::{self, SynthConfig};
+use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
 use crate::common::{DeviceArg, bundled_model, device_name, print_json};
@@ -34,6 +35,16 @@ pub struct BenchArgs {
     /// How many times each figure is measured (median and spread are reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Also time training steps (forward, loss, backward, AdamW) on random `--train-batch` ×
+    /// `--train-crop` batches: training frames per second, whole model and DSMI alone.
+    #[arg(long)]
+    train: bool,
+    /// Sequences per training step timed by `--train`.
+    #[arg(long, default_value_t = 4)]
+    train_batch: i64,
+    /// Frames per sequence of the training steps timed by `--train`.
+    #[arg(long, default_value_t = 512)]
+    train_crop: i64,
     /// Numeric precision of the model (fp32 is what every other command uses).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
@@ -124,6 +135,9 @@ struct BenchReport {
     baseline_ms_per_frame: Figure,
     /// How many times cheaper the cached path is than the baseline (repeat by repeat).
     speedup_vs_baseline: Figure,
+    /// `--train` only: frames per second of a whole training step and of DSMI forward + backward.
+    train_frames_per_sec: Option<Figure>,
+    train_dsmi_frames_per_sec: Option<Figure>,
     /// Reduced precision only: final-stage outputs against fp32 on one window.
     precision_check: Option<PrecisionCheck>,
     replay_speed_x: Figure,
@@ -297,19 +311,20 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let mfai_fraction = |ms: &Figure, n: usize| {
         ms.zip(&peak, |ms, p| (n as u64 * mfai_macs) as f64 / (ms * 1e-3) / (p * 1e9))
     };
-    let best = |batches: &[(usize, Figure)]| -> (usize, Figure) {
-        let (n, f) = batches
+    // The batch with the lowest cost per frame (DSMI, already per frame) or per window (MFAI).
+    let best = |batches: &[(usize, Figure)], per_item: bool| -> (usize, Figure) {
+        let cost = |(n, f): &(usize, Figure)| f.median / if per_item { *n as f64 } else { 1.0 };
+        batches
             .iter()
-            .min_by(|a, b| (a.1.median / a.0 as f64).total_cmp(&(b.1.median / b.0 as f64)))
+            .min_by(|a, b| cost(a).total_cmp(&cost(b)))
             .cloned()
-            .unwrap_or_else(|| (1, Figure::new(vec![])));
-        (n, f)
+            .unwrap_or_else(|| (1, Figure::new(vec![])))
     };
     let dsmi_us = dsmi_batch[0].1.clone();
     let mfai_ms = mfai_batch[0].1.clone();
     let full = figure(&|m| m.full_ms);
-    let (_, dsmi_best) = best(&dsmi_batch);
-    let (mfai_best_n, mfai_best) = best(&mfai_batch);
+    let (_, dsmi_best) = best(&dsmi_batch, false);
+    let (mfai_best_n, mfai_best) = best(&mfai_batch, true);
     let streaming = dsmi_us.zip(&mfai_ms, |us, ms| us / 1e3 + ms / hop as f64);
     let baseline = full.map(|ms| ms / hop as f64);
     let speedup = baseline.zip(&streaming, |b, s| b / s);
@@ -344,6 +359,18 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let single_p = |f: &dyn Fn(&RampStep) -> f64| {
         Figure::new(single.iter().map(|s| f(s)).collect()).median
     };
+    let mut train = (Vec::new(), Vec::new());
+    if args.train {
+        let mut loaded = checkpoint::load(&model_path, device)?;
+        loaded.vs.set_kind(kind);
+        for _ in 0..repeats {
+            let (step, dsmi) = train_rates(&loaded, args.train_batch, args.train_crop, device)?;
+            train.0.push(step);
+            train.1.push(dsmi);
+        }
+    }
+    let train_figure =
+        |runs: Vec<f64>| if runs.is_empty() { None } else { Some(Figure::new(runs)) };
     let report = BenchReport {
         device: device_name(device),
         precision: args.precision.name(),
@@ -368,6 +395,8 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         streaming_ms_per_frame: streaming,
         baseline_ms_per_frame: baseline,
         speedup_vs_baseline: speedup,
+        train_frames_per_sec: train_figure(train.0),
+        train_dsmi_frames_per_sec: train_figure(train.1),
         precision_check,
         replay_speed_x: Figure::new(replay),
         latency_p50_ms: single_p(&|s| s.latency_p50_ms),
@@ -380,10 +409,9 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "device {} ({}, {} thread(s)) | W {} hop {} lookahead {} | median [min–max] of {} repeats",
+        "device {} ({}) | W {} hop {} lookahead {} | median [min–max] of {} repeats",
         report.device,
         report.precision,
-        report.threads,
         w,
         hop,
         report.lookahead_frames,
@@ -428,6 +456,15 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
             p.argmax_disagreement * 100.0
         );
     }
+    if let (Some(step), Some(dsmi)) = (&report.train_frames_per_sec, &report.train_dsmi_frames_per_sec) {
+        println!(
+            "training ({} × {} frames): {} frames/s per step, DSMI forward + backward {} frames/s",
+            args.train_batch,
+            args.train_crop,
+            step.show(0),
+            dsmi.show(0)
+        );
+    }
     println!("single-stream replay: {}× real time", report.replay_speed_x.show(1));
     if !report.ramp.is_empty() {
         println!(
@@ -441,6 +478,44 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Training throughput on random inputs (frames per second): a whole step (forward in training
+/// mode, loss, backward, AdamW), and DSMI forward + backward alone. Each the median of 3 steps
+/// after one warm-up step.
+fn train_rates(
+    loaded: &checkpoint::LoadedModel,
+    batch: i64,
+    crop: i64,
+    device: Device,
+) -> Result<(f64, f64)> {
+    let model = &loaded.model;
+    let a = loaded.meta.model.num_classes;
+    let kind = loaded.vs.variables().values().next().map_or(Kind::Float, |t| t.kind());
+    let x = Tensor::randn([batch, 6, crop, 25], (Kind::Float, device)).to_kind(kind) * 0.5;
+    let mask = Tensor::ones([batch, crop], (kind, device));
+    let labels = Tensor::randint(a, [batch, crop], (Kind::Int64, device));
+    let boundary = Tensor::zeros([batch, crop], (Kind::Float, device));
+    let mut opt = tch::nn::AdamW::default().build(&loaded.vs, 1e-7)?;
+    let frames = (batch * crop) as f64;
+    let step_ms = time_ms(1, 3, || {
+        tch::with_grad(|| -> Result<()> {
+            let out = model.forward_t(&x, &x, &x, &mask, true)?;
+            let loss = skelseg::model::loss(&out, &labels, &boundary, &mask)?;
+            opt.backward_step(&loss.total);
+            sync(device);
+            Ok(())
+        })
+    })?;
+    let dsmi_ms = time_ms(1, 3, || {
+        tch::with_grad(|| -> Result<()> {
+            opt.zero_grad();
+            model.dsmi(&x, &x, &x, true)?.sum(Kind::Float).backward();
+            sync(device);
+            Ok(())
+        })
+    })?;
+    Ok((frames / (step_ms * 1e-3), frames / (dsmi_ms * 1e-3)))
 }
 
 /// Final-stage outputs of `model` (already in `kind`) against the fp32 `reference` on one
