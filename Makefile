@@ -57,6 +57,9 @@ demo: build
 ##     many were left out.
 ##   "needs a CUDA GPU": test functions named cuda_*. Run when `nvidia-smi -L` lists a GPU;
 ##     `make test CUDA_TESTS=1` forces them (they fail without a device), CUDA_TESTS=0 leaves them out.
+##   "needs the torch venv": tests/twin.rs, named twin_*, compare skelseg with its PyTorch twin
+##     (python/skelseg_twin.py) run by $(VENV)/bin/python. Run in their own pass when that exists
+##     (setup creates it unless LIBTORCH was given).
 ## The ignored tests run in a second pass (`--ignored`) rather than with `--include-ignored` on the
 ## first: the criterion bench that `--all-targets` runs rejects that flag.
 SHARED_DATA := ../shared/data
@@ -65,12 +68,17 @@ ifeq ($(origin CUDA_TESTS), undefined)
 CUDA_TESTS := $(if $(shell nvidia-smi -L >/dev/null 2>&1 && echo y),1,0)
 endif
 # Harness arguments of the second pass; empty when it has nothing to run.
-IGNORED_PASS := $(if $(filter 1,$(HAVE_SHARED)),--ignored$(if $(filter 1,$(CUDA_TESTS)),, --skip cuda_),$(if $(filter 1,$(CUDA_TESTS)),--ignored cuda_))
+IGNORED_PASS := $(if $(filter 1,$(HAVE_SHARED)),--ignored --skip twin_$(if $(filter 1,$(CUDA_TESTS)),, --skip cuda_),$(if $(filter 1,$(CUDA_TESTS)),--ignored cuda_))
 count_ignored = $$(grep -rF 'ignore = "needs $(1)' src tests | wc -l)
 
 test: setup
 	$(CARGO) test --release --locked --all-targets --no-fail-fast
 	$(if $(IGNORED_PASS),$(CARGO) test --release --locked --tests --no-fail-fast -- $(IGNORED_PASS))
+	@if test -x "$(VENV)/bin/python"; then \
+		SKELSEG_TWIN_PYTHON="$(VENV)/bin/python" $(CARGO) test --release --locked --test twin --no-fail-fast -- --ignored twin_; \
+	else \
+		echo "make test: $(call count_ignored,the torch venv) twin test(s) left out: no $(VENV)/bin/python (make setup creates it)"; \
+	fi
 	$(CARGO) test --release --locked --doc
 ifeq ($(HAVE_SHARED),0)
 	@echo "make test: $(call count_ignored,../shared/data) tests left out: they need $(SHARED_DATA) (real datasets, not redistributable), which is not beside this checkout"

@@ -66,7 +66,7 @@ impl SlidingAttention {
         // removes them exactly. Masked keys are then zeroed as in the anchor.
         let energy = q.matmul(&k) / (c as f64).sqrt() + (&keep - 1.0) * 1e9; // (N, nb, bl, win)
         let att = energy.softmax(-1, Kind::Float) * &keep;
-        let o = att.matmul(&v); // (N, nb, bl, c)
+        let o = att.to_kind(v.kind()).matmul(&v); // (N, nb, bl, c)
         // (N, nb, bl, c) -> (N, c, nb·bl) -> crop to L
         let o = o.permute([0, 3, 1, 2]).reshape([n, c, nb * bl]).narrow(2, 0, l);
         self.out.forward(&o.relu()) * mask

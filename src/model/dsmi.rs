@@ -234,12 +234,15 @@ impl Dsmi {
         let rows = || [abs, rel, motion].map(frame_rows);
         let mask = mask.map(|m| m.reshape([n * t]));
         match &self.body {
-            Body::Dsmi { gcns, fuse_ar, fuse_m, collapse } if !train => {
-                let _guard = tch::no_grad_guard();
+            // Inference: the cached weights. Not when gradients are being recorded (a caller
+            // differentiating through an inference-mode DSMI gets the parameters' gradients).
+            Body::Dsmi { gcns, fuse_ar, fuse_m, collapse }
+                if !train && !records_grad(&fuse_ar.fc2.ws) =>
+            {
                 let mut cache = self.folded.borrow_mut();
                 let stale = cache.as_ref().is_some_and(|f| f.gcn.kind() != abs.kind());
                 if stale || cache.is_none() {
-                    *cache = Some(Self::fold(gcns, [fuse_ar, fuse_m]));
+                    *cache = Some(tch::no_grad(|| Self::fold(gcns, [fuse_ar, fuse_m])));
                 }
                 let Some(f) = cache.as_ref() else { unreachable!("filled above") };
                 // (3, N·T, C·V) × (3, C·V, V·D) -> (3, N·T, V·D): all three graph convolutions
@@ -271,6 +274,12 @@ impl Dsmi {
         }
         .contiguous()
     }
+}
+
+/// Whether an operation on `param` would be recorded for autograd now (grad mode on and the
+/// parameter trainable): one element-wise op on a small tensor.
+fn records_grad(param: &Tensor) -> bool {
+    param.requires_grad() && (param * 1.0).requires_grad()
 }
 
 /// The three graph convolutions on frame rows `(N·T, C·V)` → joint tokens `(N·T, V, D)` each.

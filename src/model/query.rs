@@ -48,7 +48,7 @@ impl QBlock {
         let q = q + self.self_attn.forward(&qk, &qk, &qn, None);
         let qn = self.ln_cross.forward(&q);
         let f = frames.transpose(1, 2); // (N, T, D)
-        let fk = &f + sincos_pe(t, d, frames.device()).unsqueeze(0);
+        let fk = &f + sincos_pe(t, d, frames.device()).unsqueeze(0).to_kind(f.kind());
         let key_mask = mask.squeeze_dim(1); // (N, T)
         let q = &q + self.cross_attn.forward(&(&qn + pe), &fk, &f, Some(&key_mask));
         &q + self.fc2.forward(&self.fc1.forward(&self.ln_ffn.forward(&q)).relu())

@@ -153,6 +153,46 @@ fn dsmi_per_frame_equals_dsmi_over_the_sequence_in_inference() {
 }
 
 #[test]
+fn cached_inference_weights_follow_the_parameters() {
+    tch::manual_seed(4);
+    let cfg = ModelConfig::tiny(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = InterAct::new(&vs.root(), &cfg).expect("model");
+    let (a, r, m) = inputs(2, 5);
+    let close = |x: &Tensor, y: &Tensor| {
+        let scale = y.abs().max().double_value(&[]).max(1.0);
+        (x - y).abs().max().double_value(&[]) < 1e-5 * scale
+    };
+    // Inference with gradients recorded takes the uncached path: same numbers, and the
+    // parameters get gradients.
+    let recorded = model.dsmi(&a, &r, &m, false).expect("recorded");
+    let cached = tch::no_grad(|| model.dsmi(&a, &r, &m, false)).expect("cached");
+    assert!(close(&cached, &recorded));
+    recorded.sum(Kind::Float).backward();
+    let with_grad = vs.trainable_variables().iter().filter(|v| v.grad().defined()).count();
+    assert!(with_grad > 0, "no parameter got a gradient through inference-mode DSMI");
+    // A training step changes weights and BatchNorm statistics: the next inference call must
+    // use them (a stale cache would still give `cached`).
+    let mut opt = nn::Adam::default().build(&vs, 1e-2).expect("optimiser");
+    let loss = model.dsmi(&a, &r, &m, true).expect("train").square().mean(Kind::Float);
+    opt.backward_step(&loss);
+    let after = tch::no_grad(|| model.dsmi(&a, &r, &m, false)).expect("after");
+    let reference = model.dsmi(&a, &r, &m, false).expect("uncached reference");
+    assert!(!close(&after, &cached), "the step did not change the output");
+    assert!(close(&after, &reference));
+    // Weights changed behind the model's back: weights_changed() makes it notice.
+    tch::no_grad(|| {
+        for mut v in vs.trainable_variables() {
+            let _ = v.g_mul_scalar_(0.5);
+        }
+    });
+    model.weights_changed();
+    let halved = tch::no_grad(|| model.dsmi(&a, &r, &m, false)).expect("halved");
+    let reference = model.dsmi(&a, &r, &m, false).expect("uncached reference");
+    assert!(close(&halved, &reference));
+}
+
+#[test]
 fn wrong_input_shapes_are_shape_errors() {
     let cfg = ModelConfig::tiny(3);
     let vs = nn::VarStore::new(Device::Cpu);

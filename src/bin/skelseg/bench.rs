@@ -112,10 +112,15 @@ struct BenchReport {
     window_frames: usize,
     hop_frames: usize,
     lookahead_frames: usize,
-    /// The machine's fp32 (or `precision`) matrix-product peak through libtorch, measured in the
-    /// same run: G multiply-adds per second of an n×n by n×n product.
+    /// The machine's matrix-product peak (in `precision`) through libtorch, measured in the same
+    /// run: G multiply-adds per second of the fastest n×n by n×n product among
+    /// [`PEAK_SIZES`] (the small ones run from cache; on a machine whose memory bandwidth is
+    /// shared, large ones run far slower).
     matmul_peak_gmacs: Figure,
-    matmul_size: i64,
+    /// The size n that was fastest in each repeat.
+    matmul_peak_size: Vec<i64>,
+    /// The 1024 × 1024 product alone (memory-bound where bandwidth is the limit).
+    matmul_1024_gmacs: Figure,
     dsmi_us_per_frame: Figure,
     dsmi_us_per_frame_batch: Vec<(usize, Figure)>,
     /// DSMI multiply-adds per second at batch 1 and at the best batch, as a fraction of the peak.
@@ -231,13 +236,17 @@ fn matmul_gmacs(n: i64, kind: Kind, device: Device) -> Result<f64> {
 
 /// The micro figures of one repeat.
 struct Micro {
-    peak_gmacs: f64,
+    /// G multiply-adds per second for each of [`PEAK_SIZES`].
+    matmul_gmacs: Vec<f64>,
     dsmi_us: Vec<(usize, f64)>,
     mfai_ms: Vec<(usize, f64)>,
     full_ms: f64,
 }
 
 const BATCHES: [i64; 3] = [1, 8, 32];
+
+/// Square matrix sizes the peak is taken over.
+const PEAK_SIZES: [i64; 4] = [128, 256, 512, 1024];
 
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
@@ -259,10 +268,10 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let model = &loaded.model;
     let input = |n: i64, t: i64| Tensor::randn([n, 6, t, 25], (Kind::Float, device)).to_kind(kind) * 0.1;
     let repeats = args.repeats.max(1);
-    let matmul_size = 1024;
     let mut micro = Vec::with_capacity(repeats);
     for _ in 0..repeats {
-        let peak_gmacs = matmul_gmacs(matmul_size, kind, device)?;
+        let matmul_gmacs =
+            PEAK_SIZES.iter().map(|&n| matmul_gmacs(n, kind, device)).collect::<Result<_>>()?;
         let mut dsmi_us = Vec::new();
         for n in BATCHES {
             let x = input(n, 1);
@@ -293,10 +302,19 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
                 Ok(())
             })?
         };
-        micro.push(Micro { peak_gmacs, dsmi_us, mfai_ms, full_ms });
+        micro.push(Micro { matmul_gmacs, dsmi_us, mfai_ms, full_ms });
     }
     let figure = |f: &dyn Fn(&Micro) -> f64| Figure::new(micro.iter().map(f).collect());
-    let peak = figure(&|m| m.peak_gmacs);
+    let peak = figure(&|m| m.matmul_gmacs.iter().copied().fold(0.0, f64::max));
+    let peak_size: Vec<i64> = micro
+        .iter()
+        .map(|m| {
+            let best = m.matmul_gmacs.iter().copied().fold(0.0, f64::max);
+            let i = m.matmul_gmacs.iter().position(|&g| g == best).unwrap_or(0);
+            PEAK_SIZES[i]
+        })
+        .collect();
+    let large = figure(&|m| m.matmul_gmacs[PEAK_SIZES.len() - 1]);
     let per_batch = |pick: &dyn Fn(&Micro) -> &Vec<(usize, f64)>| -> Vec<(usize, Figure)> {
         (0..BATCHES.len())
             .map(|i| (BATCHES[i] as usize, figure(&|m| pick(m)[i].1)))
@@ -360,6 +378,9 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         Figure::new(single.iter().map(|s| f(s)).collect()).median
     };
     let mut train = (Vec::new(), Vec::new());
+    if args.train && args.precision != Precision::Fp32 {
+        anyhow::bail!("--train times float32 training only (--precision fp32)");
+    }
     if args.train {
         let mut loaded = checkpoint::load(&model_path, device)?;
         loaded.vs.set_kind(kind);
@@ -380,7 +401,8 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         hop_frames: hop,
         lookahead_frames: cfg.engine.lookahead_frames,
         matmul_peak_gmacs: peak.clone(),
-        matmul_size,
+        matmul_peak_size: peak_size,
+        matmul_1024_gmacs: large,
         dsmi_peak_fraction: dsmi_fraction(&dsmi_us),
         dsmi_peak_fraction_best_batch: dsmi_fraction(&dsmi_best),
         dsmi_us_per_frame: dsmi_us,
@@ -418,9 +440,10 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         repeats
     );
     println!(
-        "matmul peak ({0}×{0}): {1} G multiply-adds/s",
-        report.matmul_size,
-        report.matmul_peak_gmacs.show(1)
+        "matmul peak: {} G multiply-adds/s (fastest of n = {:?}; 1024: {})",
+        report.matmul_peak_gmacs.show(1),
+        PEAK_SIZES,
+        report.matmul_1024_gmacs.show(1)
     );
     for (n, us) in &report.dsmi_us_per_frame_batch {
         println!("DSMI  batch {n:>2}: {} µs/frame", us.show(1));
