@@ -56,7 +56,10 @@ fn get<'a>(io: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
 }
 
 /// skelseg's outputs on `io`'s inputs: DSMI features alone, every stage's logits.
-fn skelseg_outputs(model: &skelseg::model::InterAct, io: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+fn skelseg_outputs(
+    model: &skelseg::model::InterAct,
+    io: &[(String, Tensor)],
+) -> Vec<(String, Tensor)> {
     let _guard = tch::no_grad_guard();
     let (a, r, m, mask) = (get(io, "abs"), get(io, "rel"), get(io, "motion"), get(io, "mask"));
     let mut out = vec![("feats".to_string(), model.dsmi(a, r, m, false).expect("dsmi"))];
@@ -155,7 +158,10 @@ fn twin_weights_are_served_by_skelseg() {
             };
             let diff = ((&got - want).abs() * &valid).max().double_value(&[]);
             let scale = (want.abs() * &valid).max().double_value(&[]).max(1.0);
-            assert!(diff <= TOLERANCE * scale, "{config}: {name} differs by {diff} at scale {scale}");
+            assert!(
+                diff <= TOLERANCE * scale,
+                "{config}: {name} differs by {diff} at scale {scale}"
+            );
             compared += 1;
         }
         assert_eq!(compared, 1 + 2 * loaded.meta.model.query_scales);

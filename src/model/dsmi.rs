@@ -354,7 +354,12 @@ mod tests {
         let got = gcn.forward_tokens(&frame_rows(&x), None, true);
         assert!(got.allclose(&want, 1e-5, 1e-5, false));
         let grads = |y: Tensor| {
-            let g = Tensor::run_backward(&[y.square().sum(Kind::Float)], &[&gcn.residual, &gcn.conv.ws], false, false);
+            let g = Tensor::run_backward(
+                &[y.square().sum(Kind::Float)],
+                &[&gcn.residual, &gcn.conv.ws],
+                false,
+                false,
+            );
             (g[0].shallow_clone(), g[1].shallow_clone())
         };
         let (ga, gw) = grads(gcn.forward_tokens(&frame_rows(&x), None, true));

@@ -76,8 +76,10 @@ impl Figure {
         let mut sorted = runs.clone();
         sorted.sort_by(f64::total_cmp);
         let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
-        let (min, max) =
-            (sorted.first().copied().unwrap_or(f64::NAN), sorted.last().copied().unwrap_or(f64::NAN));
+        let (min, max) = (
+            sorted.first().copied().unwrap_or(f64::NAN),
+            sorted.last().copied().unwrap_or(f64::NAN),
+        );
         runs.shrink_to_fit();
         Self { median, min, max, spread: (max - min) / median, runs }
     }
@@ -266,7 +268,8 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         Some(precision_check(&reference.model, &loaded.model, kind, w, device)?)
     };
     let model = &loaded.model;
-    let input = |n: i64, t: i64| Tensor::randn([n, 6, t, 25], (Kind::Float, device)).to_kind(kind) * 0.1;
+    let input =
+        |n: i64, t: i64| Tensor::randn([n, 6, t, 25], (Kind::Float, device)).to_kind(kind) * 0.1;
     let repeats = args.repeats.max(1);
     let mut micro = Vec::with_capacity(repeats);
     for _ in 0..repeats {
@@ -316,16 +319,15 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         .collect();
     let large = figure(&|m| m.matmul_gmacs[PEAK_SIZES.len() - 1]);
     let per_batch = |pick: &dyn Fn(&Micro) -> &Vec<(usize, f64)>| -> Vec<(usize, Figure)> {
-        (0..BATCHES.len())
-            .map(|i| (BATCHES[i] as usize, figure(&|m| pick(m)[i].1)))
-            .collect()
+        (0..BATCHES.len()).map(|i| (BATCHES[i] as usize, figure(&|m| pick(m)[i].1))).collect()
     };
     let dsmi_batch = per_batch(&|m| &m.dsmi_us);
     let mfai_batch = per_batch(&|m| &m.mfai_ms);
     let dsmi_macs = skelseg::model::dsmi_flops_per_frame(&mcfg);
     let mfai_macs = skelseg::model::mfai_flops_per_window(&mcfg, w as u64);
     // fraction of the peak, repeat by repeat: (MACs / s) / (peak MACs / s)
-    let dsmi_fraction = |us: &Figure| us.zip(&peak, |us, p| dsmi_macs as f64 / (us * 1e-6) / (p * 1e9));
+    let dsmi_fraction =
+        |us: &Figure| us.zip(&peak, |us, p| dsmi_macs as f64 / (us * 1e-6) / (p * 1e9));
     let mfai_fraction = |ms: &Figure, n: usize| {
         ms.zip(&peak, |ms, p| (n as u64 * mfai_macs) as f64 / (ms * 1e-3) / (p * 1e9))
     };
@@ -374,9 +376,8 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         |r: &Vec<RampStep>| r.iter().filter(|s| s.sustained).map(|s| s.streams).max().unwrap_or(0);
     let max_streams = Figure::new(ramps.iter().map(|r| sustained(r) as f64).collect());
     let single: Vec<&RampStep> = ramps.iter().filter_map(|r| r.first()).collect();
-    let single_p = |f: &dyn Fn(&RampStep) -> f64| {
-        Figure::new(single.iter().map(|s| f(s)).collect()).median
-    };
+    let single_p =
+        |f: &dyn Fn(&RampStep) -> f64| Figure::new(single.iter().map(|s| f(s)).collect()).median;
     let mut train = (Vec::new(), Vec::new());
     if args.train && args.precision != Precision::Fp32 {
         anyhow::bail!("--train times float32 training only (--precision fp32)");
@@ -432,12 +433,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     }
     println!(
         "device {} ({}) | W {} hop {} lookahead {} | median [min–max] of {} repeats",
-        report.device,
-        report.precision,
-        w,
-        hop,
-        report.lookahead_frames,
-        repeats
+        report.device, report.precision, w, hop, report.lookahead_frames, repeats
     );
     println!(
         "matmul peak: {} G multiply-adds/s (fastest of n = {:?}; 1024: {})",
@@ -479,7 +475,9 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
             p.argmax_disagreement * 100.0
         );
     }
-    if let (Some(step), Some(dsmi)) = (&report.train_frames_per_sec, &report.train_dsmi_frames_per_sec) {
+    if let (Some(step), Some(dsmi)) =
+        (&report.train_frames_per_sec, &report.train_dsmi_frames_per_sec)
+    {
         println!(
             "training ({} × {} frames): {} frames/s per step, DSMI forward + backward {} frames/s",
             args.train_batch,
