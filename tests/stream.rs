@@ -175,6 +175,34 @@ fn a_burst_run_as_one_batch_gives_the_frames_and_windows_of_one_frame_at_a_time(
     assert!(worst < 1e-5, "largest difference {worst}");
 }
 #[test]
+fn pushing_a_recording_in_batches_gives_the_events_of_pushing_it_frame_by_frame() {
+    let rec = bundled();
+    let run = |batch: usize| {
+        let mut seg = StreamSegmenter::new(model(), "t").unwrap();
+        let mut events = Vec::new();
+        for frames in rec.frames.chunks(batch) {
+            events.extend(seg.push_many(frames).unwrap());
+        }
+        events.extend(seg.finish().unwrap());
+        (events, seg.counters().clone())
+    };
+    let (one, _) = run(1);
+    let (batched, _) = run(128);
+    assert!(segments(&one).len() > 1);
+    assert_eq!(segments(&batched), segments(&one));
+    // Confidences are means of probabilities that agree to float rounding (see the engine test).
+    for (a, b) in batched.iter().zip(&one) {
+        if let (
+            SegmentEvent::SegmentEnded { confidence: x, .. },
+            SegmentEvent::SegmentEnded { confidence: y, .. },
+        ) = (a, b)
+        {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
+}
+
+#[test]
 fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
     // The file is the NDJSON form of the bundled sequence, so that both paths see exactly the
     // same numbers (the wire carries 5 decimals: 10 µm).
