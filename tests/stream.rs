@@ -161,7 +161,9 @@ fn a_burst_run_as_one_batch_gives_the_frames_and_windows_of_one_frame_at_a_time(
     for size in [1, 7, 300, 3, 89] {
         let (burst, tail) = rest.split_at(size);
         rest = tail;
-        got.extend(engine.push_frames(&mut [(&mut batched, burst, Schedule::Every)]).unwrap().remove(0));
+        got.extend(
+            engine.push_frames(&mut [(&mut batched, burst, Schedule::Every)]).unwrap().remove(0),
+        );
     }
     assert!(rest.is_empty());
     got.extend(engine.flush(&mut batched).unwrap());

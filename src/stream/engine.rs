@@ -384,7 +384,8 @@ impl Engine {
             jobs.extend(ends.into_iter().map(|end| Job { stream: i, end, flush: false }));
             out.push(Pushed { finals: Vec::new(), triggers });
         }
-        let mut states: Vec<&mut StreamState> = batch.iter_mut().map(|(s, _, _)| &mut **s).collect();
+        let mut states: Vec<&mut StreamState> =
+            batch.iter_mut().map(|(s, _, _)| &mut **s).collect();
         for (pushed, finals) in out.iter_mut().zip(self.run_windows(&mut states, &jobs)?) {
             pushed.finals = finals;
         }
@@ -436,7 +437,8 @@ impl Engine {
         lengths.dedup();
         let mut classes = 0;
         for len in lengths {
-            let members: Vec<usize> = (0..jobs.len()).filter(|&j| len_of(&jobs[j]) == len).collect();
+            let members: Vec<usize> =
+                (0..jobs.len()).filter(|&j| len_of(&jobs[j]) == len).collect();
             for chunk in members.chunks(MAX_WINDOWS_PER_BATCH) {
                 let mut flat = Vec::new();
                 let mut d = 0;
@@ -456,7 +458,8 @@ impl Engine {
                     .to(self.device);
                 let mask = Tensor::ones([n, len as i64], (Kind::Float, self.device));
                 let output = self.model.mfai(&feats, &mask, false)?;
-                let probs = output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, T)
+                let probs =
+                    output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, T)
                 let bprobs =
                     output.final_boundary_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, T)
                 classes = probs.size()[1] as usize;
@@ -492,7 +495,8 @@ impl Engine {
             let base = state.base();
             while state.finalised < until {
                 let col = (state.finalised - window_start) as usize;
-                let (index, timestamp_secs, present) = state.times[(state.finalised - base) as usize];
+                let (index, timestamp_secs, present) =
+                    state.times[(state.finalised - base) as usize];
                 out[job.stream].push(FinalFrame {
                     index,
                     timestamp_secs,
@@ -516,7 +520,12 @@ mod tests {
     use super::*;
 
     fn cfg() -> EngineConfig {
-        EngineConfig { window_frames: 32, hop_frames: 4, lookahead_frames: 6, ..EngineConfig::default() }
+        EngineConfig {
+            window_frames: 32,
+            hop_frames: 4,
+            lookahead_frames: 6,
+            ..EngineConfig::default()
+        }
     }
 
     /// A state that has received `n` frames (features are not needed to schedule).
@@ -553,7 +562,10 @@ mod tests {
         assert!(s.widen(&cfg));
         assert!(s.widen(&cfg));
         assert!(!s.widen(&cfg), "16 is the widest hop");
-        assert_eq!((s.hop_frames(), s.counters().widenings, s.counters().max_hop_frames), (16, 2, 16));
+        assert_eq!(
+            (s.hop_frames(), s.counters().widenings, s.counters().max_hop_frames),
+            (16, 2, 16)
+        );
         assert!(s.narrow(&cfg) && s.narrow(&cfg));
         assert!(!s.narrow(&cfg));
         assert_eq!(s.hop_frames(), 4);

@@ -810,7 +810,9 @@ fn serve(
     let error = match run {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => e,
-        Err(panic) => Error::invalid("inference worker", format!("panicked: {}", panic_message(&*panic))),
+        Err(panic) => {
+            Error::invalid("inference worker", format!("panicked: {}", panic_message(&*panic)))
+        }
     };
     tracing::error!(error = %error, "inference failed: shutting the pipeline down");
     shared.stop.store(true, Ordering::Relaxed);
@@ -885,11 +887,8 @@ fn segment(
             }
         }
     }
-    drop(emit);
     match sink.callback_panic.take() {
-        Some(message) => {
-            Err(Error::invalid("event callback", format!("panicked: {message}")))
-        }
+        Some(message) => Err(Error::invalid("event callback", format!("panicked: {message}"))),
         None => Ok(()),
     }
 }
@@ -1193,7 +1192,8 @@ mod tests {
         assert_eq!(stats.workers, 2);
         assert_eq!(stats.finalised, 4 * frames);
         let ids = names.map(|n| format!("file:{n}"));
-        let used: std::collections::BTreeSet<usize> = ids.iter().map(|s| worker_for(s, 2)).collect();
+        let used: std::collections::BTreeSet<usize> =
+            ids.iter().map(|s| worker_for(s, 2)).collect();
         assert_eq!(used.len(), 2, "both workers have streams");
         for id in &ids {
             assert_tiles(&segments(&events, id), frames);
