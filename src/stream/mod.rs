@@ -1,5 +1,5 @@
 //! The streaming runtime: per-stream state, the sliding window of cached DSMI features, the
-//! batched inference worker, finalisation and the stable segmenter.
+//! batched inference workers, finalisation, the stable segmenter and the events it emits.
 
 pub mod engine;
 pub mod events;
