@@ -759,6 +759,90 @@ mod tests {
         assert!("kinetics".parse::<DatasetFormat>().unwrap_err().to_string().contains("kinetics"));
     }
 
+    fn body_frames(n: usize, fps: f64) -> Vec<crate::frame::Frame> {
+        (0..n)
+            .map(|i| crate::frame::Frame {
+                index: i as u64,
+                timestamp_secs: i as f64 / fps,
+                bodies: vec![crate::frame::Body::from_positions(
+                    1,
+                    &std::array::from_fn(|j| [0.01 * j as f32, 0.1 + 0.01 * i as f32, 2.5]),
+                )],
+            })
+            .collect()
+    }
+
+    /// A folder mixing PKU `.txt` and MediaPipe `.ndjson` at 15 fps, labelled by frame
+    /// intervals, time CSV and per-frame files, classes from the label names.
+    fn mixed_folder() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let (sk, lb) = (dir.path().join("skeleton"), dir.path().join("label"));
+        std::fs::create_dir_all(&sk).unwrap();
+        std::fs::create_dir_all(&lb).unwrap();
+        pku::write_skeleton(sk.join("a.txt"), &body_frames(60, 30.0)).unwrap();
+        std::fs::write(lb.join("a.txt"), "squat,11,30,1\n").unwrap();
+        let b = Recording {
+            name: "b".into(),
+            source_layout: Layout::KinectV2_25,
+            fps: 15.0,
+            frames: body_frames(30, 15.0),
+            intervals: None,
+        };
+        let ds = Dataset {
+            classes: ClassMap::new(vec!["background".into()]),
+            recordings: vec![b],
+            splits: BTreeMap::new(),
+        };
+        write_dataset_ndjson(dir.path(), &ds, Layout::Mediapipe33).unwrap();
+        std::fs::write(lb.join("b.csv"), "label,start_s,end_s\nwave,0.5,1.5\n").unwrap();
+        pku::write_skeleton(sk.join("c.txt"), &body_frames(4, 30.0)).unwrap();
+        std::fs::write(lb.join("c.txt"), "background\nwave\nwave\nsquat\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_folder_mixes_recording_and_label_formats() {
+        let dir = mixed_folder();
+        let ds = read_dataset(dir.path(), DatasetFormat::Pku).unwrap();
+        assert_eq!(ds.classes.names(), ["background", "squat", "wave"]);
+        let by_name = |n: &str| ds.recordings.iter().find(|r| r.name == n).unwrap();
+        assert_eq!(by_name("a").intervals, Some(vec![Interval { class: 1, start: 10, end: 29 }]));
+        let b = by_name("b");
+        assert_eq!((b.source_layout, b.fps, b.frames.len()), (Layout::Mediapipe33, 15.0, 30));
+        // 0.5..1.5 s at 15 fps: frames 7.5..22.5, half a frame of slack at each end.
+        assert_eq!(b.intervals, Some(vec![Interval { class: 2, start: 7, end: 22 }]));
+        assert_eq!(
+            by_name("c").intervals,
+            Some(vec![
+                Interval { class: 2, start: 1, end: 2 },
+                Interval { class: 1, start: 3, end: 3 }
+            ])
+        );
+    }
+
+    #[test]
+    fn every_problem_is_collected_and_located() {
+        let dir = mixed_folder();
+        let (sk, lb) = (dir.path().join("skeleton"), dir.path().join("label"));
+        std::fs::write(lb.join("a.txt"), "squat,11,30,1\nwave,25,40\n").unwrap();
+        std::fs::write(lb.join("b.csv"), "label,start_s,end_s\nwaev,0.5,1.5\n").unwrap();
+        std::fs::write(sk.join("d.ndjson"), "").unwrap();
+        std::fs::write(dir.path().join(MAPPING_FILE), "0 background\n1 squat\n2 wave\n").unwrap();
+        let scan = scan_dataset(dir.path(), DatasetFormat::Pku).unwrap();
+        let problems: Vec<String> = scan.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(
+            problems.iter().any(|p| p.contains("a.txt:2:") && p.contains("overlapping line 1"))
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("b.csv:2:") && p.contains("did you mean `wave`"))
+        );
+        assert!(problems.iter().any(|p| p.contains("d.ndjson")), "{problems:#?}");
+        assert_eq!(scan.dataset.recordings.len(), 1);
+        let err = read_dataset(dir.path(), DatasetFormat::Pku).unwrap_err().to_string();
+        assert!(err.contains("3 problems") && err.contains("b.csv:2:"), "{err}");
+    }
+
     #[test]
     fn bad_names_are_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();

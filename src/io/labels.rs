@@ -264,8 +264,7 @@ pub fn runs(ids: &[usize]) -> impl Iterator<Item = Interval> + '_ {
     })
 }
 
-/// Frames whose time since the first frame lies in `[start, end]` seconds; half a frame period
-/// of slack at each end absorbs rounding in hand-typed times.
+/// Frames whose time since the first frame is nearest to `[start, end]` seconds.
 fn seconds_to_frames(
     at: &At<'_>,
     recording: &Recording,
@@ -284,8 +283,13 @@ fn seconds_to_frames(
             "expected an interval within the recording's {duration:.3} s, found {start}..{end} s (past the end)"
         )));
     }
-    let from = frames.partition_point(|f| f.timestamp_secs - first.timestamp_secs < start - half);
-    let to = frames.partition_point(|f| f.timestamp_secs - first.timestamp_secs <= end + half);
+    // A frame belongs when its time lies in [start - half, end + half): the frames nearest to
+    // both ends, a frame exactly halfway going to the later interval. Timestamps come in
+    // microseconds, hence the tolerance.
+    let eps = 2e-6;
+    let from =
+        frames.partition_point(|f| f.timestamp_secs - first.timestamp_secs < start - half - eps);
+    let to = frames.partition_point(|f| f.timestamp_secs - first.timestamp_secs < end + half - eps);
     if to == 0 || from >= to {
         return Err(at.err(format!(
             "expected an interval holding at least one frame, found {start}..{end} s (frames near it at {:.3} s)",

@@ -37,6 +37,8 @@ enum Command {
     Info(data::InfoArgs),
     /// Check a dataset folder: classes, durations, splits, layouts, frame rates, every problem.
     Check(data::CheckArgs),
+    /// Open a recording in the Rerun viewer with its labels (and a model's predictions).
+    View(model::ViewArgs),
     /// Capture sources to skeleton-ndjson/1 files, one per stream.
     Record(record::RecordArgs),
     /// Score MS-TCN style prediction files against ground-truth files (Acc, Edit, F1@k).
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Metrics(args) => data::metrics(args),
         Command::Check(args) => data::check(args),
         Command::Record(args) => record::record(args),
+        Command::View(args) => model::view(args),
         Command::Train(args) => model::train(args),
         Command::Eval(args) => model::eval(args),
         Command::Calibrate(args) => model::calibrate(args),

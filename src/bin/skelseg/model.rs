@@ -708,3 +708,88 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// Recording (PKU-MMD .txt, NTU .skeleton, UTKinect, .ndjson in any layout).
+    file: PathBuf,
+    /// Its labels, in any label format of a dataset folder (frame intervals, `label,start_s,end_s`
+    /// CSV, one name per frame); default: the labels found beside the recording, if any.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Also stream the recording through this model and show its probabilities and segments.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Show joint names beside the points.
+    #[arg(long)]
+    joint_names: bool,
+    /// Where to show it: `spawn` (the `rerun` viewer), `connect[:URL]` or `save:PATH` (.rrd).
+    #[cfg(feature = "viz")]
+    #[arg(long, default_value = "spawn")]
+    viz: skelseg::viz::VizTarget,
+    #[command(flatten)]
+    stream: crate::stream::StreamOptions,
+}
+
+/// Opens a recording in Rerun with its labels on the timeline (and a model's predictions), to
+/// check labelling by eye.
+#[cfg(feature = "viz")]
+pub fn view(args: ViewArgs) -> Result<ExitCode> {
+    use skelseg::io::labels::{Overlaps, classes_from_names, read_label_file};
+    let rec = io::read_recording(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let loaded = match &args.model {
+        Some(path) => Some(checkpoint::load(path, tch::Device::cuda_if_available())?),
+        None => None,
+    };
+    let label_file = args.labels.as_ref().map(read_label_file).transpose()?;
+    let classes = match (&loaded, &label_file) {
+        (Some(l), _) => ClassMap::new(l.meta.classes.clone()),
+        (None, Some(f)) => classes_from_names(f.class_names()),
+        (None, None) => ClassMap::new(vec!["background".into()]),
+    };
+    let mut rec = rec;
+    if let Some(f) = &label_file {
+        rec.intervals = Some(f.resolve(&classes, &rec, Overlaps::Refuse)?);
+    }
+    let fps = loaded.as_ref().map_or(rec.fps, |l| l.meta.fps);
+    let rec = skelseg::resample::resample_recording(&rec, fps).into_owned();
+    let options = skelseg::viz::VizOptions { joint_names: args.joint_names };
+    let viz = skelseg::viz::Visualizer::start_with(&args.viz, "skelseg view", &classes, options)?
+        .context("--viz off shows nothing: use spawn, connect or save:PATH")?;
+    let tap = skelseg::stream::VizTap::new(viz.sender());
+    // The stream id is the recording's name, as `online::stream_recording_with` names it.
+    let stream = rec.name.clone();
+    match loaded {
+        Some(loaded) => {
+            let cfg = args.stream.config(&loaded.meta)?;
+            skelseg::online::stream_recording_with(loaded, &rec, &cfg, tap)?;
+        }
+        None => {
+            if let Some(intervals) = &rec.intervals {
+                tap.ground_truth(&stream, intervals);
+            }
+            for frame in &rec.frames {
+                tap.frame(&stream, frame);
+                // The viz queue is lossy: let the viewer thread keep up with a whole file.
+                while viz.sender().queued() > skelseg::viz::QUEUE_CAPACITY / 2 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    let dropped = viz.dropped();
+    viz.finish()?;
+    eprintln!(
+        "{} frames of {} shown{}",
+        rec.frames.len(),
+        args.file.display(),
+        if dropped > 0 { format!(" ({dropped} viewer messages dropped)") } else { String::new() }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "viz"))]
+pub fn view(_args: ViewArgs) -> Result<ExitCode> {
+    bail!("this skelseg was built without the `viz` feature (Rerun)")
+}
