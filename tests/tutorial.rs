@@ -25,7 +25,7 @@ fn json(args: &[&str]) -> Value {
 }
 
 fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    p.to_str().expect("a UTF-8 temporary path")
 }
 
 #[test]
@@ -185,14 +185,14 @@ fn train_on_your_own_actions() {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the folder") {
+        let path = entry.expect("a folder entry").path();
+        let target = to.join(path.file_name().expect("a file name"));
         if path.is_dir() {
             copy_dir(&path, &target);
         } else {
-            std::fs::copy(&path, &target).unwrap();
+            std::fs::copy(&path, &target).expect("copy a file");
         }
     }
 }
