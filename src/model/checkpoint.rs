@@ -19,6 +19,13 @@ fn default_format() -> String {
     FORMAT.to_string()
 }
 
+fn default_fps() -> f64 {
+    DEFAULT_FPS
+}
+
+/// The frame rate of models that do not record one, and of new models by default.
+pub const DEFAULT_FPS: f64 = 30.0;
+
 /// Everything saved beside the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -29,8 +36,14 @@ pub struct CheckpointMeta {
     pub model: ModelConfig,
     /// Class names, index = class id (`model.num_classes` entries).
     pub classes: Vec<String>,
-    /// Joint layout the model was trained on (e.g. `kinect_v2`).
+    /// Joint layout the model's inputs are in: `kinect_v2_25`, the canonical layout every
+    /// recording and stream is mapped to (the layouts of the training recordings are listed in
+    /// `data.source_layouts`).
     pub layout: String,
+    /// Frame rate the model was trained at; recordings and streams at other rates are
+    /// resampled to it ([`crate::resample`]). Checkpoints without it are 30 fps.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
     /// Training data summary (free-form: sequences, frames, splits, class counts …).
     #[serde(default)]
     pub data: serde_json::Value,
@@ -50,6 +63,7 @@ impl CheckpointMeta {
             model,
             classes,
             layout: layout.into(),
+            fps: DEFAULT_FPS,
             data: serde_json::Value::Null,
             command: String::new(),
             skelseg_version: env!("CARGO_PKG_VERSION").into(),
