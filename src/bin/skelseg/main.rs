@@ -6,6 +6,7 @@ mod common;
 mod data;
 mod model;
 mod stream;
+mod zenoh_cli;
 
 use std::process::ExitCode;
 
@@ -44,7 +45,7 @@ enum Command {
     Calibrate(model::CalibrateArgs),
     /// Segment a live or replayed stream and print events as they are committed.
     Stream(stream::StreamArgs),
-    /// Replay a recording as a live skeleton-ndjson/1 stream over TCP or UDP.
+    /// Replay a recording as a live skeleton-ndjson/1 stream over TCP, UDP or Zenoh.
     Send(stream::SendArgs),
     /// Measure the cost of the streaming path (DSMI, MFAI, replay speed, latency, streams).
     Bench(bench::BenchArgs),
