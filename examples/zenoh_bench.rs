@@ -100,7 +100,11 @@ fn stream_cfg(m: &LoadedModel, per_frame: bool) -> StreamConfig {
 }
 
 /// Paces `recs` at 30 fps through `put`, stamping every frame.
-fn pace(recs: &[(String, Recording)], stamps: &Stamps, mut put: impl FnMut(usize, &skelseg::Frame)) {
+fn pace(
+    recs: &[(String, Recording)],
+    stamps: &Stamps,
+    mut put: impl FnMut(usize, &skelseg::Frame),
+) {
     let period = Duration::from_secs_f64(1.0 / 30.0);
     let start = Instant::now();
     let n = recs.iter().map(|(_, r)| r.frames.len()).max().unwrap_or(0);
@@ -151,7 +155,9 @@ fn summary(mut v: Vec<f64>) -> Latency {
 }
 
 fn streams(n: usize, frames: usize) -> Vec<(String, Recording)> {
-    (0..n).map(|s| (format!("s{s:02}"), recording(500 + s as u64, &format!("s{s:02}"), frames))).collect()
+    (0..n)
+        .map(|s| (format!("s{s:02}"), recording(500 + s as u64, &format!("s{s:02}"), frames)))
+        .collect()
 }
 
 fn latency_in_process(n: usize, frames: usize) -> Result<Latency> {
@@ -176,10 +182,18 @@ fn latency_in_process(n: usize, frames: usize) -> Result<Latency> {
     };
     let recs = streams(n, frames);
     pace(&recs, &stamps, |s, f| {
-        tx.send(SourceEvent::Frame { stream: StreamId::new(format!("mem:{}", recs[s].0)), frame: f.clone() }).ok();
+        tx.send(SourceEvent::Frame {
+            stream: StreamId::new(format!("mem:{}", recs[s].0)),
+            frame: f.clone(),
+        })
+        .ok();
     });
     for (name, _) in &recs {
-        tx.send(SourceEvent::Ended { stream: StreamId::new(format!("mem:{name}")), reason: EndReason::Closed }).ok();
+        tx.send(SourceEvent::Ended {
+            stream: StreamId::new(format!("mem:{name}")),
+            reason: EndReason::Closed,
+        })
+        .ok();
     }
     drop(tx);
     pipeline.wait()?;
@@ -194,7 +208,8 @@ fn latency_zenoh(n: usize, frames: usize) -> Result<(Latency, Latency)> {
     let lookahead = StreamConfig::from_checkpoint(&m.meta).engine.lookahead_frames as u64;
     let worker = Worker::join(net.session()?, prefix, Some("w1"))?;
     let sink = EventSink::new(&worker)?;
-    let source = ZenohSource::open(&worker, &format!("{prefix}/frames/**"), ZenohSourceConfig::default())?;
+    let source =
+        ZenohSource::open(&worker, &format!("{prefix}/frames/**"), ZenohSourceConfig::default())?;
     let at_worker: Labels = Arc::default();
     let at_subscriber: Labels = Arc::default();
     let cfg = stream_cfg(&m, true);
@@ -220,7 +235,11 @@ fn latency_zenoh(n: usize, frames: usize) -> Result<(Latency, Latency)> {
             .declare_subscriber(format!("{prefix}/events/**"))
             .callback(move |sample| {
                 let now = Instant::now();
-                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&sample.payload().to_bytes()) else { return };
+                let Ok(v) =
+                    serde_json::from_slice::<serde_json::Value>(&sample.payload().to_bytes())
+                else {
+                    return;
+                };
                 if v["type"] == "frame_label" {
                     let s = sample.key_expr().as_str().rsplit('/').next().unwrap_or("").to_owned();
                     labels.lock().unwrap().push((s, v["frame"].as_u64().unwrap_or(0), now));
@@ -237,7 +256,9 @@ fn latency_zenoh(n: usize, frames: usize) -> Result<(Latency, Latency)> {
             use zenoh_ext::AdvancedPublisherBuilderExt;
             publisher
                 .declare_publisher(cluster::frames_key(prefix, name))
-                .cache(zenoh_ext::CacheConfig::default().max_samples(cluster::DEFAULT_HISTORY_FRAMES))
+                .cache(
+                    zenoh_ext::CacheConfig::default().max_samples(cluster::DEFAULT_HISTORY_FRAMES),
+                )
                 .publisher_detection()
                 .wait()
                 .map_err(|e| anyhow::anyhow!("{e}"))
@@ -245,7 +266,8 @@ fn latency_zenoh(n: usize, frames: usize) -> Result<(Latency, Latency)> {
         .collect::<Result<_>>()?;
     std::thread::sleep(Duration::from_millis(500));
     let stamps: Stamps = Arc::default();
-    let header = skelseg::io::ndjson::encode_header(&skelseg::io::ndjson::Header::canonical(Some(30.0)));
+    let header =
+        skelseg::io::ndjson::encode_header(&skelseg::io::ndjson::Header::canonical(Some(30.0)));
     for p in &pubs {
         p.put(header.clone()).wait().map_err(|e| anyhow::anyhow!("{e}"))?;
     }
@@ -312,7 +334,8 @@ fn ramp_tcp(n: usize, frames: usize) -> Result<Step> {
         .into_iter()
         .map(|(_, r)| {
             std::thread::spawn(move || {
-                skelseg::source::send_recording(&r, addr, skelseg::source::Proto::Tcp, Some(30.0)).map(|s| s.frames)
+                skelseg::source::send_recording(&r, addr, skelseg::source::Proto::Tcp, Some(30.0))
+                    .map(|s| s.frames)
             })
         })
         .collect();
@@ -328,7 +351,8 @@ fn ramp_tcp(n: usize, frames: usize) -> Result<Step> {
 fn wait_frames(pipelines: &[&skelseg::stream::Pipeline], sent: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let got: u64 = pipelines.iter().map(|p| p.stats().sources.iter().map(|s| s.frames).sum::<u64>()).sum();
+        let got: u64 =
+            pipelines.iter().map(|p| p.stats().sources.iter().map(|s| s.frames).sum::<u64>()).sum();
         if got >= sent {
             break;
         }
@@ -345,8 +369,13 @@ fn ramp_zenoh(n: usize, frames: usize, workers: usize) -> Result<Step> {
         let m = model()?;
         let cfg = stream_cfg(&m, false);
         let worker = Worker::join(net.session()?, &prefix, Some(&format!("w{w}")))?;
-        let source = ZenohSource::open(&worker, &format!("{prefix}/frames/**"), ZenohSourceConfig::default())?;
-        pipelines.push(PipelineBuilder::new(m).config(cfg).source(source).event_channel(false).start()?);
+        let source = ZenohSource::open(
+            &worker,
+            &format!("{prefix}/frames/**"),
+            ZenohSourceConfig::default(),
+        )?;
+        pipelines
+            .push(PipelineBuilder::new(m).config(cfg).source(source).event_channel(false).start()?);
     }
     let publisher = net.session()?;
     let senders: Vec<_> = streams(n, frames)
@@ -364,17 +393,30 @@ fn ramp_zenoh(n: usize, frames: usize, workers: usize) -> Result<Step> {
         sent += s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
     }
     wait_frames(&pipelines.iter().collect::<Vec<_>>(), sent);
-    let stats = pipelines.into_iter().map(|p| p.shutdown().map(|(s, _)| s)).collect::<skelseg::Result<Vec<_>>>()?;
+    let stats = pipelines
+        .into_iter()
+        .map(|p| p.shutdown().map(|(s, _)| s))
+        .collect::<skelseg::Result<Vec<_>>>()?;
     Ok(step_of(n, &stats, sent))
 }
 
-fn ramp(label: &str, max: usize, frames: usize, mut run: impl FnMut(usize, usize) -> Result<Step>) -> Result<Vec<Step>> {
+fn ramp(
+    label: &str,
+    max: usize,
+    frames: usize,
+    mut run: impl FnMut(usize, usize) -> Result<Step>,
+) -> Result<Vec<Step>> {
     let mut out = Vec::new();
     for n in (4..=max).step_by(4) {
         let step = run(n, frames).with_context(|| format!("{label} at {n} streams"))?;
         eprintln!(
             "{label:>10} {n:>3} streams: p50 {:7.2} ms p99 {:7.2} ms skipped windows {} dropped {} frames {}/{} {}",
-            step.p50_ms, step.p99_ms, step.skipped_windows, step.dropped_frames, step.frames_in, step.frames_sent,
+            step.p50_ms,
+            step.p99_ms,
+            step.skipped_windows,
+            step.dropped_frames,
+            step.frames_in,
+            step.frames_sent,
             if step.sustained { "ok" } else { "over" }
         );
         let over = !step.sustained;
@@ -421,9 +463,15 @@ fn main() -> Result<()> {
     let tcp = ramp("tcp", max, step_frames, ramp_tcp)?;
     let zenoh1 = ramp("zenoh 1w", max, step_frames, |n, f| ramp_zenoh(n, f, 1))?;
     let zenoh2 = ramp("zenoh 2w", max, step_frames, |n, f| ramp_zenoh(n, f, 2))?;
-    let sustained = |r: &[Step]| r.iter().filter(|s| s.sustained).map(|s| s.streams).max().unwrap_or(0);
+    let sustained =
+        |r: &[Step]| r.iter().filter(|s| s.sustained).map(|s| s.streams).max().unwrap_or(0);
     let sample = streams(1, 300);
-    let payload_bytes = sample[0].1.frames.iter().map(|f| skelseg::io::ndjson::encode_frame(f).len()).sum::<usize>() as f64
+    let payload_bytes = sample[0]
+        .1
+        .frames
+        .iter()
+        .map(|f| skelseg::io::ndjson::encode_frame(f).len())
+        .sum::<usize>() as f64
         / sample[0].1.frames.len().max(1) as f64;
     let report = serde_json::json!({
         "frame_payload_bytes": payload_bytes,

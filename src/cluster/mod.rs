@@ -73,7 +73,8 @@ fn zerr(what: &str, e: impl std::fmt::Display) -> Error {
 
 impl ZenohConfig {
     /// The Zenoh configuration: peer mode, multicast scouting off unless the file turns it on,
-    /// listening on loopback unless endpoints are given.
+    /// listening on loopback unless endpoints are given, timestamping on (the publisher caches
+    /// that warm a new owner need it).
     pub fn to_zenoh(&self) -> Result<zenoh::Config> {
         let mut config = match &self.config_file {
             Some(path) => zenoh::Config::from_file(path)
@@ -86,6 +87,10 @@ impl ZenohConfig {
                 config
             }
         };
+        // The advanced publishers' caches (history for late joiners) need timestamps.
+        config
+            .insert_json5("timestamping/enabled", "true")
+            .map_err(|e| zerr("timestamping/enabled", e))?;
         let file_listens = self.config_file.is_some()
             && config.get_json("listen/endpoints").is_ok_and(|v| v != "[]" && v != "null");
         let listen = if !self.listen.is_empty() {
@@ -119,11 +124,15 @@ impl ZenohConfig {
 /// Checks that `chunk` can stand as one key chunk (a stream name, a worker id, a prefix part):
 /// non-empty, without the wildcard and reserved characters `* $ ? #`.
 pub fn check_chunk(what: &str, chunk: &str) -> Result<()> {
-    if chunk.is_empty() || chunk.contains(['*', '$', '?', '#']) || chunk.split('/').any(str::is_empty)
+    if chunk.is_empty()
+        || chunk.contains(['*', '$', '?', '#'])
+        || chunk.split('/').any(str::is_empty)
     {
         return Err(Error::invalid(
             what,
-            format!("expected a Zenoh key without `*`, `$`, `?`, `#` or empty parts, found {chunk:?}"),
+            format!(
+                "expected a Zenoh key without `*`, `$`, `?`, `#` or empty parts, found {chunk:?}"
+            ),
         ));
     }
     Ok(())
@@ -196,10 +205,13 @@ mod tests {
         .unwrap();
         assert_eq!(config.get_json("connect/endpoints").unwrap(), r#"["tcp/127.0.0.1:7447"]"#);
         assert_eq!(config.get_json("listen/endpoints").unwrap(), r#"["tcp/127.0.0.1:7448"]"#);
-        let err = ZenohConfig { config_file: Some("/nonexistent/z.json5".into()), ..ZenohConfig::default() }
-            .to_zenoh()
-            .unwrap_err()
-            .to_string();
+        let err = ZenohConfig {
+            config_file: Some("/nonexistent/z.json5".into()),
+            ..ZenohConfig::default()
+        }
+        .to_zenoh()
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("/nonexistent/z.json5"), "{err}");
     }
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use zenoh::qos::CongestionControl;
 use zenoh::{Session, Wait};
-use zenoh_ext::{AdvancedPublisherBuilderExt, CacheConfig};
+use zenoh_ext::{AdvancedPublisherBuilderExt, CacheConfig, MissDetectionConfig};
 
 use crate::error::{Error, Result};
 use crate::io::Recording;
@@ -51,7 +51,8 @@ pub fn send_recording(
     options: &ZenohSendOptions,
 ) -> Result<SendStats> {
     let location = format!("zenoh:{key}");
-    let zerr = |what: &str, e: zenoh::Error| Error::invalid("zenoh", format!("{location}: {what}: {e}"));
+    let zerr =
+        |what: &str, e: zenoh::Error| Error::invalid("zenoh", format!("{location}: {what}: {e}"));
     let period = match options.fps {
         None => None,
         Some(fps) if fps.is_finite() && fps > 0.0 => Some(Duration::from_secs_f64(1.0 / fps)),
@@ -63,6 +64,10 @@ pub fn send_recording(
         .declare_publisher(key.to_owned())
         .congestion_control(CongestionControl::Block)
         .cache(CacheConfig::default().max_samples(options.cache_frames.max(1)))
+        // Sequence numbers and heartbeats let subscribers put history and live samples in
+        // order and recover lost ones from the cache: a frame lost or reordered would shift
+        // every later window.
+        .sample_miss_detection(MissDetectionConfig::default().heartbeat(Duration::from_millis(500)))
         .publisher_detection()
         .wait()
         .map_err(|e| zerr("declaring the publisher", e))?;
@@ -79,7 +84,7 @@ pub fn send_recording(
     ));
     let started = Instant::now();
     let mut stats = SendStats::default();
-    let mut put = |payload: &str, stats: &mut SendStats| -> Result<()> {
+    let put = |payload: &str, stats: &mut SendStats| -> Result<()> {
         publisher.put(payload.to_owned()).wait().map_err(|e| zerr("publishing", e))?;
         stats.bytes += payload.len() as u64;
         Ok(())

@@ -207,7 +207,9 @@ impl EventSink {
                 .cache(CacheConfig::default().max_samples(EVENTS_CACHE))
                 .publisher_detection()
                 .wait()
-                .map_err(|e| Error::invalid("zenoh", format!("declaring a publisher on {key}: {e}")))?;
+                .map_err(|e| {
+                    Error::invalid("zenoh", format!("declaring a publisher on {key}: {e}"))
+                })?;
             self.publishers.insert(name.to_owned(), publisher);
         }
         self.publishers
@@ -246,7 +248,11 @@ fn observe_end(committed: &Mutex<HashMap<String, u64>>, stream: &str, end: u64) 
 
 /// The handover rule for one event of an owned stream, given the last committed end seen on
 /// the events key and the takeover frame (module docs).
-fn rule(event: &SegmentEvent, committed: Option<u64>, takeover: Option<u64>) -> Option<SegmentEvent> {
+fn rule(
+    event: &SegmentEvent,
+    committed: Option<u64>,
+    takeover: Option<u64>,
+) -> Option<SegmentEvent> {
     let after = |frame: u64, bound: Option<u64>| bound.is_none_or(|b| frame > b);
     match event {
         SegmentEvent::SegmentStarted { start_frame, .. } => {

@@ -20,7 +20,9 @@ const MEMBERS_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// FNV-1a, 64 bits: stable across processes, machines and releases (unlike `std`'s hasher),
 /// which the rendezvous rule needs.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// SplitMix64's finaliser: spreads FNV's weak low bits.
@@ -106,7 +108,8 @@ impl Worker {
             move |key: &str| key.strip_prefix(&base).map(str::to_owned)
         };
         let members_sub = {
-            let (members, changes, worker_of) = (members.clone(), changes.clone(), worker_of.clone());
+            let (members, changes, worker_of) =
+                (members.clone(), changes.clone(), worker_of.clone());
             session
                 .liveliness()
                 .declare_subscriber(pattern.as_str())

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use zenoh::Wait;
 use zenoh::sample::{Sample, SampleKind};
-use zenoh_ext::{AdvancedSubscriber, AdvancedSubscriberBuilderExt, HistoryConfig};
+use zenoh_ext::{AdvancedSubscriber, AdvancedSubscriberBuilderExt, HistoryConfig, RecoveryConfig};
 
 use crate::cluster::{DEFAULT_HISTORY_FRAMES, Worker, check_chunk, split_frames_keyexpr};
 use crate::error::{Error, Result};
@@ -92,13 +92,18 @@ impl ZenohSource {
         let Some((prefix, _)) = split_frames_keyexpr(keyexpr) else {
             return Err(Error::invalid(
                 "source spec",
-                format!("`zenoh:{keyexpr}`: expected a key expression PREFIX/frames/..., e.g. skelseg/frames/**"),
+                format!(
+                    "`zenoh:{keyexpr}`: expected a key expression PREFIX/frames/..., e.g. skelseg/frames/**"
+                ),
             ));
         };
         if prefix != worker.prefix() {
             return Err(Error::invalid(
                 "source spec",
-                format!("`zenoh:{keyexpr}`: the prefix {prefix:?} differs from the worker's {:?}", worker.prefix()),
+                format!(
+                    "`zenoh:{keyexpr}`: the prefix {prefix:?} differs from the worker's {:?}",
+                    worker.prefix()
+                ),
             ));
         }
         let shared = Arc::new(Shared {
@@ -118,6 +123,7 @@ impl ZenohSource {
                         .detect_late_publishers()
                         .max_samples(cfg.history_frames.max(1)),
                 )
+                .recovery(RecoveryConfig::default().heartbeat())
                 .callback(move |sample| shared.on_sample(&sample))
                 .wait()
                 .map_err(|e| Error::invalid("zenoh", format!("subscribing to {keyexpr}: {e}")))?
@@ -136,9 +142,17 @@ impl ZenohSource {
                         shared.end_idle();
                     }
                 })
-                .map_err(|source| Error::SpawnThread { name: "skelseg::source::zenoh-idle".into(), source })?
+                .map_err(|source| Error::SpawnThread {
+                    name: "skelseg::source::zenoh-idle".into(),
+                    source,
+                })?
         };
-        Ok(ZenohSource { shared, subscriber: Some(subscriber), stop, idle_thread: Some(idle_thread) })
+        Ok(ZenohSource {
+            shared,
+            subscriber: Some(subscriber),
+            stop,
+            idle_thread: Some(idle_thread),
+        })
     }
 
     /// The worker behind this source.
@@ -176,7 +190,8 @@ impl Shared {
             tracing::info!(stream = %id, "new stream over Zenoh");
             self.ingress.counters.connection();
             Slot {
-                decoder: Decoder::new(id.to_string()).with_max_line_bytes(self.cfg.net.max_line_bytes),
+                decoder: Decoder::new(id.to_string())
+                    .with_max_line_bytes(self.cfg.net.max_line_bytes),
                 id,
                 log: SkipLog::default(),
                 owned: false,
@@ -202,17 +217,24 @@ impl Shared {
 
     /// A header that differs from the one in force applies from now on (the contract), which
     /// the stream decoder refuses after frames: start a fresh decoder with it.
-    fn retry_as_new_header(&self, slot: &mut Slot, payload: &[u8], rejected: Rejected) -> Result<(), Rejected> {
+    fn retry_as_new_header(
+        &self,
+        slot: &mut Slot,
+        payload: &[u8],
+        rejected: Rejected,
+    ) -> Result<(), Rejected> {
         #[derive(serde::Deserialize)]
         struct Kind<'a> {
             #[serde(rename = "type", borrow)]
             kind: Option<&'a str>,
         }
-        let is_header = serde_json::from_slice::<Kind>(payload).is_ok_and(|k| k.kind == Some("header"));
+        let is_header =
+            serde_json::from_slice::<Kind>(payload).is_ok_and(|k| k.kind == Some("header"));
         if !is_header || slot.decoder.lines() <= 1 {
             return Err(rejected);
         }
-        let mut fresh = Decoder::new(slot.id.to_string()).with_max_line_bytes(self.cfg.net.max_line_bytes);
+        let mut fresh =
+            Decoder::new(slot.id.to_string()).with_max_line_bytes(self.cfg.net.max_line_bytes);
         match fresh.decode_checked(payload) {
             Ok(_) => {
                 tracing::info!(stream = %slot.id, "a new header applies from here on");

@@ -195,7 +195,10 @@ type Publish = Box<dyn FnMut(&SegmentEvent) + Send>;
 
 /// Opens the `zenoh:` sources as one worker, with its event sink when `--publish-events zenoh`.
 #[cfg(feature = "zenoh")]
-fn add_zenoh(mut builder: PipelineBuilder, args: &StreamArgs) -> Result<(PipelineBuilder, Publish)> {
+fn add_zenoh(
+    mut builder: PipelineBuilder,
+    args: &StreamArgs,
+) -> Result<(PipelineBuilder, Publish)> {
     let keyexprs: Vec<String> = args
         .source
         .iter()
@@ -229,7 +232,9 @@ fn add_zenoh(mut builder: PipelineBuilder, args: &StreamArgs) -> Result<(Pipelin
 
 #[cfg(not(feature = "zenoh"))]
 fn add_zenoh(builder: PipelineBuilder, args: &StreamArgs) -> Result<(PipelineBuilder, Publish)> {
-    if args.publish_events.is_some() || args.source.iter().any(|s| matches!(s, SourceSpec::Zenoh(_))) {
+    if args.publish_events.is_some()
+        || args.source.iter().any(|s| matches!(s, SourceSpec::Zenoh(_)))
+    {
         anyhow::bail!("skelseg was built without the `zenoh` feature");
     }
     Ok((builder, Box::new(|_: &SegmentEvent| {})))

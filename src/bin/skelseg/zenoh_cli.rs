@@ -75,7 +75,9 @@ mod on {
             .iter()
             .map(|k| skelseg::cluster::split_frames_keyexpr(k).map(|(p, _)| p))
             .collect::<Option<_>>()
-            .context("a zenoh: source must look like PREFIX/frames/..., e.g. zenoh:skelseg/frames/**")?;
+            .context(
+                "a zenoh: source must look like PREFIX/frames/..., e.g. zenoh:skelseg/frames/**",
+            )?;
         let prefix = prefixes.first().copied().unwrap_or(skelseg::cluster::DEFAULT_PREFIX);
         if prefixes.iter().any(|p| *p != prefix) {
             bail!("every zenoh: source of one worker must share its prefix, found {prefixes:?}");
@@ -86,7 +88,10 @@ mod on {
         let cfg = ZenohSourceConfig { net: net.clone(), ..ZenohSourceConfig::default() };
         let sources = keyexprs
             .iter()
-            .map(|k| ZenohSource::open(&worker, k, cfg.clone()).with_context(|| format!("opening zenoh:{k}")))
+            .map(|k| {
+                ZenohSource::open(&worker, k, cfg.clone())
+                    .with_context(|| format!("opening zenoh:{k}"))
+            })
             .collect::<Result<Vec<_>>>()?;
         tracing::info!(worker = worker.id(), workers = ?worker.members(), "joined as a Zenoh worker");
         Ok(ZenohWorker { sources, sink })
@@ -94,4 +99,4 @@ mod on {
 }
 
 #[cfg(feature = "zenoh")]
-pub use on::{ZenohWorker, open_worker};
+pub use on::open_worker;
