@@ -29,7 +29,7 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/release/skelseg
 
-.PHONY: setup build demo test lint fmt bench clean-cache viewer-picture
+.PHONY: setup build demo test test-zenoh lint fmt bench clean-cache viewer-picture
 
 ## setup: torch venv (reused from the cache when present) and the .libtorch link for IDE builds
 setup: $(TORCH_STAMP)
@@ -43,8 +43,10 @@ $(TORCH_STAMP):
 	@ln -sfn "$$("$(VENV)/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" "$(CACHE)/libtorch"
 	@touch "$@"
 
+## FEATURES: extra cargo features for build/test-zenoh, e.g. `make build FEATURES=zenoh`
+FEATURES ?=
 build: setup
-	$(CARGO) build --release --locked --bins --examples
+	$(CARGO) build --release --locked --bins --examples $(if $(FEATURES),--features $(FEATURES))
 
 ## demo: the main job on the embedded default (bundled model, bundled sequence)
 demo: build
@@ -86,6 +88,11 @@ endif
 ifneq ($(CUDA_TESTS),1)
 	@echo "make test: $(call count_ignored,a CUDA GPU) CUDA test(s) left out: no GPU listed by nvidia-smi (CUDA_TESTS=1 runs them)"
 endif
+
+## test-zenoh: the Zenoh scale-out tests (feature `zenoh`, off by default: it rebuilds most
+## dependencies with other features, so it is not part of `make test` yet)
+test-zenoh: setup
+	$(CARGO) test --release --locked --features zenoh --test zenoh --no-fail-fast
 
 lint: setup
 	$(CARGO) fmt --all -- --check

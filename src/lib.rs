@@ -7,6 +7,8 @@
 //! fly, runs the InterAct model (DSMI spatial module per frame, MFAI temporal module over a
 //! sliding window) and emits stable action segments.
 
+#[cfg(feature = "zenoh")]
+pub mod cluster;
 pub mod error;
 pub mod frame;
 pub mod io;

@@ -24,6 +24,8 @@ pub mod replay;
 pub mod send;
 pub mod sim;
 pub mod spec;
+#[cfg(feature = "zenoh")]
+pub mod zenoh;
 
 use std::fmt;
 use std::sync::Arc;

@@ -8,6 +8,7 @@
 //! | `udp:127.0.0.1:7001` or `udp:7001` | NDJSON over UDP |
 //! | `osc`, `osc:12345`, `osc:0.0.0.0:12345` | KinectV2-OSC over UDP |
 //! | `sim` | built-in simulator |
+//! | `zenoh:skelseg/frames/**` | `skeleton-ndjson/1` samples over Zenoh ([`crate::cluster`]) |
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -33,6 +34,9 @@ pub enum SourceSpec {
     Osc(SocketAddr),
     /// The built-in simulator.
     Sim,
+    /// `skeleton-ndjson/1` samples on a Zenoh key expression (`skelseg/frames/**`); needs the
+    /// `zenoh` feature to open.
+    Zenoh(String),
 }
 
 /// How to open a source.
@@ -50,7 +54,7 @@ impl Default for OpenOptions {
     }
 }
 
-const EXPECTED: &str = "expected file:PATH, tcp-listen:[IP:]PORT, tcp:HOST:PORT, udp:[IP:]PORT, osc[:[IP:]PORT] or sim";
+const EXPECTED: &str = "expected file:PATH, tcp-listen:[IP:]PORT, tcp:HOST:PORT, udp:[IP:]PORT, osc[:[IP:]PORT], sim or zenoh:KEYEXPR";
 
 fn spec_error(spec: &str, message: impl fmt::Display) -> Error {
     Error::invalid("source spec", format!("`{spec}`: {message}"))
@@ -92,7 +96,10 @@ impl FromStr for SourceSpec {
                 )),
             },
             ("sim", None) => Ok(SourceSpec::Sim),
-            ("file" | "tcp-listen" | "udp" | "tcp", _) => {
+            ("zenoh", Some(keyexpr)) if !keyexpr.is_empty() => {
+                Ok(SourceSpec::Zenoh(keyexpr.to_owned()))
+            }
+            ("file" | "tcp-listen" | "udp" | "tcp" | "zenoh", _) => {
                 Err(spec_error(spec, format!("missing the part after `{kind}:`; {EXPECTED}")))
             }
             _ => Err(spec_error(spec, format!("unknown source kind `{kind}`; {EXPECTED}"))),
@@ -109,6 +116,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Udp(addr) => write!(f, "udp:{addr}"),
             SourceSpec::Osc(addr) => write!(f, "osc:{addr}"),
             SourceSpec::Sim => f.write_str("sim"),
+            SourceSpec::Zenoh(keyexpr) => write!(f, "zenoh:{keyexpr}"),
         }
     }
 }
@@ -133,6 +141,7 @@ impl SourceSpec {
             SourceSpec::Udp(addr) => Box::new(NetSource::udp(*addr, &options.net)?),
             SourceSpec::Osc(addr) => Box::new(NetSource::osc(*addr, &options.net)?),
             SourceSpec::Sim => Box::new(super::sim::SimSource::new(0, options.pacing)),
+            SourceSpec::Zenoh(keyexpr) => open_zenoh(keyexpr, options)?,
         })
     }
 }
@@ -142,6 +151,30 @@ fn resolve(target: &str) -> Result<SocketAddr> {
     addrs.next().ok_or_else(|| {
         Error::invalid("source spec", format!("`tcp:{target}`: the host resolves to no address"))
     })
+}
+
+/// A Zenoh source on a default session (loopback, no multicast scouting) as a worker with the
+/// session's id; [`crate::source::zenoh::ZenohSource::open`] takes a configured worker.
+#[cfg(feature = "zenoh")]
+fn open_zenoh(keyexpr: &str, options: &OpenOptions) -> Result<Box<dyn FrameSource>> {
+    let Some((prefix, _)) = crate::cluster::split_frames_keyexpr(keyexpr) else {
+        return Err(spec_error(
+            &format!("zenoh:{keyexpr}"),
+            "expected a key expression PREFIX/frames/..., e.g. skelseg/frames/**",
+        ));
+    };
+    let session = crate::cluster::ZenohConfig::default().open()?;
+    let worker = crate::cluster::Worker::join(session, prefix, None)?;
+    let cfg = super::zenoh::ZenohSourceConfig {
+        net: options.net.clone(),
+        ..super::zenoh::ZenohSourceConfig::default()
+    };
+    Ok(Box::new(super::zenoh::ZenohSource::open(&worker, keyexpr, cfg)?))
+}
+
+#[cfg(not(feature = "zenoh"))]
+fn open_zenoh(keyexpr: &str, _options: &OpenOptions) -> Result<Box<dyn FrameSource>> {
+    Err(spec_error(&format!("zenoh:{keyexpr}"), "skelseg was built without the `zenoh` feature"))
 }
 
 /// Reads any recording `crate::io::read_recording` knows and replays it.
@@ -176,12 +209,14 @@ mod tests {
         assert_eq!(parse("osc"), SourceSpec::Osc(lo(12345)));
         assert_eq!(parse("osc:9000"), SourceSpec::Osc(lo(9000)));
         assert_eq!(parse("sim"), SourceSpec::Sim);
+        assert_eq!(parse("zenoh:skelseg/frames/**"), SourceSpec::Zenoh("skelseg/frames/**".into()));
         for spec in [
             "tcp-listen:127.0.0.1:7000",
             "tcp:host:1",
             "udp:127.0.0.1:7001",
             "osc:127.0.0.1:12345",
             "sim",
+            "zenoh:skelseg/frames/**",
         ] {
             assert_eq!(parse(spec).to_string(), spec);
         }
@@ -196,6 +231,7 @@ mod tests {
             ("tcp:host:99999", "expected HOST:PORT"),
             ("file:", "missing the part after `file:`"),
             ("udp", "missing the part after `udp:`"),
+            ("zenoh:", "missing the part after `zenoh:`"),
         ] {
             let err = spec.parse::<SourceSpec>().unwrap_err().to_string();
             assert!(err.contains(&format!("`{spec}`")) && err.contains(needle), "{spec}: {err}");

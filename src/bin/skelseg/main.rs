@@ -7,6 +7,7 @@ mod data;
 mod model;
 mod record;
 mod stream;
+mod zenoh_cli;
 
 use std::process::ExitCode;
 
@@ -51,7 +52,7 @@ enum Command {
     Calibrate(model::CalibrateArgs),
     /// Segment a live or replayed stream and print events as they are committed.
     Stream(stream::StreamArgs),
-    /// Replay a recording as a live skeleton-ndjson/1 stream over TCP or UDP.
+    /// Replay a recording as a live skeleton-ndjson/1 stream over TCP, UDP or Zenoh.
     Send(stream::SendArgs),
     /// Measure the cost of the streaming path (DSMI, MFAI, replay speed, latency, streams).
     Bench(bench::BenchArgs),

@@ -91,7 +91,8 @@ pub struct StreamArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Where frames come from: `file:PATH`, `tcp-listen:127.0.0.1:7000`, `tcp:HOST:PORT`,
-    /// `udp:127.0.0.1:7001`, `osc:127.0.0.1:12345`, `sim` (repeatable).
+    /// `udp:127.0.0.1:7001`, `osc:127.0.0.1:12345`, `sim`, `zenoh:skelseg/frames/**`
+    /// (repeatable).
     #[arg(long, required = true)]
     source: Vec<SourceSpec>,
     /// Replay speed of `file:` sources (1 = real time; 0 = as fast as possible).
@@ -111,6 +112,11 @@ pub struct StreamArgs {
     /// Print events as NDJSON (one object per line, with a `type` field).
     #[arg(long)]
     json: bool,
+    /// Also publish every event (`zenoh`: at `{prefix}/events/{stream}`, needs a zenoh: source).
+    #[arg(long, value_enum)]
+    publish_events: Option<crate::zenoh_cli::PublishEvents>,
+    #[command(flatten)]
+    zenoh: crate::zenoh_cli::ZenohArgs,
 }
 
 pub fn stream(args: StreamArgs) -> Result<ExitCode> {
@@ -142,12 +148,17 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
         builder = builder.workers(n.into());
     }
     for spec in &args.source {
+        if matches!(spec, SourceSpec::Zenoh(_)) {
+            continue; // opened by `add_zenoh`, which needs the session settings
+        }
         let source = spec.open(pacing).with_context(|| format!("opening source {spec}"))?;
         builder =
             builder.boxed_source(Box::new(skelseg::resample::RateAdapter::new(source, model_fps)));
     }
+    let (builder, mut publish) = add_zenoh(builder, &args, model_fps)?;
     let json = args.json;
     let builder = builder.on_event(move |event: &SegmentEvent| {
+        publish(event);
         let mut out = std::io::stdout().lock();
         let written = if json {
             serde_json::to_writer(&mut out, event)
@@ -191,14 +202,70 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `--publish-events` does with each event.
+type Publish = Box<dyn FnMut(&SegmentEvent) + Send>;
+
+/// Opens the `zenoh:` sources as one worker, with its event sink when `--publish-events zenoh`.
+#[cfg(feature = "zenoh")]
+fn add_zenoh(
+    mut builder: PipelineBuilder,
+    args: &StreamArgs,
+    model_fps: f64,
+) -> Result<(PipelineBuilder, Publish)> {
+    let keyexprs: Vec<String> = args
+        .source
+        .iter()
+        .filter_map(|s| match s {
+            SourceSpec::Zenoh(k) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
+    let publish = args.publish_events.is_some();
+    if keyexprs.is_empty() {
+        if publish {
+            anyhow::bail!("--publish-events zenoh needs a zenoh: source (it names the prefix)");
+        }
+        return Ok((builder, Box::new(|_: &SegmentEvent| {})));
+    }
+    let worker = crate::zenoh_cli::open_worker(
+        &args.zenoh,
+        &keyexprs,
+        publish,
+        &source::NetConfig::DEFAULT,
+    )?;
+    for s in worker.sources {
+        builder = builder.source(skelseg::resample::RateAdapter::new(s, model_fps));
+    }
+    let publish: Publish = match worker.sink {
+        Some(sink) => Box::new(sink.into_callback()),
+        None => Box::new(|_: &SegmentEvent| {}),
+    };
+    Ok((builder, publish))
+}
+
+#[cfg(not(feature = "zenoh"))]
+fn add_zenoh(
+    builder: PipelineBuilder,
+    args: &StreamArgs,
+    _model_fps: f64,
+) -> Result<(PipelineBuilder, Publish)> {
+    if args.publish_events.is_some()
+        || args.source.iter().any(|s| matches!(s, SourceSpec::Zenoh(_)))
+    {
+        anyhow::bail!("skelseg was built without the `zenoh` feature");
+    }
+    Ok((builder, Box::new(|_: &SegmentEvent| {})))
+}
+
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Recording to send (PKU-MMD, NTU, UTKinect, NDJSON).
     #[arg(long)]
     file: PathBuf,
-    /// Receiver address.
+    /// Receiver: `HOST:PORT` (with `--proto`), or `zenoh:KEY` to publish on a Zenoh key
+    /// (`zenoh:skelseg/frames/bed3`).
     #[arg(long)]
-    to: SocketAddr,
+    to: String,
     /// Transport.
     #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
     proto: ProtoArg,
@@ -208,6 +275,8 @@ pub struct SendArgs {
     /// Print one JSON object with the counts.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    zenoh: crate::zenoh_cli::ZenohArgs,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -220,12 +289,19 @@ pub enum ProtoArg {
 
 pub fn send(args: SendArgs) -> Result<ExitCode> {
     let rec = skelseg::io::read_recording(&args.file)?;
+    if let Some(key) = args.to.strip_prefix("zenoh:") {
+        return send_zenoh(&args, key, &rec);
+    }
+    let to: SocketAddr = args
+        .to
+        .parse()
+        .with_context(|| format!("--to {}: expected IP:PORT or zenoh:KEY", args.to))?;
     let proto = match args.proto {
         ProtoArg::Tcp => source::Proto::Tcp,
         ProtoArg::Udp => source::Proto::Udp,
     };
     let fps = (args.fps > 0.0).then_some(args.fps);
-    let stats = source::send_recording(&rec, args.to, proto, fps)?;
+    let stats = source::send_recording(&rec, to, proto, fps)?;
     if args.json {
         print_json(&stats)?;
     } else {
@@ -238,4 +314,26 @@ pub fn send(args: SendArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "zenoh")]
+fn send_zenoh(args: &SendArgs, key: &str, rec: &skelseg::io::Recording) -> Result<ExitCode> {
+    skelseg::cluster::check_chunk("zenoh key", key)?;
+    let session = args.zenoh.session()?;
+    let options = skelseg::cluster::ZenohSendOptions {
+        fps: (args.fps > 0.0).then_some(args.fps),
+        ..skelseg::cluster::ZenohSendOptions::default()
+    };
+    let stats = skelseg::cluster::send_recording(&session, key, rec, &options)?;
+    if args.json {
+        print_json(&stats)?;
+    } else {
+        println!("published {} frames of {} on zenoh:{key}", stats.frames, args.file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "zenoh"))]
+fn send_zenoh(_args: &SendArgs, key: &str, _rec: &skelseg::io::Recording) -> Result<ExitCode> {
+    anyhow::bail!("--to zenoh:{key}: skelseg was built without the `zenoh` feature")
 }

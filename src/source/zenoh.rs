@@ -1,0 +1,327 @@
+//! [`ZenohSource`]: `skeleton-ndjson/1` objects from `{prefix}/frames/{stream}` keys, for the
+//! streams this [`Worker`] owns (see [`crate::cluster`] for the contract and the handover rule).
+//!
+//! Every sample goes through the stream's own [`Decoder`] on Zenoh's callback thread (bad
+//! payloads are counted and logged like a bad TCP line); the frames of owned streams go to the
+//! lossy ingress queue, those of other workers' streams to a small per-stream ring that warms
+//! the window when the stream moves here. A `delete` on the key, or the idle timeout, ends the
+//! stream. Streams are `zenoh:NAME`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use zenoh::Wait;
+use zenoh::sample::{Sample, SampleKind};
+use zenoh_ext::{AdvancedSubscriber, AdvancedSubscriberBuilderExt, HistoryConfig, RecoveryConfig};
+
+use crate::cluster::{DEFAULT_HISTORY_FRAMES, Worker, check_chunk, split_frames_keyexpr};
+use crate::error::{Error, Result};
+use crate::frame::Frame;
+use crate::io::ndjson::{Decoder, Rejected, SkipReason};
+
+use super::ingress::Ingress;
+use super::net::{NetConfig, SkipLog};
+use super::{EndReason, FrameSource, SourcePoll, SourceStats, StreamId};
+
+/// Settings of a [`ZenohSource`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZenohSourceConfig {
+    /// Payload size limit, ingress queue, idle timeout (as for TCP).
+    pub net: NetConfig,
+    /// Frames kept per stream owned elsewhere, to warm the window on a takeover (window +
+    /// lookahead is enough).
+    pub history_frames: usize,
+    /// How long to let the publishers' history arrive before declaring the worker's token.
+    pub settle: Duration,
+}
+
+impl Default for ZenohSourceConfig {
+    fn default() -> Self {
+        ZenohSourceConfig {
+            net: NetConfig::DEFAULT,
+            history_frames: DEFAULT_HISTORY_FRAMES,
+            settle: Duration::from_millis(300),
+        }
+    }
+}
+
+/// One stream as this worker sees it.
+struct Slot {
+    id: StreamId,
+    decoder: Decoder,
+    log: SkipLog,
+    /// Whether this worker owns it (its frames go to the pipeline).
+    owned: bool,
+    /// Recent frames while owned elsewhere.
+    recent: VecDeque<Frame>,
+    last_seen: Instant,
+}
+
+struct Shared {
+    ingress: Arc<Ingress>,
+    worker: Arc<Worker>,
+    base: String,
+    cfg: ZenohSourceConfig,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+/// Frames from Zenoh for the streams a [`Worker`] owns. Dropping it makes the worker leave
+/// (its streams move to the other workers) and ends its open streams.
+#[must_use = "the source stops when dropped"]
+pub struct ZenohSource {
+    shared: Arc<Shared>,
+    subscriber: Option<AdvancedSubscriber<()>>,
+    stop: Arc<AtomicBool>,
+    idle_thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ZenohSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZenohSource").field("worker", &self.shared.worker).finish()
+    }
+}
+
+impl ZenohSource {
+    /// Subscribes to `keyexpr` (`{prefix}/frames/**`, or a narrower expression under it; the
+    /// prefix must be the worker's), fetching the publishers' recent history, waits
+    /// `cfg.settle` for it, then activates the worker.
+    pub fn open(worker: &Arc<Worker>, keyexpr: &str, cfg: ZenohSourceConfig) -> Result<Self> {
+        let Some((prefix, _)) = split_frames_keyexpr(keyexpr) else {
+            return Err(Error::invalid(
+                "source spec",
+                format!(
+                    "`zenoh:{keyexpr}`: expected a key expression PREFIX/frames/..., e.g. skelseg/frames/**"
+                ),
+            ));
+        };
+        if prefix != worker.prefix() {
+            return Err(Error::invalid(
+                "source spec",
+                format!(
+                    "`zenoh:{keyexpr}`: the prefix {prefix:?} differs from the worker's {:?}",
+                    worker.prefix()
+                ),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            ingress: Arc::new(Ingress::new(cfg.net.queue_frames)),
+            worker: worker.clone(),
+            base: format!("{prefix}/frames/"),
+            cfg: cfg.clone(),
+            slots: Mutex::new(HashMap::new()),
+        });
+        let subscriber = {
+            let shared = shared.clone();
+            worker
+                .session()
+                .declare_subscriber(keyexpr.to_owned())
+                .history(
+                    HistoryConfig::default()
+                        .detect_late_publishers()
+                        .max_samples(cfg.history_frames.max(1)),
+                )
+                .recovery(RecoveryConfig::default().heartbeat())
+                .callback(move |sample| shared.on_sample(&sample))
+                .wait()
+                .map_err(|e| Error::invalid("zenoh", format!("subscribing to {keyexpr}: {e}")))?
+        };
+        tracing::info!(keyexpr, worker = worker.id(), "subscribed to skeleton frames over Zenoh");
+        std::thread::sleep(cfg.settle);
+        worker.activate()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let idle_thread = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("skelseg::source::zenoh-idle".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                        shared.end_idle();
+                    }
+                })
+                .map_err(|source| Error::SpawnThread {
+                    name: "skelseg::source::zenoh-idle".into(),
+                    source,
+                })?
+        };
+        Ok(ZenohSource {
+            shared,
+            subscriber: Some(subscriber),
+            stop,
+            idle_thread: Some(idle_thread),
+        })
+    }
+
+    /// The worker behind this source.
+    pub fn worker(&self) -> &Arc<Worker> {
+        &self.shared.worker
+    }
+}
+
+impl Shared {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn on_sample(&self, sample: &Sample) {
+        let key = sample.key_expr().as_str();
+        let Some(name) = key.strip_prefix(&self.base).filter(|n| check_chunk("stream", n).is_ok())
+        else {
+            self.ingress.counters.skip(SkipReason::Malformed);
+            tracing::warn!(key, "skipped: a sample outside {}<stream>", self.base);
+            return;
+        };
+        let mut slots = self.slots();
+        if sample.kind() == SampleKind::Delete {
+            if let Some(slot) = slots.remove(name)
+                && slot.owned
+            {
+                // A new stream on the same key starts from scratch: no takeover bounds.
+                self.worker.took_over(name, None);
+                self.ingress.push_ended(slot.id, EndReason::Closed);
+            }
+            return;
+        }
+        let slot = slots.entry(name.to_owned()).or_insert_with(|| {
+            let id = StreamId::new(format!("zenoh:{name}"));
+            tracing::info!(stream = %id, "new stream over Zenoh");
+            self.ingress.counters.connection();
+            Slot {
+                decoder: Decoder::new(id.to_string())
+                    .with_max_line_bytes(self.cfg.net.max_line_bytes),
+                id,
+                log: SkipLog::default(),
+                owned: false,
+                recent: VecDeque::new(),
+                last_seen: Instant::now(),
+            }
+        });
+        slot.last_seen = Instant::now();
+        let payload = sample.payload().to_bytes();
+        let frame = match slot.decoder.decode_checked(&payload) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(rejected) => match self.retry_as_new_header(slot, &payload, rejected) {
+                Ok(()) => return,
+                Err(rejected) => {
+                    slot.log.skip(&self.ingress, &slot.id, &rejected);
+                    return;
+                }
+            },
+        };
+        self.route(name, slot, frame);
+    }
+
+    /// A header that differs from the one in force applies from now on (the contract), which
+    /// the stream decoder refuses after frames: start a fresh decoder with it.
+    fn retry_as_new_header(
+        &self,
+        slot: &mut Slot,
+        payload: &[u8],
+        rejected: Rejected,
+    ) -> Result<(), Rejected> {
+        #[derive(serde::Deserialize)]
+        struct Kind<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<&'a str>,
+        }
+        let is_header =
+            serde_json::from_slice::<Kind>(payload).is_ok_and(|k| k.kind == Some("header"));
+        if !is_header || slot.decoder.lines() <= 1 {
+            return Err(rejected);
+        }
+        let mut fresh =
+            Decoder::new(slot.id.to_string()).with_max_line_bytes(self.cfg.net.max_line_bytes);
+        match fresh.decode_checked(payload) {
+            Ok(_) => {
+                tracing::info!(stream = %slot.id, "a new header applies from here on");
+                slot.decoder = fresh;
+                Ok(())
+            }
+            Err(_) => Err(rejected),
+        }
+    }
+
+    /// Sends a frame to the pipeline or to the warm-up ring, moving the stream when ownership
+    /// changed since its last frame.
+    fn route(&self, name: &str, slot: &mut Slot, frame: Frame) {
+        let owns = self.worker.owns(name);
+        match (slot.owned, owns) {
+            (false, true) => {
+                let warm = std::mem::take(&mut slot.recent);
+                let takeover = warm.back().map(|f| f.index);
+                self.worker.took_over(name, takeover);
+                if let Some(at) = takeover {
+                    tracing::info!(stream = %slot.id, warm_frames = warm.len(), at_frame = at, "took the stream over");
+                }
+                for f in warm {
+                    self.ingress.push_frame(&slot.id, f);
+                }
+                slot.owned = true;
+            }
+            (true, false) => {
+                tracing::info!(stream = %slot.id, to = ?self.worker.owner_of(name), "handed the stream over");
+                self.worker.handed_over(name);
+                self.ingress.push_ended(slot.id.clone(), EndReason::Shutdown);
+                slot.owned = false;
+            }
+            _ => {}
+        }
+        if slot.owned {
+            self.ingress.push_frame(&slot.id, frame);
+        } else {
+            if slot.recent.len() >= self.cfg.history_frames {
+                slot.recent.pop_front();
+            }
+            slot.recent.push_back(frame);
+        }
+    }
+
+    fn end_idle(&self) {
+        let timeout = self.cfg.net.idle_timeout;
+        let now = Instant::now();
+        self.slots().retain(|name, slot| {
+            let alive = now.duration_since(slot.last_seen) < timeout;
+            if !alive && slot.owned {
+                self.worker.took_over(name, None);
+                self.ingress.push_ended(slot.id.clone(), EndReason::Idle);
+            }
+            alive
+        });
+    }
+}
+
+impl FrameSource for ZenohSource {
+    fn next_event(&mut self, timeout: Duration) -> SourcePoll {
+        self.shared.ingress.next(timeout)
+    }
+
+    fn stats(&self) -> SourceStats {
+        self.shared.ingress.counters.snapshot()
+    }
+}
+
+impl Drop for ZenohSource {
+    fn drop(&mut self) {
+        // Leave first, so the others take over while this one winds down.
+        self.shared.worker.leave();
+        if let Some(subscriber) = self.subscriber.take()
+            && let Err(e) = subscriber.undeclare().wait()
+        {
+            tracing::warn!("undeclaring the frames subscriber: {e}");
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.idle_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the Zenoh idle thread panicked");
+        }
+        for slot in self.shared.slots().values().filter(|s| s.owned) {
+            self.shared.ingress.push_ended(slot.id.clone(), EndReason::Shutdown);
+        }
+        self.shared.ingress.close();
+    }
+}
