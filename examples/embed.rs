@@ -4,7 +4,7 @@
 
 use skelseg::stream::{SegmentEvent, StreamSegmenter};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> skelseg::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let file = std::env::args()
         .nth(1)
