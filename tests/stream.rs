@@ -7,16 +7,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use skelseg::io::{self, Recording};
-use skelseg::model::checkpoint::{self, LoadedModel};
+use skelseg::model::Model;
 use skelseg::source::{self, NetConfig, NetSource, Pacing, ReplaySource};
-use skelseg::stream::{
-    Engine, EngineConfig, PipelineBuilder, SegmentEvent, StreamConfig, StreamSegmenter, StreamState,
-};
-use tch::Device;
+use skelseg::stream::{PipelineBuilder, SegmentEvent, StreamConfig, StreamSegmenter};
+use skelseg::Device;
 
 /// The bundled model, read once per test binary from a private copy (so two loads in one test
 /// always see the same weights).
-fn model() -> LoadedModel {
+fn model() -> Model {
     static COPY: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
         std::sync::OnceLock::new();
     let (_, path) = COPY.get_or_init(|| {
@@ -28,7 +26,7 @@ fn model() -> LoadedModel {
             .expect("copying the bundled config");
         (dir, dst)
     });
-    checkpoint::load(path, Device::Cpu).expect("the bundled model loads")
+    Model::load(path, Device::Cpu).expect("the bundled model loads")
 }
 
 fn bundled() -> Recording {
@@ -73,59 +71,6 @@ fn the_synchronous_segmenter_tiles_the_recording_and_flushes_at_the_end() {
 }
 
 #[test]
-fn batching_streams_gives_the_same_probabilities_as_one_stream_at_a_time() {
-    let rec = bundled();
-    let frames = &rec.frames[..200];
-    let loaded = model();
-    let cfg = EngineConfig {
-        window_frames: 64,
-        hop_frames: 4,
-        lookahead_frames: 8,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
-    let _guard = tch::no_grad_guard();
-    // Stream b lags a by 37 frames, so their windows differ in content and fill level.
-    let (mut alone, mut a, mut b) =
-        (StreamState::new(&cfg), StreamState::new(&cfg), StreamState::new(&cfg));
-    let mut reference = Vec::new();
-    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
-    for (i, f) in frames.iter().enumerate() {
-        reference.extend(engine.push(&mut [(&mut alone, f)]).unwrap().remove(0));
-        if i >= 37 {
-            let mut out = engine.push(&mut [(&mut a, f), (&mut b, &frames[i - 37])]).unwrap();
-            got_b.extend(out.remove(1));
-            got_a.extend(out.remove(0));
-        } else {
-            got_a.extend(engine.push(&mut [(&mut a, f)]).unwrap().remove(0));
-        }
-    }
-    assert!(!reference.is_empty());
-    assert_eq!(got_a.len(), reference.len());
-    for (x, y) in got_a.iter().zip(&reference).chain(got_b.iter().zip(&reference)) {
-        assert_eq!(x.index, y.index);
-        for (p, q) in x.probs.iter().zip(&y.probs) {
-            assert!((p - q).abs() < 1e-4, "frame {}: {p} vs {q}", x.index);
-        }
-    }
-}
-
-#[test]
-fn a_burst_skips_windows_but_never_frames() {
-    let rec = bundled();
-    let loaded = model();
-    let cfg = EngineConfig::default();
-    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
-    let mut state = StreamState::new(&cfg);
-    let burst = &rec.frames[..300]; // more than a window at once
-    let mut finals = engine.push_many(&mut state, burst).unwrap();
-    finals.extend(engine.flush(&mut state).unwrap());
-    let indices: Vec<u64> = finals.iter().map(|f| f.index).collect();
-    assert_eq!(indices, (0..300).collect::<Vec<u64>>());
-    assert!(state.counters().skipped_windows > 0, "{:?}", state.counters());
-}
-
-#[test]
 fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
     // The file is the NDJSON form of the bundled sequence, so that both paths see exactly the
     // same numbers (the wire carries 5 decimals: 10 µm).
@@ -149,7 +94,7 @@ fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
     // A live source may skip windows when it falls behind; sent as fast as possible it would,
     // so this comparison turns catching up off: every window runs on both paths.
     let loaded = model();
-    let mut live_cfg = StreamConfig::from_checkpoint(&loaded.meta);
+    let mut live_cfg = StreamConfig::from_checkpoint(loaded.meta());
     live_cfg.engine.catch_up = false;
     let live = PipelineBuilder::new(loaded).config(live_cfg).source(listener).start().unwrap();
     let sent = source::send_recording(&rec, addr, source::Proto::Tcp, None).unwrap();
@@ -286,7 +231,7 @@ fn the_cli_the_synchronous_segmenter_and_the_pipeline_agree() {
         let cli = cli_segments(&model_path, &path);
         assert!(cli.len() >= 3, "{model}: {cli:?}");
 
-        let loaded = || checkpoint::load(&model_path, Device::Cpu).expect("the model loads");
+        let loaded = || Model::load(&model_path, Device::Cpu).expect("the model loads");
         let mut seg = StreamSegmenter::new(loaded(), "t").unwrap();
         let mut events = Vec::new();
         for f in &rec.frames {

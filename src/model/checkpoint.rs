@@ -31,6 +31,10 @@ pub struct CheckpointMeta {
     pub classes: Vec<String>,
     /// Joint layout the model was trained on (e.g. `kinect_v2`).
     pub layout: String,
+    /// Frames per second of the training recordings (absent in checkpoints written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_rate_hz: Option<f64>,
     /// Training data summary (free-form: sequences, frames, splits, class counts …).
     #[serde(default)]
     pub data: serde_json::Value,
@@ -50,6 +54,7 @@ impl CheckpointMeta {
             model,
             classes,
             layout: layout.into(),
+            frame_rate_hz: None,
             data: serde_json::Value::Null,
             command: String::new(),
             skelseg_version: env!("CARGO_PKG_VERSION").into(),
@@ -67,7 +72,8 @@ impl CheckpointMeta {
     }
 }
 
-/// A loaded checkpoint: the VarStore owning the weights, the model built on it, the metadata.
+/// A loaded checkpoint in parts: the VarStore owning the weights, the model built on it, the
+/// metadata. Apps use the owning [`super::Model`] instead (`Model::from(loaded)` converts).
 #[derive(Debug)]
 pub struct LoadedModel {
     /// Holds the variables (keep it alive as long as the model).

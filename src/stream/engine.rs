@@ -202,11 +202,6 @@ impl Engine {
         &self.cfg
     }
 
-    /// The model.
-    pub fn model(&self) -> &InterAct {
-        &self.model
-    }
-
     /// Feeds one frame to each of the given streams (DSMI batched over them), then runs MFAI for
     /// the streams that are due and returns the frames they finalise, per input position.
     pub fn push(&self, batch: &mut [(&mut StreamState, &Frame)]) -> Result<Vec<Vec<FinalFrame>>> {
@@ -372,5 +367,76 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+// The engine is crate plumbing; these tests use it directly, the integration tests
+// (tests/stream.rs) go through `StreamSegmenter` and `Pipeline`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::checkpoint::{self, LoadedModel};
+
+    fn bundled_model() -> LoadedModel {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models/synth.safetensors");
+        checkpoint::load(path.as_ref(), Device::Cpu).expect("the bundled model loads")
+    }
+
+    fn bundled_recording() -> crate::io::Recording {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/synth/skeleton/synth_0000.txt");
+        crate::io::read_recording(path).expect("the bundled sequence reads")
+    }
+
+    #[test]
+    fn batching_streams_gives_the_same_probabilities_as_one_stream_at_a_time() {
+        let rec = bundled_recording();
+        let frames = &rec.frames[..200];
+        let loaded = bundled_model();
+        let cfg = EngineConfig {
+            window_frames: 64,
+            hop_frames: 4,
+            lookahead_frames: 8,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).expect("engine");
+        let _guard = tch::no_grad_guard();
+        // Stream b lags a by 37 frames, so their windows differ in content and fill level.
+        let (mut alone, mut a, mut b) =
+            (StreamState::new(&cfg), StreamState::new(&cfg), StreamState::new(&cfg));
+        let mut reference = Vec::new();
+        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+        for (i, f) in frames.iter().enumerate() {
+            reference.extend(engine.push(&mut [(&mut alone, f)]).unwrap().remove(0));
+            if i >= 37 {
+                let mut out = engine.push(&mut [(&mut a, f), (&mut b, &frames[i - 37])]).unwrap();
+                got_b.extend(out.remove(1));
+                got_a.extend(out.remove(0));
+            } else {
+                got_a.extend(engine.push(&mut [(&mut a, f)]).unwrap().remove(0));
+            }
+        }
+        assert!(!reference.is_empty());
+        assert_eq!(got_a.len(), reference.len());
+        for (x, y) in got_a.iter().zip(&reference).chain(got_b.iter().zip(&reference)) {
+            assert_eq!(x.index, y.index);
+            for (p, q) in x.probs.iter().zip(&y.probs) {
+                assert!((p - q).abs() < 1e-4, "frame {}: {p} vs {q}", x.index);
+            }
+        }
+    }
+
+    #[test]
+    fn a_burst_skips_windows_but_never_frames() {
+        let rec = bundled_recording();
+        let loaded = bundled_model();
+        let cfg = EngineConfig::default();
+        let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).expect("engine");
+        let mut state = StreamState::new(&cfg);
+        let burst = &rec.frames[..300]; // more than a window at once
+        let mut finals = engine.push_many(&mut state, burst).unwrap();
+        finals.extend(engine.flush(&mut state).unwrap());
+        let indices: Vec<u64> = finals.iter().map(|f| f.index).collect();
+        assert_eq!(indices, (0..300).collect::<Vec<u64>>());
+        assert!(state.counters().skipped_windows > 0, "{:?}", state.counters());
     }
 }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::io::ClassMap;
+use crate::source::EndReason;
 use crate::stream::segmenter::SegmenterOutput;
 
 /// An event of one stream.
@@ -64,8 +65,8 @@ pub enum SegmentEvent {
         stream: String,
         /// Frames received.
         frames: u64,
-        /// Why it ended.
-        reason: String,
+        /// Why it ended (a string in JSON: `"Closed"`, `"finished"`, … see [`EndReason`]).
+        reason: EndReason,
     },
 }
 

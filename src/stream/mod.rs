@@ -1,18 +1,27 @@
 //! The streaming runtime: per-stream state, the sliding window of cached DSMI features, the
 //! batched inference worker, finalisation and the stable segmenter.
+//!
+//! Two ways in, both built from a [`crate::Model`]:
+//! - [`StreamSegmenter`] (built by [`StreamSegmenter::builder`]): one stream on the caller's
+//!   thread, `push(frame) -> Vec<SegmentEvent>`.
+//! - [`Pipeline`] (built by [`PipelineBuilder`]): sources, inference and segmentation on their
+//!   own threads, events on a channel and/or a callback.
+//!
+//! Both emit [`SegmentEvent`]s and take their settings as a [`StreamConfig`], by default the one
+//! the checkpoint implies ([`StreamConfig::from_checkpoint`]).
 
-pub mod engine;
-pub mod events;
-pub mod filter;
-pub mod pipeline;
-pub mod segmenter;
-pub mod sync;
-pub mod tap;
+pub(crate) mod engine;
+mod events;
+mod filter;
+pub(crate) mod pipeline;
+pub(crate) mod segmenter;
+mod sync;
+mod tap;
 
-pub use engine::{Engine, EngineConfig, StreamCounters, StreamState};
+pub use engine::{EngineConfig, StreamCounters};
 pub use events::SegmentEvent;
 pub use filter::{JointFilter, OneEuroConfig};
-pub use pipeline::{Pipeline, PipelineBuilder, PipelineStats};
-pub use segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
-pub use sync::{StreamConfig, StreamSegmenter};
+pub use pipeline::{EventCallback, Pipeline, PipelineBuilder, PipelineStats};
+pub use segmenter::SegmenterConfig;
+pub use sync::{StreamConfig, StreamSegmenter, StreamSegmenterBuilder};
 pub use tap::VizTap;

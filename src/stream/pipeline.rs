@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::io::ClassMap;
-use crate::model::checkpoint::LoadedModel;
+use crate::model::Model;
 use crate::source::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats};
 use crate::stream::engine::{Engine, StreamState};
 use crate::stream::events::SegmentEvent;
@@ -85,7 +85,7 @@ pub type EventCallback = Box<dyn FnMut(&SegmentEvent) + Send>;
 
 /// Builds a [`Pipeline`].
 pub struct PipelineBuilder {
-    model: LoadedModel,
+    model: Model,
     cfg: StreamConfig,
     sources: Vec<Box<dyn FrameSource>>,
     callback: Option<EventCallback>,
@@ -94,11 +94,13 @@ pub struct PipelineBuilder {
 }
 
 impl PipelineBuilder {
-    /// A pipeline running `model` with the settings its checkpoint implies
+    /// A pipeline running `model` (a [`Model`], or a
+    /// [`crate::model::checkpoint::LoadedModel`]) with the settings its checkpoint implies
     /// ([`StreamConfig::from_checkpoint`]).
-    pub fn new(model: LoadedModel) -> Self {
+    pub fn new(model: impl Into<Model>) -> Self {
+        let model = model.into();
         PipelineBuilder {
-            cfg: StreamConfig::from_checkpoint(&model.meta),
+            cfg: StreamConfig::from_checkpoint(model.meta()),
             model,
             sources: Vec::new(),
             callback: None,
@@ -149,8 +151,9 @@ impl PipelineBuilder {
     /// Starts the threads.
     pub fn start(self) -> Result<Pipeline> {
         let PipelineBuilder { model, cfg, sources, callback, channel, viz } = self;
-        let classes = ClassMap::new(model.meta.classes.clone());
-        let device = model.vs.device();
+        let classes = model.classes().clone();
+        let device = model.device();
+        let (vs, net, _meta) = model.into_parts();
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(PipelineStats {
             sources: vec![SourceStats::default(); sources.len()],
@@ -168,8 +171,7 @@ impl PipelineBuilder {
             })?);
         }
         drop(tx_frames);
-        let engine = Engine::new(model.model, device, cfg.engine.clone())?;
-        let vs = model.vs;
+        let engine = Engine::new(net, device, cfg.engine.clone())?;
         // libtorch's intra-op thread count is per thread (OpenMP): carry the caller's setting
         // over to the worker, or it would run with the library default.
         let threads = tch::get_num_threads();
@@ -297,7 +299,7 @@ struct Arrival {
 
 enum WorkerOut {
     Finals { stream: Arc<str>, frames: Vec<FinalFrame> },
-    Ended { stream: Arc<str>, frames: u64, reason: String },
+    Ended { stream: Arc<str>, frames: u64, reason: EndReason },
 }
 
 /// Moves one source's events into the worker; on shutdown, ends the streams it saw.
@@ -356,7 +358,7 @@ fn infer(
         id: Arc<str>,
         state: StreamState,
         queue: VecDeque<(Frame, Instant)>,
-        ended: Option<String>,
+        ended: Option<EndReason>,
         live: bool,
     }
     let hop = engine.config().hop_frames;
@@ -390,7 +392,7 @@ fn infer(
                     streams[pos].queue.push_back((frame, at));
                 }
                 SourceEvent::Ended { reason, .. } => {
-                    streams[pos].ended = Some(format!("{reason:?}"))
+                    streams[pos].ended = Some(reason)
                 }
             }
         }
@@ -452,7 +454,7 @@ fn infer(
                 let stream = Arc::clone(&s.id);
                 publish_counters(&stats, &s.state, &mut latencies);
                 let received = s.state.counters().frames;
-                let reason = s.ended.take().unwrap_or_default();
+                let reason = s.ended.take().unwrap_or(EndReason::Shutdown);
                 if !frames.is_empty()
                     && tx.send(WorkerOut::Finals { stream: Arc::clone(&stream), frames }).is_err()
                 {
@@ -477,7 +479,7 @@ fn infer(
         if !frames.is_empty() {
             tx.send(WorkerOut::Finals { stream: Arc::clone(&stream), frames }).ok();
         }
-        let reason = s.ended.unwrap_or_else(|| "Shutdown".into());
+        let reason = s.ended.unwrap_or(EndReason::Shutdown);
         tx.send(WorkerOut::Ended { stream, frames: s.state.counters().frames, reason }).ok();
     }
     Ok(())

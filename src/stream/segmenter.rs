@@ -309,11 +309,6 @@ impl Segmenter {
         }
     }
 
-    /// The settings.
-    pub fn config(&self) -> &SegmenterConfig {
-        &self.cfg
-    }
-
     /// Class of the open segment, if any (none before the first commit).
     pub fn current_class(&self) -> Option<usize> {
         self.current.as_ref().map(|r| r.class)

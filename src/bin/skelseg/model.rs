@@ -223,6 +223,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             "mean_segment_frames": mean_segment_frames(&train_recs, dataset.classes.len()),
     });
     meta.command = std::env::args().collect::<Vec<_>>().join(" ");
+    meta.frame_rate_hz = train_recs.first().map(|r| r.fps);
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
