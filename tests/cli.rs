@@ -225,3 +225,34 @@ fn calibrate_fits_a_temperature_and_writes_it_into_the_checkpoint() {
     ]);
     assert_eq!(before["acc"], after["acc"], "a temperature changes no argmax");
 }
+
+/// Issue 12: an installed binary finds its bundled model and sequence without the checkout that
+/// built it. Run from an empty folder, with a fresh cache, `demo` writes the embedded files into
+/// the cache and segments the bundled sequence from there.
+#[test]
+fn demo_runs_from_an_empty_folder_with_the_embedded_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cwd, cache) = (dir.path().join("empty"), dir.path().join("cache"));
+    std::fs::create_dir(&cwd).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skelseg"))
+        .arg("demo")
+        .current_dir(&cwd)
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bundled = cache.join(concat!("skelseg/bundled-", env!("CARGO_PKG_VERSION")));
+    let model = bundled.join("models/synth.safetensors");
+    assert!(stdout.starts_with(&format!("model {}\n", model.display())), "{stdout}");
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(root().join("fixtures/models/synth.safetensors")).unwrap(),
+        "the embedded weights are the bundled ones"
+    );
+    // The bundled sequence has 771 frames and its ground truth is read from beside it.
+    assert!(stdout.contains("(771 frames"), "{stdout}");
+    let scores: Vec<&str> = stdout.lines().last().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(scores[scores.len().saturating_sub(2)..], ["1", "771"], "videos, frames: {stdout}");
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0, "nothing written to the working folder");
+}

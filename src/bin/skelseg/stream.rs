@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use skelseg::model::checkpoint::{self, CheckpointMeta};
+use skelseg::Model;
+use skelseg::model::checkpoint::CheckpointMeta;
 use skelseg::source::{self, SourceSpec};
 use skelseg::stream::{EngineConfig, PipelineBuilder, SegmentEvent, SegmenterConfig, StreamConfig};
 
@@ -111,10 +112,10 @@ pub struct StreamArgs {
 
 pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
-    let model_path = args.model.clone().unwrap_or_else(bundled_model);
-    let loaded = checkpoint::load(&model_path, device)?;
-    let cfg = args.options.config(&loaded.meta)?;
-    let viz = args.viz.start(&skelseg::io::ClassMap::new(loaded.meta.classes.clone()))?;
+    let model_path = args.model.clone().map_or_else(bundled_model, Ok)?;
+    let model = Model::load(&model_path, device)?;
+    let cfg = args.options.config(model.meta())?;
+    let viz = args.viz.start(model.classes())?;
     // Labelled recordings show their ground truth beside the segments.
     for spec in &args.source {
         if let SourceSpec::File(path) = spec {
@@ -130,7 +131,7 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
         source::Pacing::AsFastAsPossible
     };
     let mut builder =
-        PipelineBuilder::new(loaded).config(cfg).event_channel(false).viz(viz.tap.clone());
+        PipelineBuilder::new(model).config(cfg).event_channel(false).viz(viz.tap.clone());
     for spec in &args.source {
         builder = builder
             .boxed_source(spec.open(pacing).with_context(|| format!("opening source {spec}"))?);
