@@ -254,5 +254,9 @@ fn demo_runs_from_an_empty_folder_with_the_embedded_model() {
     assert!(stdout.contains("(771 frames"), "{stdout}");
     let scores: Vec<&str> = stdout.lines().last().unwrap_or_default().split_whitespace().collect();
     assert_eq!(scores[scores.len().saturating_sub(2)..], ["1", "771"], "videos, frames: {stdout}");
-    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0, "nothing written to the working folder");
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "nothing written to the working folder"
+    );
 }

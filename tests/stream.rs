@@ -6,11 +6,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use skelseg::Device;
 use skelseg::io::{self, Recording};
 use skelseg::model::Model;
 use skelseg::source::{self, NetConfig, NetSource, Pacing, ReplaySource};
 use skelseg::stream::{PipelineBuilder, SegmentEvent, StreamConfig, StreamSegmenter};
-use skelseg::Device;
 
 /// The bundled model, read once per test binary from a private copy (so two loads in one test
 /// always see the same weights).

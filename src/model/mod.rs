@@ -25,8 +25,8 @@ mod loss;
 mod mfai;
 mod query;
 
-pub use handle::Model;
 pub use config::{CURRENT_REVISION, InputNorm, ModelConfig, Spatial, Temporal};
+pub use handle::Model;
 pub use loss::{LossParts, loss};
 
 use tch::{Kind, Tensor, nn};

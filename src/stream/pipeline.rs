@@ -391,9 +391,7 @@ fn infer(
                     viz.frame(&streams[pos].id, &frame);
                     streams[pos].queue.push_back((frame, at));
                 }
-                SourceEvent::Ended { reason, .. } => {
-                    streams[pos].ended = Some(reason)
-                }
+                SourceEvent::Ended { reason, .. } => streams[pos].ended = Some(reason),
             }
         }
 

@@ -36,7 +36,11 @@ pub fn bundled_dir() -> Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|d| !d.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
         .unwrap_or_else(std::env::temp_dir);
     let dir = base.join("skelseg").join(concat!("bundled-", env!("CARGO_PKG_VERSION")));
     for (rel, bytes) in BUNDLED {
