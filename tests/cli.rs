@@ -168,6 +168,8 @@ fn eval_and_stream_report_json_on_the_bundled_sequence() {
     let ended: Vec<&Value> = events.iter().filter(|e| e["type"] == "segment_ended").collect();
     assert!(ended.len() >= 3, "{events:?}");
     assert_eq!(events.last().unwrap()["type"], "stream_ended");
+    // The reason is an enum in the library; its JSON is the string it always was.
+    assert_eq!(events.last().unwrap()["reason"], "Closed");
     // Segments tile the recording: contiguous, from frame 0 to its last frame.
     assert_eq!(ended[0]["start_frame"], 0);
     for pair in ended.windows(2) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use skelseg::Device;
 use skelseg::io::{self, Recording};
 use skelseg::model::Model;
-use skelseg::source::{self, NetConfig, NetSource, Pacing, ReplaySource};
+use skelseg::source::{self, EndReason, NetConfig, NetSource, Pacing, ReplaySource};
 use skelseg::stream::{PipelineBuilder, SegmentEvent, StreamConfig, StreamSegmenter};
 
 /// The bundled model, read once per test binary from a private copy (so two loads in one test
@@ -68,6 +68,44 @@ fn the_synchronous_segmenter_tiles_the_recording_and_flushes_at_the_end() {
         matches!(events.last(), Some(SegmentEvent::StreamEnded { frames, .. }) if *frames == rec.frames.len() as u64)
     );
     assert_eq!(seg.counters().finalised, 0, "finish resets the stream");
+}
+
+/// Issue 12: the builder names the stream, starts from the checkpoint's settings unless told
+/// otherwise, and hands every event to `on_event` as well as returning it.
+#[test]
+fn the_builder_names_the_stream_and_calls_on_event_with_every_returned_event() {
+    let rec = bundled();
+    let frames = &rec.frames[..300];
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    let loaded = model();
+    let implied = StreamConfig::from_checkpoint(loaded.meta());
+    let mut seg = StreamSegmenter::builder(loaded)
+        .stream("camera-1")
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(seg.stream(), "camera-1");
+    assert_eq!(seg.engine_config().window_frames, implied.engine.window_frames);
+    let mut returned = Vec::new();
+    for f in frames {
+        returned.extend(seg.push(f).unwrap());
+    }
+    returned.extend(seg.finish().unwrap());
+    assert!(segments(&returned).len() >= 2, "{returned:?}");
+    assert_eq!(*seen.lock().unwrap(), returned);
+    assert!(returned.iter().all(|e| e.stream() == "camera-1"));
+    assert!(matches!(
+        returned.last(),
+        Some(SegmentEvent::StreamEnded { frames: 300, reason: EndReason::Finished, .. })
+    ));
+
+    // `.config()` replaces the checkpoint's settings.
+    let mut cfg = implied.clone();
+    cfg.engine.window_frames = 64;
+    cfg.engine.lookahead_frames = 8;
+    let seg = StreamSegmenter::builder(model()).config(cfg).build().unwrap();
+    assert_eq!((seg.engine_config().window_frames, seg.stream()), (64, "stream"));
 }
 
 #[test]
