@@ -6,15 +6,18 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use skelseg::Device;
 use skelseg::io::{self, Recording};
-use skelseg::model::Model;
-use skelseg::source::{self, EndReason, NetConfig, NetSource, Pacing, ReplaySource};
-use skelseg::stream::{PipelineBuilder, SegmentEvent, StreamConfig, StreamSegmenter};
+use skelseg::model::checkpoint::{self, LoadedModel};
+use skelseg::source::{self, NetConfig, NetSource, Pacing, ReplaySource};
+use skelseg::stream::{
+    Engine, EngineConfig, PipelineBuilder, Schedule, SegmentEvent, StreamConfig, StreamSegmenter,
+    StreamState,
+};
+use tch::Device;
 
 /// The bundled model, read once per test binary from a private copy (so two loads in one test
 /// always see the same weights).
-fn model() -> Model {
+fn model() -> LoadedModel {
     static COPY: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
         std::sync::OnceLock::new();
     let (_, path) = COPY.get_or_init(|| {
@@ -26,7 +29,7 @@ fn model() -> Model {
             .expect("copying the bundled config");
         (dir, dst)
     });
-    Model::load(path, Device::Cpu).expect("the bundled model loads")
+    checkpoint::load(path, Device::Cpu).expect("the bundled model loads")
 }
 
 fn bundled() -> Recording {
@@ -70,6 +73,137 @@ fn the_synchronous_segmenter_tiles_the_recording_and_flushes_at_the_end() {
     assert_eq!(seg.counters().finalised, 0, "finish resets the stream");
 }
 
+#[test]
+fn batching_streams_gives_the_same_probabilities_as_one_stream_at_a_time() {
+    let rec = bundled();
+    let frames = &rec.frames[..200];
+    let loaded = model();
+    let cfg = EngineConfig {
+        window_frames: 64,
+        hop_frames: 4,
+        lookahead_frames: 8,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
+    let _guard = tch::no_grad_guard();
+    // Stream b lags a by 37 frames, so their windows differ in content and fill level.
+    let (mut alone, mut a, mut b) =
+        (StreamState::new(&cfg), StreamState::new(&cfg), StreamState::new(&cfg));
+    let mut reference = Vec::new();
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    for (i, f) in frames.iter().enumerate() {
+        reference.extend(engine.push(&mut [(&mut alone, f)]).unwrap().remove(0));
+        if i >= 37 {
+            let mut out = engine.push(&mut [(&mut a, f), (&mut b, &frames[i - 37])]).unwrap();
+            got_b.extend(out.remove(1));
+            got_a.extend(out.remove(0));
+        } else {
+            got_a.extend(engine.push(&mut [(&mut a, f)]).unwrap().remove(0));
+        }
+    }
+    assert!(!reference.is_empty());
+    assert_eq!(got_a.len(), reference.len());
+    for (x, y) in got_a.iter().zip(&reference).chain(got_b.iter().zip(&reference)) {
+        assert_eq!(x.index, y.index);
+        for (p, q) in x.probs.iter().zip(&y.probs) {
+            assert!((p - q).abs() < 1e-4, "frame {}: {p} vs {q}", x.index);
+        }
+    }
+}
+
+#[test]
+fn a_skipping_burst_skips_windows_but_never_frames() {
+    let rec = bundled();
+    let loaded = model();
+    let cfg = EngineConfig::default();
+    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
+    let mut state = StreamState::new(&cfg);
+    let burst = &rec.frames[..300]; // more than a window at once
+    let mut finals =
+        engine.push_frames(&mut [(&mut state, burst, Schedule::Skip)]).unwrap().remove(0);
+    finals.extend(engine.flush(&mut state).unwrap());
+    let indices: Vec<u64> = finals.iter().map(|f| f.index).collect();
+    assert_eq!(indices, (0..300).collect::<Vec<u64>>());
+    assert!(state.counters().skipped_windows > 0, "{:?}", state.counters());
+}
+
+/// Largest absolute difference of the class and boundary probabilities of two runs.
+fn max_difference(a: &[skelseg::stream::FinalFrame], b: &[skelseg::stream::FinalFrame]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let mut worst = 0f32;
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!((x.index, x.present), (y.index, y.present));
+        worst = worst.max((x.boundary_prob - y.boundary_prob).abs());
+        for (p, q) in x.probs.iter().zip(&y.probs) {
+            worst = worst.max((p - q).abs());
+        }
+    }
+    worst
+}
+
+#[test]
+fn a_burst_run_as_one_batch_gives_the_frames_and_windows_of_one_frame_at_a_time() {
+    let rec = bundled();
+    let frames = &rec.frames[..400];
+    let loaded = model();
+    let cfg = EngineConfig::default();
+    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
+    let (mut alone, mut batched) = (StreamState::new(&cfg), StreamState::new(&cfg));
+    let mut reference = Vec::new();
+    for f in frames {
+        reference.extend(engine.push(&mut [(&mut alone, f)]).unwrap().remove(0));
+    }
+    reference.extend(engine.flush(&mut alone).unwrap());
+    // Bursts of uneven sizes, a whole window among them: DSMI over each burst at once, every
+    // window that comes due in one MFAI batch.
+    let mut got = Vec::new();
+    let mut rest = frames;
+    for size in [1, 7, 300, 3, 89] {
+        let (burst, tail) = rest.split_at(size);
+        rest = tail;
+        got.extend(
+            engine.push_frames(&mut [(&mut batched, burst, Schedule::Every)]).unwrap().remove(0),
+        );
+    }
+    assert!(rest.is_empty());
+    got.extend(engine.flush(&mut batched).unwrap());
+    assert_eq!(batched.counters(), alone.counters(), "the same windows ran");
+    assert_eq!(alone.counters().skipped_windows, 0);
+    // fp32 matrix products over a batch sum in another order than over one row: each product
+    // differs by a few ulps (~1e-7 relative), which the ~40 layers of DSMI and MFAI carry to at
+    // most ~1e-6 in a probability; 1e-5 leaves a margin and still catches a wrong window or
+    // frame (those differ by 1e-2 or more).
+    let worst = max_difference(&got, &reference);
+    assert!(worst < 1e-5, "largest difference {worst}");
+}
+#[test]
+fn pushing_a_recording_in_batches_gives_the_events_of_pushing_it_frame_by_frame() {
+    let rec = bundled();
+    let run = |batch: usize| {
+        let mut seg = StreamSegmenter::new(model(), "t").unwrap();
+        let mut events = Vec::new();
+        for frames in rec.frames.chunks(batch) {
+            events.extend(seg.push_many(frames).unwrap());
+        }
+        events.extend(seg.finish().unwrap());
+        (events, seg.counters().clone())
+    };
+    let (one, _) = run(1);
+    let (batched, _) = run(128);
+    assert!(segments(&one).len() > 1);
+    assert_eq!(segments(&batched), segments(&one));
+    // Confidences are means of probabilities that agree to float rounding (see the engine test).
+    for (a, b) in batched.iter().zip(&one) {
+        if let (
+            SegmentEvent::SegmentEnded { confidence: x, .. },
+            SegmentEvent::SegmentEnded { confidence: y, .. },
+        ) = (a, b)
+        {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
+}
+
 /// Issue 12: the builder names the stream, starts from the checkpoint's settings unless told
 /// otherwise, and hands every event to `on_event` as well as returning it.
 #[test]
@@ -78,7 +212,7 @@ fn the_builder_names_the_stream_and_calls_on_event_with_every_returned_event() {
     let frames = &rec.frames[..300];
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = std::sync::Arc::clone(&seen);
-    let loaded = model();
+    let loaded = skelseg::Model::from(model());
     let implied = StreamConfig::from_checkpoint(loaded.meta());
     let mut seg = StreamSegmenter::builder(loaded)
         .stream("camera-1")
@@ -97,7 +231,11 @@ fn the_builder_names_the_stream_and_calls_on_event_with_every_returned_event() {
     assert!(returned.iter().all(|e| e.stream() == "camera-1"));
     assert!(matches!(
         returned.last(),
-        Some(SegmentEvent::StreamEnded { frames: 300, reason: EndReason::Finished, .. })
+        Some(SegmentEvent::StreamEnded {
+            frames: 300,
+            reason: skelseg::source::EndReason::Finished,
+            ..
+        })
     ));
 
     // `.config()` replaces the checkpoint's settings.
@@ -132,7 +270,7 @@ fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
     // A live source may skip windows when it falls behind; sent as fast as possible it would,
     // so this comparison turns catching up off: every window runs on both paths.
     let loaded = model();
-    let mut live_cfg = StreamConfig::from_checkpoint(loaded.meta());
+    let mut live_cfg = StreamConfig::from_checkpoint(&loaded.meta);
     live_cfg.engine.catch_up = false;
     let live = PipelineBuilder::new(loaded).config(live_cfg).source(listener).start().unwrap();
     let sent = source::send_recording(&rec, addr, source::Proto::Tcp, None).unwrap();
@@ -269,7 +407,7 @@ fn the_cli_the_synchronous_segmenter_and_the_pipeline_agree() {
         let cli = cli_segments(&model_path, &path);
         assert!(cli.len() >= 3, "{model}: {cli:?}");
 
-        let loaded = || Model::load(&model_path, Device::Cpu).expect("the model loads");
+        let loaded = || checkpoint::load(&model_path, Device::Cpu).expect("the model loads");
         let mut seg = StreamSegmenter::new(loaded(), "t").unwrap();
         let mut events = Vec::new();
         for f in &rec.frames {

@@ -86,6 +86,8 @@ pub enum EndReason {
     Error(String),
     /// The app ended the stream ([`crate::stream::StreamSegmenter::finish`]).
     Finished,
+    /// The pipeline's inference worker failed; what it had finalised was flushed.
+    InferenceFailed,
 }
 
 impl EndReason {
@@ -105,6 +107,7 @@ impl EndReason {
             "Truncated" => EndReason::Truncated,
             "Idle" => EndReason::Idle,
             "Shutdown" => EndReason::Shutdown,
+            "InferenceFailed" => EndReason::InferenceFailed,
             "finished" => EndReason::Finished,
             _ => {
                 let quoted = text.strip_prefix("Error(")?.strip_suffix(')')?;
@@ -282,6 +285,7 @@ mod tests {
             (EndReason::Idle, "\"Idle\""),
             (EndReason::Shutdown, "\"Shutdown\""),
             (EndReason::Finished, "\"finished\""),
+            (EndReason::InferenceFailed, "\"InferenceFailed\""),
             (
                 EndReason::Error("reset by \"peer\"\n".into()),
                 r#""Error(\"reset by \\\"peer\\\"\\n\")""#,

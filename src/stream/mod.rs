@@ -1,5 +1,5 @@
 //! The streaming runtime: per-stream state, the sliding window of cached DSMI features, the
-//! batched inference worker, finalisation and the stable segmenter.
+//! batched inference workers, finalisation, the stable segmenter and the events it emits.
 //!
 //! Two ways in, both built from a [`crate::Model`]:
 //! - [`StreamSegmenter`] (built by [`StreamSegmenter::builder`]): one stream on the caller's
@@ -8,7 +8,8 @@
 //!   own threads, events on a channel and/or a callback.
 //!
 //! Both emit [`SegmentEvent`]s and take their settings as a [`StreamConfig`], by default the one
-//! the checkpoint implies ([`StreamConfig::from_checkpoint`]).
+//! the checkpoint implies ([`StreamConfig::from_checkpoint`]). [`Engine`], [`StreamState`] and
+//! [`Segmenter`] are the stages inside, for benchmarks and custom schedulers.
 
 pub(crate) mod engine;
 mod events;
@@ -18,10 +19,10 @@ pub(crate) mod segmenter;
 mod sync;
 mod tap;
 
-pub use engine::{EngineConfig, StreamCounters};
+pub use engine::{Engine, EngineConfig, MAX_HOP_FACTOR, Schedule, StreamCounters, StreamState};
 pub use events::SegmentEvent;
 pub use filter::{JointFilter, OneEuroConfig};
-pub use pipeline::{EventCallback, Pipeline, PipelineBuilder, PipelineStats};
-pub use segmenter::SegmenterConfig;
+pub use pipeline::{EventCallback, Pipeline, PipelineBuilder, PipelineStats, default_workers};
+pub use segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
 pub use sync::{StreamConfig, StreamSegmenter, StreamSegmenterBuilder};
 pub use tap::VizTap;

@@ -47,7 +47,7 @@ pub struct SegmenterConfig {
     pub boundary_threshold: f32,
     /// A peak counts for a candidate when it lies within this many frames of the candidate's start.
     pub boundary_radius: usize,
-    /// Emit a [`crate::stream::SegmentEvent::FrameLabel`] for every finalised frame.
+    /// Emit a [`SegmenterOutput::Frame`] for every finalised frame.
     pub per_frame: bool,
     /// After this many consecutive frames without any body, the open segment is closed and
     /// nothing is segmented until someone is back (0 = never).
@@ -307,6 +307,11 @@ impl Segmenter {
             last_peak: None,
             absent_frames: 0,
         }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SegmenterConfig {
+        &self.cfg
     }
 
     /// Class of the open segment, if any (none before the first commit).

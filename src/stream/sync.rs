@@ -12,10 +12,10 @@ use crate::io::ClassMap;
 use crate::model::Model;
 use crate::model::checkpoint::CheckpointMeta;
 use crate::source::EndReason;
-use crate::stream::engine::{Engine, EngineConfig, StreamCounters, StreamState};
-use crate::stream::events::SegmentEvent;
+use crate::stream::engine::{Engine, EngineConfig, Schedule, StreamCounters, StreamState};
+use crate::stream::events::{SegmentEvent, StreamEvents};
 use crate::stream::pipeline::EventCallback;
-use crate::stream::segmenter::{FinalFrame, Segmenter, SegmenterConfig};
+use crate::stream::segmenter::SegmenterConfig;
 use crate::stream::tap::VizTap;
 
 /// Settings of the streaming path: window and finalisation, then segment emission.
@@ -71,9 +71,8 @@ impl StreamConfig {
 pub struct StreamSegmenter {
     engine: Engine,
     state: StreamState,
-    segmenter: Segmenter,
+    events: StreamEvents,
     classes: ClassMap,
-    stream: String,
     viz: VizTap,
     callback: Option<EventCallback>,
     /// Keeps the variables alive for the model's lifetime.
@@ -83,7 +82,7 @@ pub struct StreamSegmenter {
 impl std::fmt::Debug for StreamSegmenter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamSegmenter")
-            .field("stream", &self.stream)
+            .field("stream", &self.events.stream())
             .field("engine", &self.engine)
             .field("counters", self.state.counters())
             .field("on_event", &self.callback.is_some())
@@ -142,9 +141,8 @@ impl StreamSegmenterBuilder {
         Ok(StreamSegmenter {
             state: StreamState::new(engine.config()),
             engine,
-            segmenter: Segmenter::new(cfg.segmenter),
+            events: StreamEvents::new(&stream, cfg.segmenter),
             classes,
-            stream,
             viz,
             callback,
             _vs: vs,
@@ -184,7 +182,7 @@ impl StreamSegmenter {
 
     /// The stream's name, as events carry it.
     pub fn stream(&self) -> &str {
-        &self.stream
+        self.events.stream()
     }
 
     /// The class names of the model.
@@ -204,9 +202,26 @@ impl StreamSegmenter {
 
     /// Takes the next frame of the stream; returns the events it completes.
     pub fn push(&mut self, frame: &Frame) -> Result<Vec<SegmentEvent>> {
-        self.viz.frame(&self.stream, frame);
-        let finals = self.engine.push(&mut [(&mut self.state, frame)])?.pop().unwrap_or_default();
-        Ok(self.segment(&finals))
+        self.push_many(std::slice::from_ref(frame))
+    }
+
+    /// Takes the next frames of the stream at once; returns the events they complete. The
+    /// events are those of pushing the frames one by one (every window runs), computed in
+    /// batches.
+    pub fn push_many(&mut self, frames: &[Frame]) -> Result<Vec<SegmentEvent>> {
+        for frame in frames {
+            self.viz.frame(self.events.stream(), frame);
+        }
+        let finals = self
+            .engine
+            .push_frames(&mut [(&mut self.state, frames, Schedule::Every)])?
+            .pop()
+            .unwrap_or_default();
+        let mut events = Vec::new();
+        let callback = &mut self.callback;
+        self.events
+            .frames(&finals, &self.classes, &self.viz, &mut |e| emit(callback, &mut events, e));
+        Ok(events)
     }
 
     /// End of the stream: finalises the pending frames, closes the open segment and reports
@@ -214,42 +229,23 @@ impl StreamSegmenter {
     /// afterwards.
     pub fn finish(&mut self) -> Result<Vec<SegmentEvent>> {
         let finals = self.engine.flush(&mut self.state)?;
-        let mut events = self.segment(&finals);
-        for o in self.segmenter.flush() {
-            let event = SegmentEvent::from_output(&self.stream, &self.classes, o);
-            self.emit(&event);
-            events.push(event);
-        }
-        let ended = SegmentEvent::StreamEnded {
-            stream: self.stream.clone(),
-            frames: self.state.counters().frames,
-            reason: EndReason::Finished,
-        };
-        self.emit(&ended);
-        events.push(ended);
+        let mut events = Vec::new();
+        let callback = &mut self.callback;
+        let mut sink = |e| emit(callback, &mut events, e);
+        self.events.frames(&finals, &self.classes, &self.viz, &mut sink);
+        let frames = self.state.counters().frames;
+        self.events.end(frames, EndReason::Finished, &self.classes, &self.viz, &mut sink);
         self.state = StreamState::new(self.engine.config());
         Ok(events)
     }
+}
 
-    fn segment(&mut self, finals: &[FinalFrame]) -> Vec<SegmentEvent> {
-        let mut events = Vec::new();
-        for f in finals {
-            self.viz.scores(&self.stream, f);
-            for o in self.segmenter.push(f) {
-                let event = SegmentEvent::from_output(&self.stream, &self.classes, o);
-                self.emit(&event);
-                events.push(event);
-            }
-        }
-        events
+/// Hands `event` to the app's callback, if any, then to the returned events.
+fn emit(callback: &mut Option<EventCallback>, events: &mut Vec<SegmentEvent>, event: SegmentEvent) {
+    if let Some(cb) = callback.as_mut() {
+        cb(&event);
     }
-
-    fn emit(&mut self, event: &SegmentEvent) {
-        self.viz.event(event);
-        if let Some(cb) = self.callback.as_mut() {
-            cb(event);
-        }
-    }
+    events.push(event);
 }
 
 #[cfg(test)]

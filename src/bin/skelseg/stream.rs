@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use skelseg::Model;
-use skelseg::model::checkpoint::CheckpointMeta;
+use skelseg::model::checkpoint::{self, CheckpointMeta};
 use skelseg::source::{self, SourceSpec};
 use skelseg::stream::{EngineConfig, PipelineBuilder, SegmentEvent, SegmenterConfig, StreamConfig};
 
@@ -100,6 +99,10 @@ pub struct StreamArgs {
     speed: f64,
     #[command(flatten)]
     options: StreamOptions,
+    /// Inference workers, each with its own copy of the model and a share of `--threads`
+    /// (default: the cores less one for sources and segmenter, at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
     #[command(flatten)]
     viz: VizArgs,
     /// Device.
@@ -113,9 +116,9 @@ pub struct StreamArgs {
 pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
     let model_path = args.model.clone().map_or_else(bundled_model, Ok)?;
-    let model = Model::load(&model_path, device)?;
-    let cfg = args.options.config(model.meta())?;
-    let viz = args.viz.start(model.classes())?;
+    let loaded = checkpoint::load(&model_path, device)?;
+    let cfg = args.options.config(&loaded.meta)?;
+    let viz = args.viz.start(&skelseg::io::ClassMap::new(loaded.meta.classes.clone()))?;
     // Labelled recordings show their ground truth beside the segments.
     for spec in &args.source {
         if let SourceSpec::File(path) = spec {
@@ -131,7 +134,10 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
         source::Pacing::AsFastAsPossible
     };
     let mut builder =
-        PipelineBuilder::new(model).config(cfg).event_channel(false).viz(viz.tap.clone());
+        PipelineBuilder::new(loaded).config(cfg).event_channel(false).viz(viz.tap.clone());
+    if let Some(n) = args.workers {
+        builder = builder.workers(n.into());
+    }
     for spec in &args.source {
         builder = builder
             .boxed_source(spec.open(pacing).with_context(|| format!("opening source {spec}"))?);
@@ -169,12 +175,13 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
         skipped,
         dropped,
         skipped_windows = stats.skipped_windows,
+        widenings = stats.widenings,
         "stream finished"
     );
     if !json {
         eprintln!(
-            "{} frames, {} segments; {skipped} input lines skipped, {dropped} frames dropped, {} windows skipped",
-            stats.frames, stats.segments, stats.skipped_windows
+            "{} frames, {} segments; {skipped} input lines skipped, {dropped} frames dropped, {} windows skipped, hop widened {} times",
+            stats.frames, stats.segments, stats.skipped_windows, stats.widenings
         );
     }
     Ok(ExitCode::SUCCESS)
