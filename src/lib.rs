@@ -70,6 +70,7 @@ pub mod modality;
 pub mod model;
 pub mod online;
 pub mod postprocess;
+pub mod resample;
 pub mod skeleton;
 pub mod source;
 pub mod stream;

@@ -3,12 +3,24 @@
 //! The training-data convention (what [`write_dataset`] writes and [`DatasetFormat::Pku`] reads):
 //!
 //! ```text
-//! DIR/skeleton/NAME.txt   PKU-MMD skeleton file (150 floats per line)
-//! DIR/label/NAME.txt      PKU-MMD label file (`class,start,end,confidence`, 1-based frames);
-//!                         the class may also be written as its name from mapping.txt
-//! DIR/mapping.txt         `id name` per line, ids 0..n-1, 0 = background
+//! DIR/skeleton/NAME.EXT   one recording: PKU-MMD `.txt` (150 floats per line), NTU RGB+D
+//!                         `.skeleton`, or `skeleton-ndjson/1` `.ndjson` in any layout its header
+//!                         names (mapped to the canonical 25 joints as streaming maps it);
+//!                         formats may be mixed, names must be unique
+//! DIR/label/NAME.txt|csv  its labels, any format of `crate::io::labels`: `class,start,end[,conf]`
+//!                         (1-based frames, class id or name), `label,start_s,end_s` with that
+//!                         header (seconds from the first frame), or one class name per frame
+//! DIR/mapping.txt         `id name` per line, ids 0..n-1, 0 = background; without it the
+//!                         classes are the label names (sorted, `background` at 0), or
+//!                         PKU-MMD's when the labels use ids only
 //! DIR/splits/NAME.txt     recording names of split NAME, one per line
 //! ```
+//!
+//! Recordings keep their own frame rate ([`Recording::fps`]); training and evaluation put them
+//! on the model's rate with [`crate::resample`]. Unlabelled frames are background. Problems
+//! (an unreadable file, an interval past the end, overlapping intervals, an unknown class name,
+//! an empty recording) are located; [`read_dataset`] fails listing all of them,
+//! [`scan_dataset`] returns them beside the readable part.
 //!
 //! PKU-MMD in its original layout reads too: skeletons in `PKU_Skeleton_Renew/`, labels in
 //! `Train_Label_PKU_final/` (or `Label_PKUMMD/`), split files in `Split/` (sections keyed
@@ -21,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use super::labels::{LabelFile, LabelFormat, Overlaps, classes_from_names, read_label_file};
 use super::text::{At, empty_file, numbered_lines, read_text};
 use super::{ClassMap, Dataset, Interval, Recording, ntu, pku, utkinect};
 use crate::error::{Error, Result};
@@ -77,9 +90,25 @@ pub fn read_dataset(dir: impl AsRef<Path>, format: DatasetFormat) -> Result<Data
     };
     let (classes, recordings) = match format {
         DatasetFormat::Pku => {
-            let classes = classes_or(pku::classes)?;
-            let recordings = read_pku_recordings(dir, &classes)?;
-            (classes, recordings)
+            let scan = scan_dataset(dir, format)?;
+            if !scan.problems.is_empty() {
+                if scan.problems.len() == 1 {
+                    let mut problems = scan.problems;
+                    return Err(problems.remove(0));
+                }
+                let list: Vec<String> = scan.problems.iter().map(|p| format!("  - {p}")).collect();
+                return Err(Error::invalid(
+                    "dataset folder",
+                    format!(
+                        "{}: {} problems (`skelseg check --data` lists them too):\n{}",
+                        dir.display(),
+                        scan.problems.len(),
+                        list.join("\n")
+                    ),
+                ));
+            }
+            tracing::info!(dir = %dir.display(), recordings = scan.dataset.recordings.len(), classes = scan.dataset.classes.len(), splits = scan.dataset.splits.len(), "dataset read");
+            return Ok(scan.dataset);
         }
         DatasetFormat::Utkinect => (classes_or(utkinect::classes)?, read_utkinect_recordings(dir)?),
         DatasetFormat::Ntu => {
@@ -120,7 +149,71 @@ fn stem(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-fn read_pku_recordings(dir: &Path, classes: &ClassMap) -> Result<Vec<Recording>> {
+/// Skeleton file extensions a convention folder's `skeleton/` may mix.
+const SKELETON_EXTS: [&str; 4] = ["txt", "skeleton", "ndjson", "jsonl"];
+/// Label file extensions, in the order they are looked for.
+const LABEL_EXTS: [&str; 2] = ["txt", "csv"];
+
+/// A dataset folder read with every problem collected rather than stopping at the first:
+/// what [`read_dataset`] and `skelseg check` build on. Recordings with a problem are left out of
+/// `dataset` (and named in `problems`).
+#[derive(Debug)]
+pub struct FolderScan {
+    /// The readable part of the folder.
+    pub dataset: Dataset,
+    /// Every problem found, each located (file:line where there is one).
+    pub problems: Vec<Error>,
+    /// How each labelled recording's labels were written, by recording name.
+    pub label_formats: BTreeMap<String, LabelFormat>,
+}
+
+/// Reads a dataset folder like [`read_dataset`], but collects problems with single recordings
+/// (unreadable files, bad labels, empty recordings) instead of failing; only a folder that
+/// cannot be read at all is an error.
+pub fn scan_dataset(dir: impl AsRef<Path>, format: DatasetFormat) -> Result<FolderScan> {
+    let dir = dir.as_ref();
+    if format != DatasetFormat::Pku {
+        let dataset = read_dataset(dir, format)?;
+        return Ok(FolderScan { dataset, problems: Vec::new(), label_formats: BTreeMap::new() });
+    }
+    if !dir.is_dir() {
+        return Err(Error::invalid(
+            "dataset folder",
+            format!("{}: expected a folder, found none", dir.display()),
+        ));
+    }
+    let mut problems = Vec::new();
+    let mapping = dir.join(MAPPING_FILE);
+    let mapping = if mapping.is_file() {
+        match read_mapping(&mapping) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (recordings, label_formats) = read_convention_recordings(dir, mapping, &mut problems)?;
+    let (classes, recordings) = recordings;
+    let splits = match first_dir(dir, &SPLIT_DIRS) {
+        Some(split_dir) => read_splits(&split_dir, &recordings)?,
+        None => BTreeMap::new(),
+    };
+    Ok(FolderScan { dataset: Dataset { classes, recordings, splits }, problems, label_formats })
+}
+
+type Readings = ((ClassMap, Vec<Recording>), BTreeMap<String, LabelFormat>);
+
+/// The convention folder: skeletons of any format under `skeleton/`, labels of any format
+/// under `label/` (see [`crate::io::labels`]), classes from `mapping.txt`, else from the label
+/// names, else PKU-MMD's.
+fn read_convention_recordings(
+    dir: &Path,
+    mapping: Option<ClassMap>,
+    problems: &mut Vec<Error>,
+) -> Result<Readings> {
     let Some(skeleton_dir) = first_dir(dir, &SKELETON_DIRS) else {
         return Err(Error::invalid(
             "dataset folder",
@@ -132,28 +225,120 @@ fn read_pku_recordings(dir: &Path, classes: &ClassMap) -> Result<Vec<Recording>>
         ));
     };
     let label_dir = first_dir(dir, &LABEL_DIRS);
-    let mut recordings = Vec::new();
-    for path in files_with_ext(&skeleton_dir, "txt")? {
-        let name = stem(&path);
-        let frames = pku::read_skeleton(&path)?;
-        let label_path = label_dir.as_ref().map(|d| d.join(format!("{name}.txt")));
-        let intervals = match label_path {
-            Some(l) if l.is_file() => Some(pku::read_labels_with(&l, frames.len(), Some(classes))?),
-            Some(l) => {
-                tracing::warn!(missing = %l.display(), "recording without a label file: unlabelled");
+    // PKU-MMD's own label files overlap in a few places; hand-written ones must not.
+    let overlaps = match &label_dir {
+        Some(d) if !d.ends_with(LABEL_DIRS[0]) => Overlaps::LaterWins,
+        _ => Overlaps::Refuse,
+    };
+    let mut paths = Vec::new();
+    for ext in SKELETON_EXTS {
+        paths.extend(files_with_ext(&skeleton_dir, ext)?);
+    }
+    paths.sort();
+    let mut read: Vec<(Recording, Option<LabelFile>)> = Vec::new();
+    let mut names = BTreeSet::new();
+    for path in paths {
+        let recording = match read_skeleton_file(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        if !names.insert(recording.name.clone()) {
+            problems.push(Error::invalid(
+                "dataset folder",
+                format!(
+                    "{}: a second recording named `{}` (names must be unique across formats): left out",
+                    path.display(),
+                    recording.name
+                ),
+            ));
+            continue;
+        }
+        if recording.frames.is_empty() {
+            problems.push(Error::parse(
+                path.display().to_string(),
+                "empty recording: expected frames, found none",
+            ));
+            continue;
+        }
+        let label_path = label_dir.as_ref().and_then(|d| {
+            LABEL_EXTS
+                .iter()
+                .map(|e| d.join(format!("{}.{e}", recording.name)))
+                .find(|p| p.is_file())
+        });
+        let labels = match label_path {
+            Some(p) => match read_label_file(&p) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            },
+            None => {
+                if label_dir.is_some() {
+                    tracing::warn!(recording = %recording.name, "recording without a label file: unlabelled");
+                }
                 None
             }
-            None => None,
         };
-        recordings.push(Recording {
-            name,
+        read.push((recording, labels));
+    }
+    let classes = match mapping {
+        Some(m) => m,
+        None => {
+            let named: Vec<&str> =
+                read.iter().filter_map(|(_, l)| l.as_ref()).flat_map(|l| l.class_names()).collect();
+            if named.is_empty() { pku::classes() } else { classes_from_names(named) }
+        }
+    };
+    let mut recordings = Vec::with_capacity(read.len());
+    let mut formats = BTreeMap::new();
+    for (mut recording, labels) in read {
+        if let Some(labels) = labels {
+            match labels.resolve(&classes, &recording, overlaps) {
+                Ok(intervals) => {
+                    formats.insert(recording.name.clone(), labels.format);
+                    recording.intervals = Some(intervals);
+                }
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            }
+        }
+        recordings.push(recording);
+    }
+    Ok(((classes, recordings), formats))
+}
+
+/// One skeleton file of a convention folder, unlabelled, by extension: PKU-MMD `.txt`, NTU
+/// `.skeleton`, `skeleton-ndjson/1` `.ndjson`/`.jsonl` (any layout, mapped to the canonical 25).
+fn read_skeleton_file(path: &Path) -> Result<Recording> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("skeleton") => Ok(Recording {
+            name: stem(path),
+            source_layout: Layout::KinectV2_25,
+            fps: ntu::FPS,
+            frames: ntu::read_skeleton(path)?,
+            intervals: None,
+        }),
+        Some("ndjson" | "jsonl") => {
+            let mut r = crate::io::ndjson::read_recording(path)?;
+            r.intervals = None;
+            Ok(r)
+        }
+        _ => Ok(Recording {
+            name: stem(path),
             source_layout: Layout::KinectV2_25,
             fps: pku::FPS,
-            frames,
-            intervals,
-        });
+            frames: pku::read_skeleton(path)?,
+            intervals: None,
+        }),
     }
-    Ok(recordings)
 }
 
 fn read_utkinect_recordings(dir: &Path) -> Result<Vec<Recording>> {
@@ -404,6 +589,74 @@ pub fn write_dataset(dir: impl AsRef<Path>, dataset: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Writes `dataset` the way a user's own data often looks: `skeleton/NAME.ndjson` in `layout`
+/// (Kinect v2 25 or MediaPipe 33, see [`crate::io::ndjson::encode_frame_in`]) at each
+/// recording's own rate, `label/NAME.csv` time-based (`label,start_s,end_s`, class names), the
+/// splits, and no `mapping.txt` (the classes come from the label names when read back).
+pub fn write_dataset_ndjson(
+    dir: impl AsRef<Path>,
+    dataset: &Dataset,
+    layout: Layout,
+) -> Result<()> {
+    use std::io::Write as _;
+    let dir = dir.as_ref();
+    for r in &dataset.recordings {
+        check_file_name("recording", &r.name)?;
+    }
+    let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| Error::io(p, e));
+    let (skeleton_dir, label_dir) = (dir.join("skeleton"), dir.join("label"));
+    mkdir(&skeleton_dir)?;
+    mkdir(&label_dir)?;
+    for r in &dataset.recordings {
+        let path = skeleton_dir.join(format!("{}.ndjson", r.name));
+        let header = crate::io::ndjson::Header {
+            layout,
+            joint_names: Some(layout.joint_names().iter().map(|n| n.to_string()).collect()),
+            ..crate::io::ndjson::Header::canonical(Some(r.fps))
+        };
+        let mut out = String::new();
+        out += &crate::io::ndjson::encode_header(&header);
+        out.push('\n');
+        for frame in &r.frames {
+            let Some(line) = crate::io::ndjson::encode_frame_in(frame, layout) else {
+                return Err(Error::invalid(
+                    "layout",
+                    format!("expected kinect_v2_25 or mediapipe_33 to write, found {layout}"),
+                ));
+            };
+            out += &line;
+            out.push('\n');
+        }
+        std::fs::write(&path, out).map_err(|e| Error::io(&path, e))?;
+        let Some(intervals) = &r.intervals else { continue };
+        let path = label_dir.join(format!("{}.csv", r.name));
+        let t0 = r.frames.first().map_or(0.0, |f| f.timestamp_secs);
+        let mut out = Vec::new();
+        let mut write = || -> std::io::Result<()> {
+            writeln!(out, "label,start_s,end_s")?;
+            for iv in intervals {
+                let name = dataset.classes.name(iv.class).unwrap_or("?");
+                let t = |i: usize| r.frames.get(i).map_or(0.0, |f| f.timestamp_secs - t0);
+                writeln!(out, "{name},{:.3},{:.3}", t(iv.start), t(iv.end))?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| Error::io(&path, e))?;
+        std::fs::write(&path, out).map_err(|e| Error::io(&path, e))?;
+    }
+    if !dataset.splits.is_empty() {
+        let split_dir = dir.join("splits");
+        mkdir(&split_dir)?;
+        for (split, names) in &dataset.splits {
+            check_file_name("split", split)?;
+            let path = split_dir.join(format!("{split}.txt"));
+            let text: String = names.iter().map(|n| format!("{n}\n")).collect();
+            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads one recording, choosing the format by extension and content:
 ///
 /// * `.skeleton` → NTU RGB+D (labelled with the action of its file name);
@@ -504,6 +757,90 @@ mod tests {
         assert_eq!("PKU-MMD".parse::<DatasetFormat>().unwrap(), DatasetFormat::Pku);
         assert_eq!("utkinect".parse::<DatasetFormat>().unwrap(), DatasetFormat::Utkinect);
         assert!("kinetics".parse::<DatasetFormat>().unwrap_err().to_string().contains("kinetics"));
+    }
+
+    fn body_frames(n: usize, fps: f64) -> Vec<crate::frame::Frame> {
+        (0..n)
+            .map(|i| crate::frame::Frame {
+                index: i as u64,
+                timestamp_secs: i as f64 / fps,
+                bodies: vec![crate::frame::Body::from_positions(
+                    1,
+                    &std::array::from_fn(|j| [0.01 * j as f32, 0.1 + 0.01 * i as f32, 2.5]),
+                )],
+            })
+            .collect()
+    }
+
+    /// A folder mixing PKU `.txt` and MediaPipe `.ndjson` at 15 fps, labelled by frame
+    /// intervals, time CSV and per-frame files, classes from the label names.
+    fn mixed_folder() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let (sk, lb) = (dir.path().join("skeleton"), dir.path().join("label"));
+        std::fs::create_dir_all(&sk).unwrap();
+        std::fs::create_dir_all(&lb).unwrap();
+        pku::write_skeleton(sk.join("a.txt"), &body_frames(60, 30.0)).unwrap();
+        std::fs::write(lb.join("a.txt"), "squat,11,30,1\n").unwrap();
+        let b = Recording {
+            name: "b".into(),
+            source_layout: Layout::KinectV2_25,
+            fps: 15.0,
+            frames: body_frames(30, 15.0),
+            intervals: None,
+        };
+        let ds = Dataset {
+            classes: ClassMap::new(vec!["background".into()]),
+            recordings: vec![b],
+            splits: BTreeMap::new(),
+        };
+        write_dataset_ndjson(dir.path(), &ds, Layout::Mediapipe33).unwrap();
+        std::fs::write(lb.join("b.csv"), "label,start_s,end_s\nwave,0.5,1.5\n").unwrap();
+        pku::write_skeleton(sk.join("c.txt"), &body_frames(4, 30.0)).unwrap();
+        std::fs::write(lb.join("c.txt"), "background\nwave\nwave\nsquat\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_folder_mixes_recording_and_label_formats() {
+        let dir = mixed_folder();
+        let ds = read_dataset(dir.path(), DatasetFormat::Pku).unwrap();
+        assert_eq!(ds.classes.names(), ["background", "squat", "wave"]);
+        let by_name = |n: &str| ds.recordings.iter().find(|r| r.name == n).unwrap();
+        assert_eq!(by_name("a").intervals, Some(vec![Interval { class: 1, start: 10, end: 29 }]));
+        let b = by_name("b");
+        assert_eq!((b.source_layout, b.fps, b.frames.len()), (Layout::Mediapipe33, 15.0, 30));
+        // 0.5..1.5 s at 15 fps: frames 7.5..22.5, half a frame of slack at each end.
+        assert_eq!(b.intervals, Some(vec![Interval { class: 2, start: 7, end: 22 }]));
+        assert_eq!(
+            by_name("c").intervals,
+            Some(vec![
+                Interval { class: 2, start: 1, end: 2 },
+                Interval { class: 1, start: 3, end: 3 }
+            ])
+        );
+    }
+
+    #[test]
+    fn every_problem_is_collected_and_located() {
+        let dir = mixed_folder();
+        let (sk, lb) = (dir.path().join("skeleton"), dir.path().join("label"));
+        std::fs::write(lb.join("a.txt"), "squat,11,30,1\nwave,25,40\n").unwrap();
+        std::fs::write(lb.join("b.csv"), "label,start_s,end_s\nwaev,0.5,1.5\n").unwrap();
+        std::fs::write(sk.join("d.ndjson"), "").unwrap();
+        std::fs::write(dir.path().join(MAPPING_FILE), "0 background\n1 squat\n2 wave\n").unwrap();
+        let scan = scan_dataset(dir.path(), DatasetFormat::Pku).unwrap();
+        let problems: Vec<String> = scan.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(
+            problems.iter().any(|p| p.contains("a.txt:2:") && p.contains("overlapping line 1"))
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("b.csv:2:") && p.contains("did you mean `wave`"))
+        );
+        assert!(problems.iter().any(|p| p.contains("d.ndjson")), "{problems:#?}");
+        assert_eq!(scan.dataset.recordings.len(), 1);
+        let err = read_dataset(dir.path(), DatasetFormat::Pku).unwrap_err().to_string();
+        assert!(err.contains("3 problems") && err.contains("b.csv:2:"), "{err}");
     }
 
     #[test]

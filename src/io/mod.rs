@@ -5,6 +5,7 @@
 
 pub mod dataset;
 pub mod gt;
+pub mod labels;
 pub mod ndjson;
 pub mod ntu;
 pub mod pku;

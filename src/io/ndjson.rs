@@ -642,6 +642,33 @@ fn median_fps(frames: &[Frame]) -> Option<f64> {
     Some(1.0 / steps[steps.len() / 2])
 }
 
+/// One frame line with its bodies in `layout` (Kinect v2 25, or MediaPipe 33 through
+/// [`crate::skeleton::mediapipe33::from_canonical`]), metres, Kinect axes, without tracking
+/// states; `None` for a layout without an inverse mapping.
+pub fn encode_frame_in(frame: &Frame, layout: Layout) -> Option<String> {
+    let bodies: Vec<serde_json::Value> = match layout {
+        Layout::KinectV2_25 => return Some(encode_frame(frame)),
+        Layout::Mediapipe33 => frame
+            .bodies
+            .iter()
+            .map(|b| {
+                let points = crate::skeleton::mediapipe33::from_canonical(&b.joints);
+                let rounded: Vec<Vec<f64>> = points
+                    .iter()
+                    .map(|p| p.iter().map(|&v| (f64::from(v) * 1e5).round() / 1e5).collect())
+                    .collect();
+                serde_json::json!({"body_id": b.id, "joint_positions": rounded})
+            })
+            .collect(),
+        _ => return None,
+    };
+    let usec = (frame.timestamp_secs * 1e6).round() as i64;
+    Some(
+        serde_json::json!({"type": "frame", "frame_id": frame.index, "timestamp_usec": usec, "bodies": bodies})
+            .to_string(),
+    )
+}
+
 /// Writes `recording` as `skeleton-ndjson/1`: a canonical header, then one line per frame.
 pub fn write_recording(path: &Path, recording: &Recording) -> Result<()> {
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;

@@ -19,6 +19,13 @@ fn default_format() -> String {
     FORMAT.to_string()
 }
 
+fn default_fps() -> f64 {
+    DEFAULT_FPS
+}
+
+/// The frame rate of models that do not record one, and of new models by default.
+pub const DEFAULT_FPS: f64 = 30.0;
+
 /// Everything saved beside the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -29,12 +36,14 @@ pub struct CheckpointMeta {
     pub model: ModelConfig,
     /// Class names, index = class id (`model.num_classes` entries).
     pub classes: Vec<String>,
-    /// Joint layout the model was trained on (e.g. `kinect_v2`).
+    /// Joint layout the model's inputs are in: `kinect_v2_25`, the canonical layout every
+    /// recording and stream is mapped to (the layouts of the training recordings are listed in
+    /// `data.source_layouts`).
     pub layout: String,
-    /// Frames per second of the training recordings (absent in checkpoints written before it
-    /// was recorded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frame_rate_hz: Option<f64>,
+    /// Frame rate the model was trained at; recordings and streams at other rates are
+    /// resampled to it ([`crate::resample`]). Checkpoints without it are 30 fps.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
     /// Training data summary (free-form: sequences, frames, splits, class counts …).
     #[serde(default)]
     pub data: serde_json::Value,
@@ -54,7 +63,7 @@ impl CheckpointMeta {
             model,
             classes,
             layout: layout.into(),
-            frame_rate_hz: None,
+            fps: DEFAULT_FPS,
             data: serde_json::Value::Null,
             command: String::new(),
             skelseg_version: env!("CARGO_PKG_VERSION").into(),
@@ -72,8 +81,7 @@ impl CheckpointMeta {
     }
 }
 
-/// A loaded checkpoint in parts: the VarStore owning the weights, the model built on it, the
-/// metadata. Apps use the owning [`super::Model`] instead (`Model::from(loaded)` converts).
+/// A loaded checkpoint: the VarStore owning the weights, the model built on it, the metadata.
 #[derive(Debug)]
 pub struct LoadedModel {
     /// Holds the variables (keep it alive as long as the model).

@@ -71,10 +71,10 @@ impl Model {
         &self.meta.layout
     }
 
-    /// Frames per second of the training recordings, when the checkpoint records it (checkpoints
-    /// written before it was recorded say `None`).
-    pub fn frame_rate_hz(&self) -> Option<f64> {
-        self.meta.frame_rate_hz
+    /// The frame rate the model was trained at, frames per second; feed it frames at this rate
+    /// ([`crate::resample`] converts others).
+    pub fn frame_rate_hz(&self) -> f64 {
+        self.meta.fps
     }
 
     /// Where the weights live.
@@ -135,7 +135,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("m.safetensors");
         let (vs, _net, mut meta) = tiny();
-        meta.frame_rate_hz = Some(30.0);
+        meta.fps = 15.0;
         checkpoint::save(&path, &vs, &meta).expect("save");
         // The handle is all the caller keeps: the weights live as long as it does.
         let model = std::thread::spawn(move || Model::load(&path, Device::Cpu).expect("load"))
@@ -143,7 +143,7 @@ mod tests {
             .expect("the loading thread");
         assert_eq!(model.classes().names(), ["bg", "a", "b"]);
         assert_eq!(model.layout(), "kinect_v2");
-        assert_eq!(model.frame_rate_hz(), Some(30.0));
+        assert_eq!(model.frame_rate_hz(), 15.0);
         assert_eq!(model.config(), &meta.model);
         assert_eq!(model.device(), Device::Cpu);
         assert_eq!(model.network().num_parameters(), super::super::parameter_count(&meta.model));

@@ -123,3 +123,58 @@ pub(super) fn to_canonical(src: &Source<'_>) -> [Joint; NUM_JOINTS] {
     out[v2::THUMB_RIGHT] = src.copy(22);
     out
 }
+
+/// Kinect v2 → MediaPipe-33, the inverse of [`to_canonical`] where it has one: limbs, hand tips
+/// and thumbs are copied, the pinky is placed so that the hand mean comes back, the ears sit
+/// 7 cm either side of the head across the shoulder line, the face points and heels sit on
+/// their neighbours. For writing stand-in recordings in a non-Kinect layout (`skelseg synth
+/// --layout mediapipe_33`); positions keep Kinect camera axes.
+pub fn from_canonical(joints: &[Joint; NUM_JOINTS]) -> [[f32; 3]; JOINT_COUNT] {
+    let p = |j: usize| joints[j].pos;
+    let add =
+        |a: [f32; 3], b: [f32; 3], k: f32| -> [f32; 3] { std::array::from_fn(|c| a[c] + k * b[c]) };
+    let across = {
+        let (l, r) = (p(v2::SHOULDER_LEFT), p(v2::SHOULDER_RIGHT));
+        let d: [f32; 3] = std::array::from_fn(|c| l[c] - r[c]);
+        let n = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt().max(1e-6);
+        d.map(|v| v / n)
+    };
+    let head = p(v2::HEAD);
+    // hand = mean(wrist, pinky, index) ⇒ pinky = 3·hand − wrist − index.
+    let pinky = |hand: usize, wrist: usize, tip: usize| -> [f32; 3] {
+        std::array::from_fn(|c| 3.0 * p(hand)[c] - p(wrist)[c] - p(tip)[c])
+    };
+    let neck = p(v2::NECK);
+    let mouth: [f32; 3] = std::array::from_fn(|c| neck[c] + 0.7 * (head[c] - neck[c]));
+    let mut out = [[0.0f32; 3]; JOINT_COUNT];
+    for face in out.iter_mut().take(7) {
+        *face = head;
+    }
+    out[7] = add(head, across, 0.07);
+    out[8] = add(head, across, -0.07);
+    out[9] = mouth;
+    out[10] = mouth;
+    out[11] = p(v2::SHOULDER_LEFT);
+    out[12] = p(v2::SHOULDER_RIGHT);
+    out[13] = p(v2::ELBOW_LEFT);
+    out[14] = p(v2::ELBOW_RIGHT);
+    out[15] = p(v2::WRIST_LEFT);
+    out[16] = p(v2::WRIST_RIGHT);
+    out[17] = pinky(v2::HAND_LEFT, v2::WRIST_LEFT, v2::HAND_TIP_LEFT);
+    out[18] = pinky(v2::HAND_RIGHT, v2::WRIST_RIGHT, v2::HAND_TIP_RIGHT);
+    out[19] = p(v2::HAND_TIP_LEFT);
+    out[20] = p(v2::HAND_TIP_RIGHT);
+    out[21] = p(v2::THUMB_LEFT);
+    out[22] = p(v2::THUMB_RIGHT);
+    out[23] = p(v2::HIP_LEFT);
+    out[24] = p(v2::HIP_RIGHT);
+    out[25] = p(v2::KNEE_LEFT);
+    out[26] = p(v2::KNEE_RIGHT);
+    out[27] = p(v2::ANKLE_LEFT);
+    out[28] = p(v2::ANKLE_RIGHT);
+    out[29] = p(v2::ANKLE_LEFT);
+    out[30] = p(v2::ANKLE_RIGHT);
+    out[31] = p(v2::FOOT_LEFT);
+    out[32] = p(v2::FOOT_RIGHT);
+    out
+}

@@ -26,7 +26,7 @@ impl VizTap {
     }
 
     /// An incoming frame of `stream`.
-    pub(crate) fn frame(&self, stream: &str, frame: &Frame) {
+    pub fn frame(&self, stream: &str, frame: &Frame) {
         #[cfg(feature = "viz")]
         if let Some(tx) = &self.sender {
             tx.send(crate::viz::VizMsg::Frame { stream: stream.to_owned(), frame: frame.clone() });

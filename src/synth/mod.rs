@@ -67,6 +67,9 @@ pub struct SynthConfig {
     pub min_gap_secs: f64,
     /// Longest background gap, seconds.
     pub max_gap_secs: f64,
+    /// Draw actions from the first this many of the 14 (0 = all; at least 2), for small
+    /// custom-data stand-ins with a handful of classes.
+    pub actions: usize,
 }
 
 impl Default for SynthConfig {
@@ -83,6 +86,7 @@ impl Default for SynthConfig {
             gap_prob: 0.6,
             min_gap_secs: 0.6,
             max_gap_secs: 3.0,
+            actions: 0,
         }
     }
 }

@@ -126,10 +126,13 @@ impl Performer {
         self.push(rng, m);
     }
 
-    /// Appends one random action (never the same as the previous one).
-    fn push_action(&mut self, rng: &mut impl Rng) {
+    /// Appends one random action among the first `actions` of [`Action::ALL`] (all when 0),
+    /// never the same as the previous one.
+    fn push_action(&mut self, rng: &mut impl Rng, actions: usize) {
+        let pool =
+            if actions == 0 { Action::ALL.len() } else { actions.clamp(2, Action::ALL.len()) };
         let choices: Vec<Action> =
-            Action::ALL.iter().copied().filter(|a| Some(*a) != self.last_action).collect();
+            Action::ALL[..pool].iter().copied().filter(|a| Some(*a) != self.last_action).collect();
         let action = choices[rng.gen_range(0..choices.len())];
         let m = Motion::sample(rng, action, self.speed, self.amp);
         self.push(rng, m);
@@ -141,7 +144,7 @@ impl Performer {
         self.push_idle(rng, 1.0, 3.0);
         let n = rng.gen_range(cfg.min_actions..=cfg.max_actions);
         for k in 0..n {
-            self.push_action(rng);
+            self.push_action(rng, cfg.actions);
             if k + 1 < n && rng.gen_bool(cfg.gap_prob) {
                 self.push_idle(rng, cfg.min_gap_secs, cfg.max_gap_secs);
             }
@@ -166,7 +169,7 @@ impl Performer {
             if rng.gen_bool(cfg.gap_prob) {
                 self.push_idle(rng, cfg.min_gap_secs, cfg.max_gap_secs);
             }
-            self.push_action(rng);
+            self.push_action(rng, cfg.actions);
         }
         while self.segments.len() > 2 && self.segments.get(1).is_some_and(|s| s.end() < t - 1.0) {
             self.segments.pop_front();

@@ -62,6 +62,10 @@ pub struct TrainConfig {
     /// Training augmentation.
     #[serde(default = "Augment::none")]
     pub augment: Augment,
+    /// Early stopping: stop when this many epochs in a row brought no better validation score
+    /// (0 = never stop early).
+    #[serde(default)]
+    pub patience: usize,
 }
 
 fn one() -> usize {
@@ -87,7 +91,43 @@ impl Default for TrainConfig {
             whole_fraction: 0.2,
             max_whole_frames: default_max_whole_frames(),
             augment: Augment::default(),
+            patience: 0,
         }
+    }
+}
+
+/// Training frames [`TrainConfig::for_data`] aims to show the model in a run: about 10 minutes
+/// at the 1,000 frames/s of one CPU thread.
+pub const TARGET_TRAINING_FRAMES: usize = 600_000;
+
+/// What [`TrainConfig::for_data`] chose and why, for logs and checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SizedDefaults {
+    /// Epochs: `TARGET_TRAINING_FRAMES / training frames`, clamped to 10..=150.
+    pub epochs: usize,
+    /// Crop: the smallest of 128, 256, 512 frames at or above the median recording length.
+    pub crop_frames: usize,
+    /// Patience: a quarter of the epochs, at least 8.
+    pub patience: usize,
+}
+
+impl TrainConfig {
+    /// Epochs, crop length and early-stopping patience chosen from the training recordings'
+    /// lengths (in frames at the model's rate), the rule stated in the README:
+    ///
+    /// * epochs = `TARGET_TRAINING_FRAMES / total frames`, clamped to 10..=150, so a few
+    ///   thousand frames get many passes and a few hundred thousand get ten;
+    /// * crop = the smallest of 128, 256, 512 at or above the median recording length, so short
+    ///   recordings train whole and long ones in crops that hold several actions;
+    /// * patience = max(8, epochs / 4) epochs without a better validation F1@50.
+    pub fn for_data(lengths: &[usize]) -> SizedDefaults {
+        let total: usize = lengths.iter().sum();
+        let epochs = (TARGET_TRAINING_FRAMES / total.max(1)).clamp(10, 150);
+        let mut sorted = lengths.to_vec();
+        sorted.sort_unstable();
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+        let crop_frames = [128, 256, 512].into_iter().find(|&c| c >= median).unwrap_or(512);
+        SizedDefaults { epochs, crop_frames, patience: (epochs / 4).max(8) }
     }
 }
 
@@ -128,6 +168,8 @@ pub struct TrainReport {
     pub epochs: usize,
     /// Whether the run stopped early on request (Ctrl-C).
     pub interrupted: bool,
+    /// Whether early stopping ended the run ([`TrainConfig::patience`]).
+    pub stopped_early: bool,
     /// Epoch of the best checkpoint.
     pub best_epoch: usize,
     /// Validation scores of the best checkpoint.
@@ -160,7 +202,14 @@ pub struct TrainJob<'a> {
     pub init: Option<PathBuf>,
     /// Continue the run whose state is in `OUT.state/` (see the module docs).
     pub resume: bool,
+    /// With `init`: train only the class-specific tensors (`mfai.queries`: the class queries,
+    /// their FBlocks and heads) and keep the backbone (DSMI, MFAI encoder and decoder, action and
+    /// boundary blocks) as loaded. Batch-norm running statistics still adapt to the new data.
+    pub freeze_backbone: bool,
 }
+
+/// Variables of the class-specific part, which `freeze_backbone` keeps training.
+const HEAD_PREFIX: &str = "mfai.queries";
 
 /// What `OUT.state/state.json` holds besides the weights.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -273,6 +322,22 @@ pub fn train(
             tracing::info!(init = %init.display(), ?fresh, "fine-tuning: class-specific tensors start afresh");
         }
     }
+    if job.freeze_backbone {
+        if job.init.is_none() {
+            return Err(Error::invalid(
+                "training",
+                "freezing the backbone needs a checkpoint to start from (--init)",
+            ));
+        }
+        let mut frozen = 0;
+        for (name, var) in vs.variables() {
+            if !name.starts_with(HEAD_PREFIX) {
+                let _ = var.set_requires_grad(false);
+                frozen += 1;
+            }
+        }
+        tracing::info!(frozen, "backbone frozen: only {HEAD_PREFIX}.* trains");
+    }
     let state_dir = state_dir(&job.out);
     let resumed = if job.resume {
         let state = load_state(&state_dir, &mut vs)?;
@@ -306,6 +371,9 @@ pub fn train(
     let first_epoch = resumed.as_ref().map_or(1, |s| s.epoch + 1);
     let rewarm = resumed.as_ref().map(|s| (s.step, (job.train.warmup_steps / 4).max(1)));
     let mut interrupted = false;
+    let mut stopped_early = false;
+    // Epochs since the best validation score (restarts at 0 on resume).
+    let mut since_best = 0usize;
     let mut epochs_done = first_epoch - 1;
 
     'epochs: for epoch in first_epoch..=job.train.epochs {
@@ -399,10 +467,13 @@ pub fn train(
                     .as_ref()
                     .is_none_or(|(_, b)| (scores.f1_50, scores.acc) > (b.f1_50, b.acc));
                 if better {
+                    since_best = 0;
                     let (logits, labels) = frame_logits(&net, val_set, job.device)?;
                     let calibration = fit_temperature(&logits, &labels);
                     save_best(&job, &vs, epoch, threshold, &scores, calibration.as_ref())?;
                     best = Some((epoch, scores));
+                } else {
+                    since_best += job.train.val_every.max(1);
                 }
             }
         }
@@ -417,6 +488,15 @@ pub fn train(
             train: job.train.clone(),
         };
         save_state(&state_dir, &vs, &state)?;
+        if job.train.patience > 0 && since_best >= job.train.patience {
+            tracing::info!(
+                epoch,
+                patience = job.train.patience,
+                "early stop: no better validation score"
+            );
+            stopped_early = true;
+            break;
+        }
     }
 
     let (best_epoch, best_val) = match best {
@@ -426,6 +506,7 @@ pub fn train(
     Ok(TrainReport {
         epochs: epochs_done,
         interrupted,
+        stopped_early,
         best_epoch,
         best_val,
         frames_per_sec: frames_total as f64 / train_secs.max(1e-9),
@@ -464,6 +545,17 @@ fn save_best(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_follow_the_data() {
+        // 40 recordings of 150 frames: many epochs over whole recordings.
+        let small = TrainConfig::for_data(&[150; 40]);
+        assert_eq!(small, SizedDefaults { epochs: 100, crop_frames: 256, patience: 25 });
+        // 200 recordings of 3,000 frames: ten epochs of 512-frame crops.
+        let large = TrainConfig::for_data(&[3000; 200]);
+        assert_eq!(large, SizedDefaults { epochs: 10, crop_frames: 512, patience: 8 });
+        assert_eq!(TrainConfig::for_data(&[100; 2]).epochs, 150);
+    }
 
     #[test]
     fn learning_rate_warms_up_then_decays_to_the_floor() {

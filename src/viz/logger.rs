@@ -129,6 +129,8 @@ pub(super) struct Logger {
     used_roots: HashSet<String>,
     log_errors: u64,
     warned_class_count: bool,
+    /// Show joint names beside the points (off: 25 names per body overlap into a block).
+    pub(super) joint_names: bool,
 }
 
 impl Logger {
@@ -141,6 +143,7 @@ impl Logger {
             used_roots: HashSet::new(),
             log_errors: 0,
             warned_class_count: false,
+            joint_names: false,
         };
         for name in classes.names() {
             logger.push_class(name.clone());
@@ -258,7 +261,8 @@ impl Logger {
                         .with_colors(body.joints.iter().map(|j| joint_color(slot, j.tracking)))
                         .with_radii(body.joints.iter().map(|j| joint_radius_m(j.tracking)))
                         .with_class_ids([slot as u16])
-                        .with_keypoint_ids(0..NUM_JOINTS as u16);
+                        .with_keypoint_ids(0..NUM_JOINTS as u16)
+                        .with_show_labels(self.joint_names);
                     self.log(&path, &points);
                     *shown = true;
                 }

@@ -139,6 +139,14 @@ impl fmt::Display for VizTarget {
 // ---------------------------------------------------------------------------------------------
 // Messages and sender
 
+/// How the viewer shows things.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VizOptions {
+    /// Joint names beside each point (off by default: 25 names per body overlap into an
+    /// unreadable block at any distance that frames the whole body).
+    pub joint_names: bool,
+}
+
 /// What the pipeline tells the viewer. Stream ids are free text (a peer address, a file name).
 #[derive(Clone, Debug, PartialEq)]
 pub enum VizMsg {
@@ -283,7 +291,23 @@ impl Visualizer {
     /// says how to install it), when a `connect` URL is not a Rerun proxy URL, or when a `save`
     /// file cannot be created.
     pub fn start(target: &VizTarget, app: &str, classes: &ClassMap) -> Result<Option<Self>> {
-        Self::start_with_search_path(target, app, classes, std::env::var_os("PATH").as_deref())
+        Self::start_with(target, app, classes, VizOptions::default())
+    }
+
+    /// [`Visualizer::start`] with display options.
+    pub fn start_with(
+        target: &VizTarget,
+        app: &str,
+        classes: &ClassMap,
+        options: VizOptions,
+    ) -> Result<Option<Self>> {
+        Self::start_with_search_path(
+            target,
+            app,
+            classes,
+            std::env::var_os("PATH").as_deref(),
+            options,
+        )
     }
 
     /// [`Visualizer::start`] with an explicit executable search path (tests pass an empty one).
@@ -292,11 +316,13 @@ impl Visualizer {
         app: &str,
         classes: &ClassMap,
         search_path: Option<&OsStr>,
+        options: VizOptions,
     ) -> Result<Option<Self>> {
         let Some(rec) = open_recording(target, app, search_path)? else {
             return Ok(None);
         };
-        let logger = Logger::new(rec, classes);
+        let mut logger = Logger::new(rec, classes);
+        logger.joint_names = options.joint_names;
         let (tx_msgs, rx_msgs) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         let (tx_cmds, rx_cmds) = crossbeam_channel::bounded(1);
         let handle = std::thread::Builder::new()
@@ -484,6 +510,7 @@ mod tests {
                 "skelseg_test",
                 &classes,
                 search_path,
+                VizOptions::default(),
             );
             let Err(Error::Viz { message }) = result else {
                 panic!("expected Error::Viz, got {result:?}");

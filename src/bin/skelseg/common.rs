@@ -59,7 +59,14 @@ pub fn bundled_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+/// Whether log lines on stderr get ANSI colours: only on a terminal, and never when `NO_COLOR`
+/// is set to anything but the empty string (<https://no-color.org>).
+pub fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it. Colours as [`log_colours`]
+/// says, so a log piped to a file or a CI console holds no escape codes.
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -68,7 +75,15 @@ pub fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = log_colours(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
 }
 
 /// Prints `value` as one JSON object on stdout.
@@ -161,5 +176,19 @@ impl Viz {
             v.finish()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colours(true, None));
+        assert!(log_colours(true, Some(OsStr::new(""))));
+        assert!(!log_colours(true, Some(OsStr::new("1"))));
+        assert!(!log_colours(false, None));
     }
 }

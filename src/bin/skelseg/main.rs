@@ -5,6 +5,7 @@ mod bench;
 mod common;
 mod data;
 mod model;
+mod record;
 mod stream;
 
 use std::process::ExitCode;
@@ -34,6 +35,12 @@ enum Command {
     Synth(data::SynthArgs),
     /// Describe a recording (PKU-MMD, NTU, UTKinect, NDJSON) or a checkpoint (.safetensors).
     Info(data::InfoArgs),
+    /// Check a dataset folder: classes, durations, splits, layouts, frame rates, every problem.
+    Check(data::CheckArgs),
+    /// Open a recording in the Rerun viewer with its labels (and a model's predictions).
+    View(model::ViewArgs),
+    /// Capture sources to skeleton-ndjson/1 files, one per stream.
+    Record(record::RecordArgs),
     /// Score MS-TCN style prediction files against ground-truth files (Acc, Edit, F1@k).
     Metrics(data::MetricsArgs),
     /// Train an InterAct model on a dataset folder.
@@ -61,6 +68,9 @@ fn main() -> ExitCode {
         Command::Synth(args) => data::synth(args),
         Command::Info(args) => data::info(args),
         Command::Metrics(args) => data::metrics(args),
+        Command::Check(args) => data::check(args),
+        Command::Record(args) => record::record(args),
+        Command::View(args) => model::view(args),
         Command::Train(args) => model::train(args),
         Command::Eval(args) => model::eval(args),
         Command::Calibrate(args) => model::calibrate(args),

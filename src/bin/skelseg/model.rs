@@ -79,18 +79,22 @@ pub struct TrainArgs {
     /// Where to write the best checkpoint (`.safetensors`; the `.json` goes beside it).
     #[arg(long)]
     out: PathBuf,
-    /// Epochs.
-    #[arg(long, default_value_t = 30)]
-    epochs: usize,
+    /// Epochs (default: from the data size, see `TrainConfig::for_data` and the README).
+    #[arg(long)]
+    epochs: Option<usize>,
     /// Crops per optimiser step.
     #[arg(long, default_value_t = 4)]
     batch: usize,
     /// Peak learning rate (AdamW, warm-up then cosine).
     #[arg(long, default_value_t = 5e-4)]
     lr: f64,
-    /// Longest random temporal crop in frames.
-    #[arg(long, default_value_t = 512)]
-    crop: usize,
+    /// Longest random temporal crop in frames (default: from the recording lengths).
+    #[arg(long)]
+    crop: Option<usize>,
+    /// Early stopping: epochs without a better validation F1@50 before training stops
+    /// (default: from the data size; 0 = never stop early).
+    #[arg(long)]
+    patience: Option<usize>,
     /// Feature width D.
     #[arg(long, default_value_t = 64)]
     dim: i64,
@@ -124,6 +128,9 @@ pub struct TrainArgs {
     /// queries start afresh (fine-tuning).
     #[arg(long)]
     init: Option<PathBuf>,
+    /// With --init: train only the class queries and heads; the backbone stays as loaded.
+    #[arg(long, requires = "init")]
+    freeze_backbone: bool,
     /// Continue an interrupted run of the same command from `OUT.state/` (saved every epoch).
     #[arg(long)]
     resume: bool,
@@ -182,25 +189,29 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         },
         ..ModelConfig::default()
     };
-    let model_cfg = match &args.init {
+    let (model_cfg, fps) = match &args.init {
         Some(init) => {
             let meta = checkpoint::load_meta(init)?;
-            ModelConfig {
+            let cfg = ModelConfig {
                 num_classes: dataset.classes.len() as i64,
                 boundary_threshold: ModelConfig::default().boundary_threshold,
                 temperature: 1.0,
                 ..meta.model
-            }
+            };
+            (cfg, meta.fps)
         }
-        None => model_cfg,
+        None => (model_cfg, checkpoint::DEFAULT_FPS),
     };
-    let train_set = sequences(&train_recs, &model_cfg)?;
-    let val_set = sequences(&val_recs, &model_cfg)?;
+    let train_set = sequences(&train_recs, &model_cfg, fps)?;
+    let val_set = sequences(&val_recs, &model_cfg, fps)?;
+    let lengths: Vec<usize> = train_set.iter().map(|s| s.len).collect();
+    let sized = TrainConfig::for_data(&lengths);
     let train_cfg = TrainConfig {
-        epochs: args.epochs,
+        epochs: args.epochs.unwrap_or(sized.epochs),
         batch: args.batch,
         lr: args.lr,
-        crop_frames: args.crop,
+        crop_frames: args.crop.unwrap_or(sized.crop_frames),
+        patience: args.patience.unwrap_or(sized.patience),
         seed: args.seed,
         val_every: args.val_every,
         whole_fraction: args.whole_fraction,
@@ -211,8 +222,15 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let mut meta = checkpoint::CheckpointMeta::new(
         model_cfg.clone(),
         dataset.classes.names().to_vec(),
-        "kinect_v2_25",
+        skelseg::skeleton::Layout::KinectV2_25.name(),
     );
+    meta.fps = fps;
+    let mut source_layouts: Vec<&str> = train_recs.iter().map(|r| r.source_layout.name()).collect();
+    source_layouts.sort_unstable();
+    source_layouts.dedup();
+    let mut source_fps: Vec<f64> = train_recs.iter().map(|r| r.fps).collect();
+    source_fps.sort_by(f64::total_cmp);
+    source_fps.dedup();
     meta.data = serde_json::json!({
             "path": args.data,
             "train_sequences": train_set.len(),
@@ -220,10 +238,11 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             "train_recordings": train_recs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
             "val_recordings": val_recs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
             "train_frames": frames,
-            "mean_segment_frames": mean_segment_frames(&train_recs, dataset.classes.len()),
+            "mean_segment_frames": mean_segment_frames(&train_recs, dataset.classes.len(), fps),
+            "source_layouts": source_layouts,
+            "source_fps": source_fps,
     });
     meta.command = std::env::args().collect::<Vec<_>>().join(" ");
-    meta.frame_rate_hz = train_recs.first().map(|r| r.fps);
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -235,10 +254,14 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     }
     if !args.json {
         eprintln!(
-            "training on {} sequences ({frames} frames), validating on {}, device {}",
+            "training on {} sequences ({frames} frames at {fps} fps), validating on {}, device {}",
             train_set.len(),
             val_set.len(),
             device_name(device)
+        );
+        eprintln!(
+            "{} epochs at most (early stop after {} without a better validation F1@50), crops of {} frames",
+            train_cfg.epochs, train_cfg.patience, train_cfg.crop_frames
         );
     }
     let bar = ProgressBar::new(0);
@@ -258,6 +281,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         stop: &stop,
         init: args.init.clone(),
         resume: args.resume,
+        freeze_backbone: args.freeze_backbone,
     };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last_line = std::time::Instant::now();
@@ -265,8 +289,13 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         if !tty && !args.json && p.val.is_none() && last_line.elapsed().as_secs() >= 10 {
             last_line = std::time::Instant::now();
             eprintln!(
-                "epoch {} step {}/{} loss {:.4} {:.0} frames/s",
-                p.epoch, p.step, p.total_steps, p.loss, p.frames_per_sec
+                "epoch {} step {}/{} loss {:.4} {:.0} frames/s, ETA {}",
+                p.epoch,
+                p.step,
+                p.total_steps,
+                p.loss,
+                p.frames_per_sec,
+                indicatif::HumanDuration(bar.eta())
             );
         }
         bar.set_length(p.total_steps as u64);
@@ -296,7 +325,13 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             "best epoch {} of {}{}: checkpoint {}",
             report.best_epoch,
             report.epochs,
-            if report.interrupted { " (interrupted)" } else { "" },
+            if report.interrupted {
+                " (interrupted)"
+            } else if report.stopped_early {
+                " (early stop)"
+            } else {
+                ""
+            },
             report.checkpoint.display()
         );
         if let Some(v) = &report.best_val {
@@ -311,11 +346,13 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
 }
 
 /// Mean length in frames of the labelled segments of each class (index = class id).
-fn mean_segment_frames(recs: &[&Recording], classes: usize) -> Vec<f64> {
+fn mean_segment_frames(recs: &[&Recording], classes: usize, fps: f64) -> Vec<f64> {
     let mut sum = vec![0.0; classes];
     let mut count = vec![0.0; classes];
     for rec in recs {
-        let Some(labels) = rec.frame_labels() else { continue };
+        let Some(labels) = skelseg::resample::resample_recording(rec, fps).frame_labels() else {
+            continue;
+        };
         for (class, start, end) in skelseg::online::label_runs(&labels) {
             if let Some(s) = sum.get_mut(class) {
                 *s += (end - start + 1) as f64;
@@ -428,7 +465,7 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
     let model_path = args.model.clone().map_or_else(bundled_model, Ok)?;
     let (loaded, dataset) = load_labelled(&model_path, &args.data, args.format, device)?;
     let recs = select(&dataset, args.split.as_deref(), &args.select)?;
-    let seqs = sequences(&recs, &loaded.meta.model)?;
+    let seqs = sequences(&recs, &loaded.meta.model, loaded.meta.fps)?;
     let threshold = args.threshold.unwrap_or(loaded.meta.model.boundary_threshold as f32);
     let (offline, preds) = train::evaluate(&loaded.model, &seqs, device, threshold, &[0])?;
     if let Some(dir) = &args.write_pred {
@@ -442,7 +479,12 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
     let params = loaded.model.num_parameters();
     let online = if args.online {
         let cfg = args.stream.config(&loaded.meta)?;
-        Some(evaluate_online(loaded, &recs, &cfg)?)
+        let at_rate: Vec<_> = recs
+            .iter()
+            .map(|r| skelseg::resample::resample_recording(r, loaded.meta.fps))
+            .collect();
+        let at_rate: Vec<&Recording> = at_rate.iter().map(|r| r.as_ref()).collect();
+        Some(evaluate_online(loaded, &at_rate, &cfg)?)
     } else {
         None
     };
@@ -500,7 +542,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
     let (loaded, dataset) = load_labelled(&args.model, &args.data, args.format, device)?;
     let recs = select(&dataset, args.split.as_deref(), &args.select)?;
-    let seqs = sequences(&recs, &loaded.meta.model)?;
+    let seqs = sequences(&recs, &loaded.meta.model, loaded.meta.fps)?;
     let (logits, labels) = train::eval::frame_logits(&loaded.model, &seqs, device)?;
     // Fit on the raw logits: a temperature already in the checkpoint is replaced, not stacked.
     let fit =
@@ -548,12 +590,16 @@ fn load_labelled(
     Ok((loaded, dataset))
 }
 
-/// The recordings as tensors, with the modalities derived the way `model` expects them.
-fn sequences(recs: &[&Recording], model: &ModelConfig) -> Result<Vec<SequenceTensors>> {
+/// The recordings as tensors at the model's frame rate (`skelseg::resample`, as streaming
+/// does), with the modalities derived the way `model` expects them.
+fn sequences(recs: &[&Recording], model: &ModelConfig, fps: f64) -> Result<Vec<SequenceTensors>> {
     let modality = ModalityConfig::for_model(model);
     Ok(recs
         .iter()
-        .map(|r| SequenceTensors::from_recording(r, &modality, model))
+        .map(|r| {
+            let r = skelseg::resample::resample_recording(r, fps);
+            SequenceTensors::from_recording(&r, &modality, model)
+        })
         .collect::<skelseg::Result<_>>()?)
 }
 
@@ -616,6 +662,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
     let file = args.file.map_or_else(bundled_sequence, Ok)?;
     let model = skelseg::Model::load(&model_path, skelseg::Device::cuda_if_available())?;
     let rec = io::read_recording(&file)?;
+    let rec = skelseg::resample::resample_recording(&rec, model.frame_rate_hz()).into_owned();
     let cfg: StreamConfig = args.stream.config(model.meta())?;
     let classes = model.classes().clone();
     println!(
@@ -660,4 +707,89 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         print_scores(scores);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// Recording (PKU-MMD .txt, NTU .skeleton, UTKinect, .ndjson in any layout).
+    file: PathBuf,
+    /// Its labels, in any label format of a dataset folder (frame intervals, `label,start_s,end_s`
+    /// CSV, one name per frame); default: the labels found beside the recording, if any.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Also stream the recording through this model and show its probabilities and segments.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Show joint names beside the points.
+    #[arg(long)]
+    joint_names: bool,
+    /// Where to show it: `spawn` (the `rerun` viewer), `connect[:URL]` or `save:PATH` (.rrd).
+    #[cfg(feature = "viz")]
+    #[arg(long, default_value = "spawn")]
+    viz: skelseg::viz::VizTarget,
+    #[command(flatten)]
+    stream: crate::stream::StreamOptions,
+}
+
+/// Opens a recording in Rerun with its labels on the timeline (and a model's predictions), to
+/// check labelling by eye.
+#[cfg(feature = "viz")]
+pub fn view(args: ViewArgs) -> Result<ExitCode> {
+    use skelseg::io::labels::{Overlaps, classes_from_names, read_label_file};
+    let rec = io::read_recording(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let loaded = match &args.model {
+        Some(path) => Some(checkpoint::load(path, tch::Device::cuda_if_available())?),
+        None => None,
+    };
+    let label_file = args.labels.as_ref().map(read_label_file).transpose()?;
+    let classes = match (&loaded, &label_file) {
+        (Some(l), _) => ClassMap::new(l.meta.classes.clone()),
+        (None, Some(f)) => classes_from_names(f.class_names()),
+        (None, None) => ClassMap::new(vec!["background".into()]),
+    };
+    let mut rec = rec;
+    if let Some(f) = &label_file {
+        rec.intervals = Some(f.resolve(&classes, &rec, Overlaps::Refuse)?);
+    }
+    let fps = loaded.as_ref().map_or(rec.fps, |l| l.meta.fps);
+    let rec = skelseg::resample::resample_recording(&rec, fps).into_owned();
+    let options = skelseg::viz::VizOptions { joint_names: args.joint_names };
+    let viz = skelseg::viz::Visualizer::start_with(&args.viz, "skelseg view", &classes, options)?
+        .context("--viz off shows nothing: use spawn, connect or save:PATH")?;
+    let tap = skelseg::stream::VizTap::new(viz.sender());
+    // The stream id is the recording's name, as `online::stream_recording_with` names it.
+    let stream = rec.name.clone();
+    match loaded {
+        Some(loaded) => {
+            let cfg = args.stream.config(&loaded.meta)?;
+            skelseg::online::stream_recording_with(loaded, &rec, &cfg, tap)?;
+        }
+        None => {
+            if let Some(intervals) = &rec.intervals {
+                tap.ground_truth(&stream, intervals);
+            }
+            for frame in &rec.frames {
+                tap.frame(&stream, frame);
+                // The viz queue is lossy: let the viewer thread keep up with a whole file.
+                while viz.sender().queued() > skelseg::viz::QUEUE_CAPACITY / 2 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    let dropped = viz.dropped();
+    viz.finish()?;
+    eprintln!(
+        "{} frames of {} shown{}",
+        rec.frames.len(),
+        args.file.display(),
+        if dropped > 0 { format!(" ({dropped} viewer messages dropped)") } else { String::new() }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "viz"))]
+pub fn view(_args: ViewArgs) -> Result<ExitCode> {
+    bail!("this skelseg was built without the `viz` feature (Rerun)")
 }

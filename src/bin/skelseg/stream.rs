@@ -133,14 +133,18 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     } else {
         source::Pacing::AsFastAsPossible
     };
+    // Every stream is put on the model's frame rate (a 15 or 60 fps sensor, a recording at
+    // another rate), as training and evaluation put recordings on it.
+    let model_fps = loaded.meta.fps;
     let mut builder =
         PipelineBuilder::new(loaded).config(cfg).event_channel(false).viz(viz.tap.clone());
     if let Some(n) = args.workers {
         builder = builder.workers(n.into());
     }
     for spec in &args.source {
-        builder = builder
-            .boxed_source(spec.open(pacing).with_context(|| format!("opening source {spec}"))?);
+        let source = spec.open(pacing).with_context(|| format!("opening source {spec}"))?;
+        builder =
+            builder.boxed_source(Box::new(skelseg::resample::RateAdapter::new(source, model_fps)));
     }
     let json = args.json;
     let builder = builder.on_event(move |event: &SegmentEvent| {

@@ -1,0 +1,384 @@
+//! Frame-rate adapter: frames at any rate in, frames on the model's time grid out.
+//!
+//! A model learns durations in frames, so a 15 fps recording fed to a 30 fps model looks like
+//! everything happens twice as fast. [`Resampler`] puts frames on the grid `t0 + k / fps`
+//! (`t0` = the first frame's timestamp), interpolating joint positions linearly between the two
+//! input frames around each grid time; a body present in only one of them is taken from the
+//! nearer one. Output frame `k` has index `k` and timestamp `t0 + k / fps`.
+//!
+//! The same type serves recordings ([`resample_recording`], used by training and evaluation)
+//! and live streams (push frames as they come), so both see the same frames. Rates within
+//! [`RATE_TOLERANCE`] of the model's pass through untouched, so a 30 fps stream into a 30 fps
+//! model is bit-identical to no adapter at all. Across a gap longer than [`MAX_GAP_SECS`]
+//! (dropped frames, a person out of view) nothing is invented: the grid resumes at the next
+//! frame, and the index jump tells the modalities frames were dropped.
+
+use std::borrow::Cow;
+
+use crate::frame::{Body, Frame, Joint, Tracking};
+use crate::io::{Interval, Recording};
+use crate::source::{FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId};
+
+/// Relative rate difference under which frames pass through unchanged.
+pub const RATE_TOLERANCE: f64 = 0.05;
+/// Longest gap between input frames that is interpolated across.
+pub const MAX_GAP_SECS: f64 = 0.25;
+
+/// Puts frames on a fixed-rate grid (see the [module docs](self)).
+#[derive(Clone, Debug)]
+pub struct Resampler {
+    target_fps: f64,
+    passthrough: bool,
+    prev: Option<Frame>,
+    t0: f64,
+    /// Next grid index to emit.
+    next: u64,
+}
+
+impl Resampler {
+    /// An adapter from frames at `source_fps` to `target_fps`. Non-positive or non-finite
+    /// rates pass frames through.
+    pub fn new(source_fps: f64, target_fps: f64) -> Self {
+        let valid = source_fps.is_finite()
+            && target_fps.is_finite()
+            && source_fps > 0.0
+            && target_fps > 0.0;
+        let passthrough = !valid || (source_fps / target_fps - 1.0).abs() <= RATE_TOLERANCE;
+        Resampler { target_fps, passthrough, prev: None, t0: 0.0, next: 0 }
+    }
+
+    /// Whether frames go through unchanged.
+    pub fn is_passthrough(&self) -> bool {
+        self.passthrough
+    }
+
+    /// Takes the next input frame (timestamps must increase) and returns the grid frames it
+    /// completes: none, one or several.
+    pub fn push(&mut self, frame: Frame) -> Vec<Frame> {
+        if self.passthrough {
+            return vec![frame];
+        }
+        let period = 1.0 / self.target_fps;
+        let Some(prev) = self.prev.take() else {
+            self.t0 = frame.timestamp_secs;
+            self.next = 1;
+            let first = Frame { index: 0, ..frame.clone() };
+            self.prev = Some(frame);
+            return vec![first];
+        };
+        let mut out = Vec::new();
+        let (ta, tb) = (prev.timestamp_secs, frame.timestamp_secs);
+        if tb <= ta {
+            // Out of order or repeated: sources count and drop these; here it is ignored.
+            self.prev = Some(prev);
+            return out;
+        }
+        let grid = |k: u64| self.t0 + k as f64 * period;
+        if tb - ta > MAX_GAP_SECS {
+            // Resume on the first grid time at or after the new frame, without inventing frames.
+            self.next = ((tb - self.t0) / period - 1e-9).ceil().max(self.next as f64) as u64;
+        }
+        while grid(self.next) <= tb + 1e-9 {
+            let t = grid(self.next);
+            let w = ((t - ta) / (tb - ta)).clamp(0.0, 1.0) as f32;
+            out.push(Frame {
+                index: self.next,
+                timestamp_secs: t,
+                bodies: interpolate(&prev.bodies, &frame.bodies, w),
+            });
+            self.next += 1;
+        }
+        self.prev = Some(frame);
+        out
+    }
+
+    /// Forgets the stream (the next frame starts a new grid).
+    pub fn reset(&mut self) {
+        self.prev = None;
+        self.next = 0;
+    }
+}
+
+/// Bodies at weight `w` between `a` (0) and `b` (1), matched by id.
+fn interpolate(a: &[Body], b: &[Body], w: f32) -> Vec<Body> {
+    let (near, far) = if w < 0.5 { (a, b) } else { (b, a) };
+    near.iter()
+        .map(|body| {
+            let Some(other) = far.iter().find(|o| o.id == body.id) else { return body.clone() };
+            let (from, to) = if w < 0.5 { (body, other) } else { (other, body) };
+            Body {
+                id: body.id,
+                joints: std::array::from_fn(|j| {
+                    let (p, q) = (from.joints[j], to.joints[j]);
+                    Joint {
+                        pos: std::array::from_fn(|c| p.pos[c] + (q.pos[c] - p.pos[c]) * w),
+                        tracking: worse(p.tracking, q.tracking),
+                    }
+                }),
+            }
+        })
+        .collect()
+}
+
+fn worse(a: Tracking, b: Tracking) -> Tracking {
+    match (a, b) {
+        (Tracking::NotTracked, _) | (_, Tracking::NotTracked) => Tracking::NotTracked,
+        (Tracking::Inferred, _) | (_, Tracking::Inferred) => Tracking::Inferred,
+        _ => Tracking::Tracked,
+    }
+}
+
+/// `recording` on the `fps` grid, through the same [`Resampler`] a stream goes through; labels
+/// follow each grid frame's nearest input frame. A recording already at `fps` (within
+/// [`RATE_TOLERANCE`]) comes back unchanged.
+pub fn resample_recording(recording: &Recording, fps: f64) -> Cow<'_, Recording> {
+    let mut resampler = Resampler::new(recording.fps, fps);
+    if resampler.is_passthrough() {
+        return Cow::Borrowed(recording);
+    }
+    let frames: Vec<Frame> =
+        recording.frames.iter().flat_map(|f| resampler.push(f.clone())).collect();
+    let intervals = recording.frame_labels().map(|labels| {
+        let times: Vec<f64> = recording.frames.iter().map(|f| f.timestamp_secs).collect();
+        let ids: Vec<usize> = frames
+            .iter()
+            .map(|f| {
+                let i = times.partition_point(|&t| t < f.timestamp_secs);
+                let nearest = match (i.checked_sub(1), times.get(i)) {
+                    // Ties (a 15 fps frame halfway) go to the earlier frame.
+                    (Some(p), Some(&tn))
+                        if f.timestamp_secs - times[p] <= tn - f.timestamp_secs + 1e-9 =>
+                    {
+                        p
+                    }
+                    (Some(p), None) => p,
+                    _ => i,
+                };
+                labels.get(nearest).copied().unwrap_or(0)
+            })
+            .collect();
+        crate::io::labels::runs(&ids).filter(|iv| iv.class != 0).collect::<Vec<Interval>>()
+    });
+    tracing::debug!(recording = %recording.name, from = recording.fps, to = fps, "resampled");
+    Cow::Owned(Recording {
+        name: recording.name.clone(),
+        source_layout: recording.source_layout,
+        fps,
+        frames,
+        intervals,
+    })
+}
+
+/// Frames a stream's rate is estimated from before [`RateAdapter`] decides.
+pub const RATE_PROBE_FRAMES: usize = 8;
+
+/// Per-stream state of a [`RateAdapter`].
+#[derive(Debug)]
+enum StreamRate {
+    /// Collecting the first frames to estimate the rate.
+    Probing(Vec<Frame>),
+    /// Decided: frames go through this resampler (a pass-through one at the model's rate).
+    Decided(Resampler),
+}
+
+/// A [`FrameSource`] that puts every stream of `inner` on the model's frame rate, the live
+/// counterpart of [`resample_recording`]: each stream's rate is the median interval of its
+/// first [`RATE_PROBE_FRAMES`] frames (held back until then, so a stream starts that many
+/// frames late), and streams within [`RATE_TOLERANCE`] of the model's rate pass untouched.
+pub struct RateAdapter<S> {
+    inner: S,
+    target_fps: f64,
+    streams: std::collections::HashMap<StreamId, StreamRate>,
+    ready: std::collections::VecDeque<SourceEvent>,
+}
+
+impl<S: FrameSource> RateAdapter<S> {
+    /// Wraps `inner` for a model at `target_fps`.
+    pub fn new(inner: S, target_fps: f64) -> Self {
+        RateAdapter {
+            inner,
+            target_fps,
+            streams: std::collections::HashMap::new(),
+            ready: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn decide(&mut self, stream: &StreamId, probe: Vec<Frame>) {
+        let fps = estimate_fps(&probe).unwrap_or(self.target_fps);
+        let mut resampler = Resampler::new(fps, self.target_fps);
+        if !resampler.is_passthrough() {
+            tracing::info!(%stream, fps, model_fps = self.target_fps, "stream resampled to the model's frame rate");
+        }
+        for frame in probe {
+            for frame in resampler.push(frame) {
+                self.ready.push_back(SourceEvent::Frame { stream: stream.clone(), frame });
+            }
+        }
+        self.streams.insert(stream.clone(), StreamRate::Decided(resampler));
+    }
+
+    fn take(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::Frame { stream, frame } => match self.streams.get_mut(&stream) {
+                Some(StreamRate::Decided(r)) => {
+                    for frame in r.push(frame) {
+                        self.ready.push_back(SourceEvent::Frame { stream: stream.clone(), frame });
+                    }
+                }
+                Some(StreamRate::Probing(probe)) => {
+                    probe.push(frame);
+                    if probe.len() >= RATE_PROBE_FRAMES {
+                        let probe = std::mem::take(probe);
+                        self.decide(&stream, probe);
+                    }
+                }
+                None => {
+                    self.streams.insert(stream, StreamRate::Probing(vec![frame]));
+                }
+            },
+            SourceEvent::Ended { stream, reason } => {
+                // A short stream: decide on what came, so no frame is lost.
+                if let Some(StreamRate::Probing(probe)) = self.streams.remove(&stream) {
+                    self.decide(&stream, probe);
+                    self.streams.remove(&stream);
+                }
+                self.ready.push_back(SourceEvent::Ended { stream, reason });
+            }
+        }
+    }
+}
+
+/// Median-interval frame rate of `frames`, when it has at least two with increasing times.
+pub fn estimate_fps(frames: &[Frame]) -> Option<f64> {
+    let mut steps: Vec<f64> = frames
+        .windows(2)
+        .map(|w| w[1].timestamp_secs - w[0].timestamp_secs)
+        .filter(|d| *d > 0.0)
+        .collect();
+    if steps.is_empty() {
+        return None;
+    }
+    steps.sort_by(f64::total_cmp);
+    Some(1.0 / steps[steps.len() / 2])
+}
+
+impl<S: FrameSource> FrameSource for RateAdapter<S> {
+    fn next_event(&mut self, timeout: std::time::Duration) -> SourcePoll {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return SourcePoll::Event(event);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.inner.next_event(left) {
+                SourcePoll::Event(event) => self.take(event),
+                SourcePoll::Finished => {
+                    // Streams still probing when the source finishes get their frames out.
+                    let probing: Vec<StreamId> = self.streams.keys().cloned().collect();
+                    for stream in probing {
+                        if let Some(StreamRate::Probing(probe)) = self.streams.remove(&stream) {
+                            self.decide(&stream, probe);
+                        }
+                    }
+                    if self.ready.is_empty() {
+                        return SourcePoll::Finished;
+                    }
+                }
+                SourcePoll::Timeout => return SourcePoll::Timeout,
+            }
+        }
+    }
+
+    fn stats(&self) -> SourceStats {
+        self.inner.stats()
+    }
+
+    fn is_live(&self) -> bool {
+        self.inner.is_live()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::skeleton::Layout;
+
+    fn frame(i: u64, t: f64, x: f32) -> Frame {
+        Frame { index: i, timestamp_secs: t, bodies: vec![Body::from_positions(1, &[[x; 3]; 25])] }
+    }
+
+    #[test]
+    fn fifteen_fps_doubles_with_midpoints() {
+        let mut r = Resampler::new(15.0, 30.0);
+        let mut out = Vec::new();
+        for i in 0..4 {
+            out.extend(r.push(frame(i, 1.0 + i as f64 / 15.0, i as f32)));
+        }
+        assert_eq!(out.len(), 7);
+        let xs: Vec<f32> = out.iter().map(|f| f.bodies[0].joints[3].pos[0]).collect();
+        for (k, x) in xs.iter().enumerate() {
+            assert!((x - k as f32 * 0.5).abs() < 1e-5, "{xs:?}");
+            assert_eq!(out[k].index, k as u64);
+            assert!((out[k].timestamp_secs - (1.0 + k as f64 / 30.0)).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn sixty_fps_halves_and_same_rate_passes_through() {
+        let mut r = Resampler::new(60.0, 30.0);
+        let n: usize = (0..60).map(|i| r.push(frame(i, i as f64 / 60.0, 0.0)).len()).sum();
+        assert_eq!(n, 30);
+        let mut same = Resampler::new(29.0, 30.0);
+        assert!(same.is_passthrough());
+        let f = frame(7, 0.3, 1.0);
+        assert_eq!(same.push(f.clone()), vec![f]);
+    }
+
+    #[test]
+    fn gaps_are_not_filled() {
+        let mut r = Resampler::new(15.0, 30.0);
+        let mut out = r.push(frame(0, 0.0, 0.0));
+        out.extend(r.push(frame(1, 1.0, 1.0)));
+        assert_eq!(out.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 30]);
+    }
+
+    #[test]
+    fn the_adapter_resamples_a_15_fps_stream_and_keeps_its_end() {
+        let rec = Recording {
+            name: "r".into(),
+            source_layout: Layout::KinectV2_25,
+            fps: 15.0,
+            frames: (0..20).map(|i| frame(i, i as f64 / 15.0, i as f32)).collect(),
+            intervals: None,
+        };
+        let source =
+            crate::source::ReplaySource::new(rec, crate::source::Pacing::AsFastAsPossible).unwrap();
+        let mut adapter = RateAdapter::new(source, 30.0);
+        let mut frames = 0;
+        let mut ended = 0;
+        loop {
+            match adapter.next_event(std::time::Duration::from_secs(1)) {
+                SourcePoll::Event(SourceEvent::Frame { .. }) => frames += 1,
+                SourcePoll::Event(SourceEvent::Ended { .. }) => ended += 1,
+                SourcePoll::Timeout => {}
+                SourcePoll::Finished => break,
+            }
+        }
+        assert_eq!((frames, ended), (39, 1));
+    }
+
+    #[test]
+    fn recordings_keep_their_labels_in_time() {
+        let rec = Recording {
+            name: "r".into(),
+            source_layout: Layout::Mediapipe33,
+            fps: 15.0,
+            frames: (0..30).map(|i| frame(i, i as f64 / 15.0, 0.0)).collect(),
+            intervals: Some(vec![Interval { class: 2, start: 10, end: 19 }]),
+        };
+        let out = resample_recording(&rec, 30.0);
+        assert_eq!(out.frames.len(), 59);
+        assert_eq!(out.fps, 30.0);
+        assert_eq!(out.intervals, Some(vec![Interval { class: 2, start: 20, end: 39 }]));
+    }
+}
