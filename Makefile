@@ -29,7 +29,7 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/release/skelseg
 
-.PHONY: setup build demo test test-zenoh lint fmt bench clean-cache viewer-picture
+.PHONY: setup build demo install test test-zenoh lint fmt bench clean-cache viewer-picture
 
 ## setup: torch venv (reused from the cache when present) and the .libtorch link for IDE builds
 setup: $(TORCH_STAMP)
@@ -51,6 +51,12 @@ build: setup
 ## demo: the main job on the embedded default (bundled model, bundled sequence)
 demo: build
 	"$(BIN)" demo
+
+## install: `skelseg` into ~/.cargo/bin (on PATH with a standard Rust install). The bundled model
+## is embedded in the binary, so it runs from any folder; libtorch is found through the rpath
+## set at build time, so keep $(LIBTORCH) where it is.
+install: setup
+	$(CARGO) install --locked --path . --root "$${CARGO_INSTALL_ROOT:-$$HOME/.cargo}"
 
 ## test: tests a clone may be unable to run are #[ignore]d with the reason, so plain `cargo test`
 ## lists them as ignored instead of failing (or passing without checking anything):

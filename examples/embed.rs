@@ -1,35 +1,25 @@
-//! The smallest useful embedding: push frames, print committed segments.
-//!
-//! `cargo run --release --example embed [-- RECORDING]`
-
+//! The smallest useful embedding: `cargo run --release --example embed [-- RECORDING]`.
 use skelseg::stream::{SegmentEvent, StreamSegmenter};
+use skelseg::{Device, Model};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> skelseg::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let file = std::env::args()
-        .nth(1)
-        .map_or_else(|| root.join("fixtures/synth/skeleton/synth_0000.txt"), Into::into);
-    let model = root.join("fixtures/models/synth.safetensors");
-    // The settings come from the checkpoint: its boundary threshold, per-class minimum lengths.
-    let mut segmenter =
-        StreamSegmenter::from_checkpoint(&model, tch::Device::cuda_if_available(), "embed")?;
-    // Any source of `skelseg::Frame`s works: a sensor callback, a socket, a file.
-    let recording = skelseg::io::read_recording(&file)?;
-    for frame in &recording.frames {
-        for event in segmenter.push(frame)? {
-            if let SegmentEvent::SegmentEnded { label, start_secs, end_secs, confidence, .. } =
-                event
-            {
-                println!(
-                    "{label:<16} {start_secs:6.2}–{end_secs:6.2} s  (confidence {confidence:.2})"
-                );
+    let model = Model::load(root.join("fixtures/models/synth.safetensors"), Device::Cpu)?;
+    // Settings from the checkpoint (boundary threshold, per-class minimum lengths).
+    let mut seg = StreamSegmenter::builder(model)
+        .stream("camera-1")
+        .on_event(|e| {
+            if let SegmentEvent::SegmentEnded { label, start_secs, end_secs, confidence, .. } = e {
+                println!("{label:<16} {start_secs:6.2}–{end_secs:6.2} s ({confidence:.2})");
             }
-        }
+        })
+        .build()?;
+    let file = std::env::args().nth(1).map(Into::into);
+    let file = file.unwrap_or_else(|| root.join("fixtures/synth/skeleton/synth_0000.txt"));
+    // Any source of `skelseg::Frame`s works: a tracker callback, a socket, a file.
+    for frame in skelseg::io::read_recording(file)?.frames {
+        seg.push(&frame)?;
     }
-    for event in segmenter.finish()? {
-        if let SegmentEvent::SegmentEnded { label, start_secs, end_secs, confidence, .. } = event {
-            println!("{label:<16} {start_secs:6.2}–{end_secs:6.2} s  (confidence {confidence:.2})");
-        }
-    }
+    seg.finish()?; // closes the open segment: nothing is lost
     Ok(())
 }

@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Parser;
-use skelseg::io::ClassMap;
-use skelseg::model::checkpoint;
 use skelseg::source::{Pacing, SourceSpec};
 use skelseg::stream::{PipelineBuilder, VizTap};
 use skelseg::viz::{Visualizer, VizTarget};
+use skelseg::{Device, Model};
 
 /// Live segmentation from a Kinect bridge, KinectV2-OSC or the simulator.
 #[derive(Parser)]
@@ -55,15 +54,11 @@ fn main() -> Result<()> {
             format!("tcp-listen:{}", args.listen.as_deref().unwrap_or("127.0.0.1:7000")).parse()?
         }
     };
-    let model = checkpoint::load(
-        &args.model.unwrap_or_else(|| root.join("fixtures/models/synth.safetensors")),
-        tch::Device::cuda_if_available(),
+    let model = Model::load(
+        args.model.unwrap_or_else(|| root.join("fixtures/models/synth.safetensors")),
+        Device::cuda_if_available(),
     )?;
-    let viz = Visualizer::start(
-        &args.viz,
-        "skelseg live_kinect",
-        &ClassMap::new(model.meta.classes.clone()),
-    )?;
+    let viz = Visualizer::start(&args.viz, "skelseg live_kinect", model.classes())?;
     let tap = viz.as_ref().map_or_else(VizTap::off, |v| VizTap::new(v.sender()));
     eprintln!("listening on {spec} (Ctrl-C to stop)");
     let pipeline = PipelineBuilder::new(model)

@@ -13,6 +13,7 @@ use skelseg::model::checkpoint;
 use skelseg::online::stream_recording_with;
 use skelseg::stream::{StreamConfig, VizTap};
 use skelseg::viz::{Visualizer, VizTarget};
+use skelseg::{Device, Model};
 
 /// Replay PKU-MMD files through skelseg's streaming path.
 #[derive(Parser)]
@@ -42,9 +43,9 @@ fn main() -> Result<()> {
     for file in files {
         let rec = skelseg::io::read_recording(&file)
             .with_context(|| format!("reading {}", file.display()))?;
-        let loaded = checkpoint::load(&model, tch::Device::cuda_if_available())?;
-        let classes = loaded.meta.classes.clone();
-        let cfg = StreamConfig::from_checkpoint(&loaded.meta);
+        let loaded = Model::load(&model, Device::cuda_if_available())?;
+        let classes = loaded.classes().clone();
+        let cfg = StreamConfig::from_checkpoint(loaded.meta());
         let run = stream_recording_with(loaded, &rec, &cfg, tap.clone())?;
         println!(
             "{} ({} frames): {} segments",
@@ -53,7 +54,7 @@ fn main() -> Result<()> {
             run.segments.len()
         );
         for s in &run.segments {
-            let name = classes.get(s.class).map_or("?", String::as_str);
+            let name = classes.name(s.class).unwrap_or("?");
             println!(
                 "  {:>6}–{:<6} {name:<16} conf {:.2} (known at frame {})",
                 s.start_frame, s.end_frame, s.confidence, s.started_at

@@ -6,6 +6,61 @@
 //! recording such as PKU-MMD. skelseg derives the absolute, relative and motion modalities on the
 //! fly, runs the InterAct model (DSMI spatial module per frame, MFAI temporal module over a
 //! sliding window) and emits stable action segments.
+//!
+//! ## Brief overview
+//!
+//! Data flows `source → Frame → modalities → model → stream → SegmentEvent`:
+//!
+//! - [`Frame`]: the bodies of one instant, canonical Kinect v2 layout, metres. Build them from
+//!   your tracker, or get them from [`io`] (recordings) and [`source`] (sockets, replay,
+//!   simulator). [`skeleton`] maps other joint layouts to the canonical one.
+//! - [`Model`]: a trained checkpoint that owns its weights; `Model::load(path, device)`.
+//! - [`stream::StreamSegmenter`]: one stream on your thread, `push(frame)` returns events;
+//!   [`stream::Pipeline`]: many streams on worker threads, events on a channel or callback.
+//! - [`stream::SegmentEvent`]: `SegmentStarted`, `SegmentEnded` (committed, never retracted),
+//!   `FrameLabel`, `StreamEnded`.
+//! - [`Error`]: the one error type; every variant says where.
+//!
+//! ```
+//! use skelseg::stream::{SegmentEvent, StreamSegmenter};
+//! # skelseg::tch::set_num_threads(1); // spinning OpenMP threads on a busy CI machine
+//!
+//! let model = skelseg::Model::load("fixtures/models/synth.safetensors", skelseg::Device::Cpu)?;
+//! let mut segmenter = StreamSegmenter::builder(model).stream("camera-1").build()?;
+//! let recording = skelseg::io::read_recording("fixtures/synth/skeleton/synth_0000.txt")?;
+//! let mut events = Vec::new();
+//! for frame in &recording.frames[..240] {
+//!     events.extend(segmenter.push(frame)?);
+//! }
+//! // The end of the stream commits the open segment: nothing is lost.
+//! events.extend(segmenter.finish()?);
+//! let ends: Vec<u64> = events
+//!     .iter()
+//!     .filter_map(|e| match e {
+//!         SegmentEvent::SegmentEnded { end_frame, .. } => Some(*end_frame),
+//!         _ => None,
+//!     })
+//!     .collect();
+//! assert!(ends.len() >= 2 && ends.last() == Some(&239), "{ends:?}");
+//! assert!(matches!(events.last(), Some(SegmentEvent::StreamEnded { frames: 240, .. })));
+//! # Ok::<(), skelseg::Error>(())
+//! ```
+//!
+//! ## Features
+//!
+//! - `cli` (default): the `skelseg` binary's crates (clap, indicatif, ctrlc, anyhow,
+//!   tracing-subscriber). The library never needs them: apps depend on skelseg with
+//!   `default-features = false`.
+//! - `viz` (default): Rerun viewer output ([`viz`], [`stream::VizTap`]).
+//!
+//! Research tooling lives in its own modules: [`synth`] (synthetic training data), [`train`]
+//! (training, offline evaluation, calibration), [`online`] (online evaluation), [`metrics`] and
+//! [`postprocess`].
+//!
+//! ## libtorch
+//!
+//! The model runs on libtorch through [`tch`], re-exported so that apps use the same version:
+//! [`Device`] is `tch::Device`.
 
 #[cfg(feature = "zenoh")]
 pub mod cluster;
@@ -28,3 +83,8 @@ pub mod viz;
 
 pub use error::{Error, Result};
 pub use frame::{BODY_SLOTS, Body, Frame, Joint, NUM_JOINTS, Tracking};
+pub use model::Model;
+/// The libtorch binding skelseg is built on, re-exported so apps need not pin it themselves.
+pub use tch;
+/// Where a model runs: `Device::Cpu`, `Device::Cuda(0)`, or `Device::cuda_if_available()`.
+pub use tch::Device;

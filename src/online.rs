@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::io::Recording;
 use crate::metrics::{MetricsAccumulator, Scores, Variant};
-use crate::model::checkpoint::LoadedModel;
+use crate::model::Model;
 use crate::stream::{SegmentEvent, StreamConfig, StreamSegmenter, VizTap};
 
 /// A segment as committed by the streaming path.
@@ -64,7 +64,7 @@ pub struct OnlineReport {
 
 /// Streams one recording through a fresh [`StreamSegmenter`].
 pub fn stream_recording(
-    loaded: LoadedModel,
+    loaded: impl Into<Model>,
     rec: &Recording,
     cfg: &StreamConfig,
 ) -> Result<RecordingRun> {
@@ -73,7 +73,7 @@ pub fn stream_recording(
 
 /// Like [`stream_recording`], showing it through `viz` (with the ground truth, if any).
 pub fn stream_recording_with(
-    loaded: LoadedModel,
+    loaded: impl Into<Model>,
     rec: &Recording,
     cfg: &StreamConfig,
     viz: VizTap,
@@ -81,13 +81,17 @@ pub fn stream_recording_with(
     if let Some(intervals) = &rec.intervals {
         viz.ground_truth(&rec.name, intervals);
     }
-    let mut seg = StreamSegmenter::with_config(loaded, &rec.name, cfg.clone())?.with_viz(viz);
+    let mut seg = StreamSegmenter::builder(loaded)
+        .stream(rec.name.as_str())
+        .config(cfg.clone())
+        .viz(viz)
+        .build()?;
     run_one(&mut seg, rec)
 }
 
 /// Streams every recording (one after the other, sharing one model) and scores them.
 pub fn evaluate_online(
-    loaded: LoadedModel,
+    loaded: impl Into<Model>,
     recs: &[&Recording],
     cfg: &StreamConfig,
 ) -> Result<OnlineReport> {

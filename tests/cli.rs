@@ -168,6 +168,8 @@ fn eval_and_stream_report_json_on_the_bundled_sequence() {
     let ended: Vec<&Value> = events.iter().filter(|e| e["type"] == "segment_ended").collect();
     assert!(ended.len() >= 3, "{events:?}");
     assert_eq!(events.last().unwrap()["type"], "stream_ended");
+    // The reason is an enum in the library; its JSON is the string it always was.
+    assert_eq!(events.last().unwrap()["reason"], "Closed");
     // Segments tile the recording: contiguous, from frame 0 to its last frame.
     assert_eq!(ended[0]["start_frame"], 0);
     for pair in ended.windows(2) {
@@ -224,4 +226,39 @@ fn calibrate_fits_a_temperature_and_writes_it_into_the_checkpoint() {
         "--json",
     ]);
     assert_eq!(before["acc"], after["acc"], "a temperature changes no argmax");
+}
+
+/// Issue 12: an installed binary finds its bundled model and sequence without the checkout that
+/// built it. Run from an empty folder, with a fresh cache, `demo` writes the embedded files into
+/// the cache and segments the bundled sequence from there.
+#[test]
+fn demo_runs_from_an_empty_folder_with_the_embedded_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cwd, cache) = (dir.path().join("empty"), dir.path().join("cache"));
+    std::fs::create_dir(&cwd).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skelseg"))
+        .arg("demo")
+        .current_dir(&cwd)
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bundled = cache.join(concat!("skelseg/bundled-", env!("CARGO_PKG_VERSION")));
+    let model = bundled.join("models/synth.safetensors");
+    assert!(stdout.starts_with(&format!("model {}\n", model.display())), "{stdout}");
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(root().join("fixtures/models/synth.safetensors")).unwrap(),
+        "the embedded weights are the bundled ones"
+    );
+    // The bundled sequence has 771 frames and its ground truth is read from beside it.
+    assert!(stdout.contains("(771 frames"), "{stdout}");
+    let scores: Vec<&str> = stdout.lines().last().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(scores[scores.len().saturating_sub(2)..], ["1", "771"], "videos, frames: {stdout}");
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "nothing written to the working folder"
+    );
 }

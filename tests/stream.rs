@@ -204,6 +204,48 @@ fn pushing_a_recording_in_batches_gives_the_events_of_pushing_it_frame_by_frame(
     }
 }
 
+/// Issue 12: the builder names the stream, starts from the checkpoint's settings unless told
+/// otherwise, and hands every event to `on_event` as well as returning it.
+#[test]
+fn the_builder_names_the_stream_and_calls_on_event_with_every_returned_event() {
+    let rec = bundled();
+    let frames = &rec.frames[..300];
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    let loaded = skelseg::Model::from(model());
+    let implied = StreamConfig::from_checkpoint(loaded.meta());
+    let mut seg = StreamSegmenter::builder(loaded)
+        .stream("camera-1")
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(seg.stream(), "camera-1");
+    assert_eq!(seg.engine_config().window_frames, implied.engine.window_frames);
+    let mut returned = Vec::new();
+    for f in frames {
+        returned.extend(seg.push(f).unwrap());
+    }
+    returned.extend(seg.finish().unwrap());
+    assert!(segments(&returned).len() >= 2, "{returned:?}");
+    assert_eq!(*seen.lock().unwrap(), returned);
+    assert!(returned.iter().all(|e| e.stream() == "camera-1"));
+    assert!(matches!(
+        returned.last(),
+        Some(SegmentEvent::StreamEnded {
+            frames: 300,
+            reason: skelseg::source::EndReason::Finished,
+            ..
+        })
+    ));
+
+    // `.config()` replaces the checkpoint's settings.
+    let mut cfg = implied.clone();
+    cfg.engine.window_frames = 64;
+    cfg.engine.lookahead_frames = 8;
+    let seg = StreamSegmenter::builder(model()).config(cfg).build().unwrap();
+    assert_eq!((seg.engine_config().window_frames, seg.stream()), (64, "stream"));
+}
+
 #[test]
 fn send_over_tcp_yields_the_same_segments_as_replaying_the_file() {
     // The file is the NDJSON form of the bundled sequence, so that both paths see exactly the

@@ -67,8 +67,14 @@ impl From<&str> for StreamId {
     }
 }
 
-/// Why a stream ended.
+/// Why a stream ended: carried by [`SourceEvent::Ended`] and by
+/// [`crate::stream::SegmentEvent::StreamEnded`].
+///
+/// In JSON (`skelseg stream --json`) and in `Display` it is one string: the variant's name
+/// (`"Closed"`, `"Idle"`, …), `"Error(\"message\")"` for [`EndReason::Error`], and `"finished"`
+/// for [`EndReason::Finished`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndReason {
     /// The recording ended, or the peer closed the connection after a complete line.
     Closed,
@@ -80,6 +86,79 @@ pub enum EndReason {
     Shutdown,
     /// An I/O error on the connection.
     Error(String),
+    /// The app ended the stream ([`crate::stream::StreamSegmenter::finish`]).
+    Finished,
+    /// The pipeline's inference worker failed; what it had finalised was flushed.
+    InferenceFailed,
+}
+
+impl EndReason {
+    /// The reason as one string, as JSON and `Display` show it (see the type's docs).
+    pub fn as_text(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            EndReason::Finished => "finished".into(),
+            // The names the events carried when the reason was a free string.
+            other => format!("{other:?}").into(),
+        }
+    }
+
+    /// Parses what [`EndReason::as_text`] writes; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<Self> {
+        Some(match text {
+            "Closed" => EndReason::Closed,
+            "Truncated" => EndReason::Truncated,
+            "Idle" => EndReason::Idle,
+            "Shutdown" => EndReason::Shutdown,
+            "InferenceFailed" => EndReason::InferenceFailed,
+            "finished" => EndReason::Finished,
+            _ => {
+                let quoted = text.strip_prefix("Error(")?.strip_suffix(')')?;
+                let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
+                EndReason::Error(unescape_debug(inner))
+            }
+        })
+    }
+}
+
+/// Undoes the escapes of `{:?}` on a string that a message can contain.
+fn unescape_debug(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some(other) => out.push(other), // `\"`, `\\`, `\'`
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_text())
+    }
+}
+
+impl serde::Serialize for EndReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.as_text())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EndReason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        EndReason::from_text(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown end reason {text:?}")))
+    }
 }
 
 /// What a source delivers.
@@ -198,6 +277,30 @@ mod tests {
         assert_eq!(a, StreamId::from("tcp:127.0.0.1:5000"));
         assert_eq!(a.to_string(), "tcp:127.0.0.1:5000");
         assert_ne!(a, StreamId::new("tcp:127.0.0.1:5001"));
+    }
+
+    #[test]
+    fn end_reasons_serialise_as_the_strings_events_always_carried() {
+        let cases = [
+            (EndReason::Closed, "\"Closed\""),
+            (EndReason::Truncated, "\"Truncated\""),
+            (EndReason::Idle, "\"Idle\""),
+            (EndReason::Shutdown, "\"Shutdown\""),
+            (EndReason::Finished, "\"finished\""),
+            (EndReason::InferenceFailed, "\"InferenceFailed\""),
+            (
+                EndReason::Error("reset by \"peer\"\n".into()),
+                r#""Error(\"reset by \\\"peer\\\"\\n\")""#,
+            ),
+        ];
+        for (reason, json) in cases {
+            assert_eq!(serde_json::to_string(&reason).expect("serialise"), json);
+            let back: EndReason = serde_json::from_str(json).expect("deserialise");
+            assert_eq!(back, reason);
+            assert_eq!(reason.to_string(), serde_json::from_str::<String>(json).expect("a string"));
+        }
+        let err = serde_json::from_str::<EndReason>("\"Gone\"").expect_err("unknown");
+        assert!(err.to_string().contains("unknown end reason \"Gone\""), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::io::ClassMap;
+use crate::source::EndReason;
 use crate::stream::segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
 use crate::stream::tap::VizTap;
 
@@ -65,8 +66,8 @@ pub enum SegmentEvent {
         stream: String,
         /// Frames received.
         frames: u64,
-        /// Why it ended.
-        reason: String,
+        /// Why it ended (a string in JSON: `"Closed"`, `"finished"`, … see [`EndReason`]).
+        reason: EndReason,
     },
 }
 
@@ -159,7 +160,7 @@ impl StreamEvents {
     pub(crate) fn end(
         &mut self,
         frames: u64,
-        reason: String,
+        reason: EndReason,
         classes: &ClassMap,
         viz: &VizTap,
         emit: &mut dyn FnMut(SegmentEvent),

@@ -1,18 +1,28 @@
 //! The streaming runtime: per-stream state, the sliding window of cached DSMI features, the
 //! batched inference workers, finalisation, the stable segmenter and the events it emits.
+//!
+//! Two ways in, both built from a [`crate::Model`]:
+//! - [`StreamSegmenter`] (built by [`StreamSegmenter::builder`]): one stream on the caller's
+//!   thread, `push(frame) -> Vec<SegmentEvent>`.
+//! - [`Pipeline`] (built by [`PipelineBuilder`]): sources, inference and segmentation on their
+//!   own threads, events on a channel and/or a callback.
+//!
+//! Both emit [`SegmentEvent`]s and take their settings as a [`StreamConfig`], by default the one
+//! the checkpoint implies ([`StreamConfig::from_checkpoint`]). [`Engine`], [`StreamState`] and
+//! [`Segmenter`] are the stages inside, for benchmarks and custom schedulers.
 
-pub mod engine;
-pub mod events;
-pub mod filter;
-pub mod pipeline;
-pub mod segmenter;
-pub mod sync;
-pub mod tap;
+pub(crate) mod engine;
+mod events;
+mod filter;
+pub(crate) mod pipeline;
+pub(crate) mod segmenter;
+mod sync;
+mod tap;
 
 pub use engine::{Engine, EngineConfig, MAX_HOP_FACTOR, Schedule, StreamCounters, StreamState};
 pub use events::SegmentEvent;
 pub use filter::{JointFilter, OneEuroConfig};
-pub use pipeline::{Pipeline, PipelineBuilder, PipelineStats, default_workers};
+pub use pipeline::{EventCallback, Pipeline, PipelineBuilder, PipelineStats, default_workers};
 pub use segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
-pub use sync::{StreamConfig, StreamSegmenter};
+pub use sync::{StreamConfig, StreamSegmenter, StreamSegmenterBuilder};
 pub use tap::VizTap;

@@ -62,7 +62,7 @@ use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::io::ClassMap;
 use crate::model::InterAct;
-use crate::model::checkpoint::LoadedModel;
+use crate::model::{Model, ModelConfig};
 use crate::source::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId};
 use crate::stream::engine::{Engine, Schedule, StreamState};
 use crate::stream::events::{SegmentEvent, StreamEvents};
@@ -78,8 +78,6 @@ const CHANNEL_CAPACITY: usize = 1024;
 const MAX_STEP_FRAMES: usize = 256;
 /// Frames a widened stream processes on time before its hop narrows one step.
 const NARROW_AFTER_FRAMES: u64 = 60;
-/// End reason of the streams of a worker that failed.
-const FAILED: &str = "InferenceFailed";
 
 /// Figures of a running or finished pipeline.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -147,7 +145,7 @@ pub fn default_workers() -> usize {
 
 /// Builds a [`Pipeline`].
 pub struct PipelineBuilder {
-    model: LoadedModel,
+    model: Model,
     cfg: StreamConfig,
     sources: Vec<Box<dyn FrameSource>>,
     callback: Option<EventCallback>,
@@ -161,9 +159,10 @@ pub struct PipelineBuilder {
 impl PipelineBuilder {
     /// A pipeline running `model` with the settings its checkpoint implies
     /// ([`StreamConfig::from_checkpoint`]).
-    pub fn new(model: LoadedModel) -> Self {
+    pub fn new(model: impl Into<Model>) -> Self {
+        let model = model.into();
         PipelineBuilder {
-            cfg: StreamConfig::from_checkpoint(&model.meta),
+            cfg: StreamConfig::from_checkpoint(model.meta()),
             model,
             sources: Vec::new(),
             callback: None,
@@ -234,14 +233,15 @@ impl PipelineBuilder {
         let PipelineBuilder { model, cfg, sources, callback, channel, viz, workers, .. } = self;
         #[cfg(test)]
         let mut fault = self.fault;
-        let classes = ClassMap::new(model.meta.classes.clone());
-        let device = model.vs.device();
+        let classes = model.classes().clone();
+        let device = model.device();
         // Copies first: the original moves into the first worker.
         let mut models = Vec::with_capacity(workers);
         for _ in 1..workers {
-            models.push(replicate(&model)?);
+            models.push(replicate(model.var_store(), model.config())?);
         }
-        models.insert(0, (model.vs, model.model));
+        let (vs, net, _meta) = model.into_parts();
+        models.insert(0, (vs, net));
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             stats: Mutex::new(PipelineStats {
@@ -300,10 +300,10 @@ impl PipelineBuilder {
 }
 
 /// A copy of `loaded`'s model with its own variables (one per worker: tensors are not `Sync`).
-fn replicate(loaded: &LoadedModel) -> Result<(nn::VarStore, InterAct)> {
-    let mut vs = nn::VarStore::new(loaded.vs.device());
-    let model = InterAct::new(&vs.root(), &loaded.meta.model)?;
-    vs.copy(&loaded.vs)?;
+fn replicate(src: &nn::VarStore, cfg: &ModelConfig) -> Result<(nn::VarStore, InterAct)> {
+    let mut vs = nn::VarStore::new(src.device());
+    let model = InterAct::new(&vs.root(), cfg)?;
+    vs.copy(src)?;
     Ok((vs, model))
 }
 
@@ -455,7 +455,7 @@ struct StreamKey {
 #[derive(Debug)]
 enum WorkerOut {
     Finals { key: StreamKey, frames: Vec<FinalFrame> },
-    Ended { key: StreamKey, frames: u64, reason: String },
+    Ended { key: StreamKey, frames: u64, reason: EndReason },
 }
 
 /// Moves one source's events to the workers; on shutdown, ends the streams it saw.
@@ -515,7 +515,7 @@ struct WorkerStream {
     /// Frames received, not yet through the engine, with their arrival.
     queue: VecDeque<(Frame, Instant)>,
     /// Set once the source ended the stream (the queue is still processed).
-    ended: Option<String>,
+    ended: Option<EndReason>,
     live: bool,
     /// Consecutive steps that found the stream more than a hop behind.
     behind: u32,
@@ -588,7 +588,7 @@ impl Worker {
                 self.viz.frame(&stream.key.id, &frame);
                 stream.queue.push_back((frame, at));
             }
-            SourceEvent::Ended { reason, .. } => stream.ended = Some(format!("{reason:?}")),
+            SourceEvent::Ended { reason, .. } => stream.ended = Some(reason),
         }
     }
 
@@ -723,14 +723,14 @@ impl Worker {
     fn finish(&mut self) -> Result<Vec<WorkerOut>> {
         let mut outs = Vec::new();
         for mut s in std::mem::take(&mut self.streams) {
-            let reason = s.ended.take().unwrap_or_else(|| format!("{:?}", EndReason::Shutdown));
+            let reason = s.ended.take().unwrap_or(EndReason::Shutdown);
             outs.extend(self.end(&mut s, reason)?);
         }
         Ok(outs)
     }
 
     /// Flushes a stream, adds its counters and reports its end.
-    fn end(&mut self, s: &mut WorkerStream, reason: String) -> Result<Vec<WorkerOut>> {
+    fn end(&mut self, s: &mut WorkerStream, reason: EndReason) -> Result<Vec<WorkerOut>> {
         let frames = self.engine.flush(&mut s.state)?;
         self.shared.stats().add(&s.state);
         let mut outs = Vec::new();
@@ -758,7 +758,11 @@ impl Worker {
             }
             self.shared.stats().add(&s.state);
             let received = s.state.counters().frames;
-            outs.push(WorkerOut::Ended { key: s.key, frames: received, reason: FAILED.into() });
+            outs.push(WorkerOut::Ended {
+                key: s.key,
+                frames: received,
+                reason: EndReason::InferenceFailed,
+            });
         }
         outs
     }
@@ -905,7 +909,7 @@ mod tests {
     use crate::source::{Pacing, ReplaySource};
     use crate::stream::EngineConfig;
 
-    fn model() -> LoadedModel {
+    fn model() -> crate::model::checkpoint::LoadedModel {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
         checkpoint::load(&path, Device::Cpu).expect("the bundled model loads")
     }
@@ -1020,7 +1024,7 @@ mod tests {
             ] => {
                 assert_eq!((k1.generation, k2.generation), (0, 0));
                 assert_eq!(frames.iter().map(|f| f.index).collect::<Vec<_>>(), vec![0, 1]);
-                assert_eq!((*received, reason.as_str()), (2, "Idle"));
+                assert_eq!((*received, reason), (2, &EndReason::Idle));
             }
             other => panic!("unexpected outputs {other:?}"),
         }
@@ -1110,7 +1114,7 @@ mod tests {
         let Some(SegmentEvent::StreamEnded { frames, reason, .. }) = events.last() else {
             panic!("the stream must be ended: {events:?}");
         };
-        assert_eq!(reason, FAILED);
+        assert_eq!(reason, &EndReason::InferenceFailed);
         assert!(*frames > 0 && *frames < 300, "{frames}");
         let segs = segments(&events, "file:r");
         assert!(!segs.is_empty());

@@ -9,16 +9,20 @@ use tch::Device;
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::io::ClassMap;
-use crate::model::checkpoint::{self, CheckpointMeta, LoadedModel};
+use crate::model::Model;
+use crate::model::checkpoint::CheckpointMeta;
+use crate::source::EndReason;
 use crate::stream::engine::{Engine, EngineConfig, Schedule, StreamCounters, StreamState};
 use crate::stream::events::{SegmentEvent, StreamEvents};
+use crate::stream::pipeline::EventCallback;
 use crate::stream::segmenter::SegmenterConfig;
 use crate::stream::tap::VizTap;
 
 /// Settings of the streaming path: window and finalisation, then segment emission.
 ///
 /// The default knows nothing of the model; [`StreamConfig::from_checkpoint`] is what
-/// [`StreamSegmenter::new`], [`crate::stream::PipelineBuilder::new`] and `skelseg stream` use.
+/// [`StreamSegmenter::builder`], [`crate::stream::PipelineBuilder::new`] and `skelseg stream` use
+/// unless told otherwise.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StreamConfig {
@@ -45,8 +49,8 @@ impl StreamConfig {
 /// ```no_run
 /// use skelseg::stream::StreamSegmenter;
 /// # fn frames() -> Vec<skelseg::Frame> { Vec::new() }
-/// let mut seg = StreamSegmenter::from_checkpoint(
-///     "fixtures/models/synth.safetensors".as_ref(), tch::Device::Cpu, "camera-1")?;
+/// let model = skelseg::Model::load("fixtures/models/synth.safetensors", skelseg::Device::Cpu)?;
+/// let mut seg = StreamSegmenter::builder(model).stream("camera-1").build()?;
 /// for frame in frames() {
 ///     for event in seg.push(&frame)? {
 ///         println!("{event}");
@@ -59,55 +63,121 @@ impl StreamConfig {
 /// ```
 ///
 /// Each call to [`StreamSegmenter::push`] costs one DSMI step, plus one MFAI window every `hop`
-/// frames. [`StreamSegmenter::push_many`] takes a batch of frames (a recording replayed as fast
-/// as possible, a burst after a gap) and runs their DSMI steps and windows as batches: the same
-/// events, less overhead per frame. Events lag the frames by `lookahead` frames (plus up to `hop − 1`), and segment changes
+/// frames. Events lag the frames by `lookahead` frames (plus up to `hop − 1`), and segment changes
 /// are committed once the segmenter is confident; their boundaries are back-dated.
-#[derive(Debug)]
+///
+/// Threading: runs on the caller's thread; `Send`, so it can be moved to the thread that feeds
+/// it. It owns its [`Model`].
 pub struct StreamSegmenter {
     engine: Engine,
     state: StreamState,
     events: StreamEvents,
     classes: ClassMap,
     viz: VizTap,
+    callback: Option<EventCallback>,
     /// Keeps the variables alive for the model's lifetime.
-    _loaded: tch::nn::VarStore,
+    _vs: tch::nn::VarStore,
 }
 
-impl StreamSegmenter {
-    /// Loads a checkpoint (`.safetensors` with its `.json` beside it) onto `device`, with the
-    /// settings it implies ([`StreamConfig::from_checkpoint`]).
-    pub fn from_checkpoint(path: &Path, device: Device, stream: &str) -> Result<Self> {
-        Self::new(checkpoint::load(path, device)?, stream)
+impl std::fmt::Debug for StreamSegmenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSegmenter")
+            .field("stream", &self.events.stream())
+            .field("engine", &self.engine)
+            .field("counters", self.state.counters())
+            .field("on_event", &self.callback.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`StreamSegmenter`]; the same vocabulary as [`crate::stream::PipelineBuilder`].
+///
+/// Without [`StreamSegmenterBuilder::config`], the settings are those the checkpoint implies
+/// ([`StreamConfig::from_checkpoint`]: its boundary threshold and per-class minimum lengths).
+#[must_use = "call build() to get the segmenter"]
+pub struct StreamSegmenterBuilder {
+    model: Model,
+    stream: String,
+    cfg: Option<StreamConfig>,
+    viz: VizTap,
+    callback: Option<EventCallback>,
+}
+
+impl StreamSegmenterBuilder {
+    /// Names the stream, as events carry it (default `"stream"`).
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.stream = name.into();
+        self
     }
 
-    /// Wraps an already loaded model, with the settings its checkpoint implies
-    /// ([`StreamConfig::from_checkpoint`]).
-    pub fn new(loaded: LoadedModel, stream: &str) -> Result<Self> {
-        let cfg = StreamConfig::from_checkpoint(&loaded.meta);
-        Self::with_config(loaded, stream, cfg)
-    }
-
-    /// Wraps an already loaded model with settings of the caller's (start from
-    /// [`StreamConfig::from_checkpoint`] to keep what the checkpoint knows).
-    pub fn with_config(loaded: LoadedModel, stream: &str, cfg: StreamConfig) -> Result<Self> {
-        let device = loaded.vs.device();
-        let classes = ClassMap::new(loaded.meta.classes.clone());
-        let engine = Engine::new(loaded.model, device, cfg.engine.clone())?;
-        Ok(StreamSegmenter {
-            state: StreamState::new(engine.config()),
-            engine,
-            events: StreamEvents::new(stream, cfg.segmenter),
-            classes,
-            viz: VizTap::off(),
-            _loaded: loaded.vs,
-        })
+    /// Replaces the settings (start from [`StreamConfig::from_checkpoint`] to keep what the
+    /// checkpoint knows).
+    pub fn config(mut self, cfg: StreamConfig) -> Self {
+        self.cfg = Some(cfg);
+        self
     }
 
     /// Shows frames, probabilities and committed segments through `viz` (lossy).
-    pub fn with_viz(mut self, viz: VizTap) -> Self {
+    pub fn viz(mut self, viz: VizTap) -> Self {
         self.viz = viz;
         self
+    }
+
+    /// Calls `f` for every event, on the caller's thread, before [`StreamSegmenter::push`] or
+    /// [`StreamSegmenter::finish`] returns it.
+    pub fn on_event(mut self, f: impl FnMut(&SegmentEvent) + Send + 'static) -> Self {
+        self.callback = Some(Box::new(f));
+        self
+    }
+
+    /// Checks the settings and builds the segmenter.
+    pub fn build(self) -> Result<StreamSegmenter> {
+        let StreamSegmenterBuilder { model, stream, cfg, viz, callback } = self;
+        let cfg = cfg.unwrap_or_else(|| StreamConfig::from_checkpoint(model.meta()));
+        let device = model.device();
+        let classes = model.classes().clone();
+        let (vs, net, _meta) = model.into_parts();
+        let engine = Engine::new(net, device, cfg.engine.clone())?;
+        Ok(StreamSegmenter {
+            state: StreamState::new(engine.config()),
+            engine,
+            events: StreamEvents::new(&stream, cfg.segmenter),
+            classes,
+            viz,
+            callback,
+            _vs: vs,
+        })
+    }
+}
+
+impl StreamSegmenter {
+    /// Starts building a segmenter running `model` (a [`Model`], or a
+    /// [`crate::model::checkpoint::LoadedModel`]).
+    pub fn builder(model: impl Into<Model>) -> StreamSegmenterBuilder {
+        StreamSegmenterBuilder {
+            model: model.into(),
+            stream: "stream".to_owned(),
+            cfg: None,
+            viz: VizTap::off(),
+            callback: None,
+        }
+    }
+
+    /// Loads a checkpoint (`.safetensors` with its `.json` beside it) onto `device`, with the
+    /// settings it implies. Shorthand for [`Model::load`] and [`StreamSegmenter::builder`].
+    pub fn from_checkpoint(path: &Path, device: Device, stream: &str) -> Result<Self> {
+        Self::builder(Model::load(path, device)?).stream(stream).build()
+    }
+
+    /// `model` with the settings its checkpoint implies. Shorthand for
+    /// [`StreamSegmenter::builder`].
+    pub fn new(model: impl Into<Model>, stream: &str) -> Result<Self> {
+        Self::builder(model).stream(stream).build()
+    }
+
+    /// `model` with settings of the caller's. Shorthand for [`StreamSegmenter::builder`].
+    pub fn with_config(model: impl Into<Model>, stream: &str, cfg: StreamConfig) -> Result<Self> {
+        Self::builder(model).stream(stream).config(cfg).build()
     }
 
     /// The stream's name, as events carry it.
@@ -118,6 +188,11 @@ impl StreamSegmenter {
     /// The class names of the model.
     pub fn classes(&self) -> &ClassMap {
         &self.classes
+    }
+
+    /// The settings in use (the modality normalisation is the model's).
+    pub fn engine_config(&self) -> &EngineConfig {
+        self.engine.config()
     }
 
     /// Counters of the stream so far.
@@ -143,20 +218,45 @@ impl StreamSegmenter {
             .pop()
             .unwrap_or_default();
         let mut events = Vec::new();
-        self.events.frames(&finals, &self.classes, &self.viz, &mut |e| events.push(e));
+        let callback = &mut self.callback;
+        self.events
+            .frames(&finals, &self.classes, &self.viz, &mut |e| emit(callback, &mut events, e));
         Ok(events)
     }
 
     /// End of the stream: finalises the pending frames, closes the open segment and reports
-    /// [`SegmentEvent::StreamEnded`]. The segmenter starts afresh afterwards.
+    /// [`SegmentEvent::StreamEnded`] with [`EndReason::Finished`]. The segmenter starts afresh
+    /// afterwards.
     pub fn finish(&mut self) -> Result<Vec<SegmentEvent>> {
         let finals = self.engine.flush(&mut self.state)?;
         let mut events = Vec::new();
-        let mut emit = |e| events.push(e);
-        self.events.frames(&finals, &self.classes, &self.viz, &mut emit);
+        let callback = &mut self.callback;
+        let mut sink = |e| emit(callback, &mut events, e);
+        self.events.frames(&finals, &self.classes, &self.viz, &mut sink);
         let frames = self.state.counters().frames;
-        self.events.end(frames, "finished".into(), &self.classes, &self.viz, &mut emit);
+        self.events.end(frames, EndReason::Finished, &self.classes, &self.viz, &mut sink);
         self.state = StreamState::new(self.engine.config());
         Ok(events)
+    }
+}
+
+/// Hands `event` to the app's callback, if any, then to the returned events.
+fn emit(callback: &mut Option<EventCallback>, events: &mut Vec<SegmentEvent>, event: SegmentEvent) {
+    if let Some(cb) = callback.as_mut() {
+        cb(&event);
+    }
+    events.push(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn the_segmenter_and_its_builder_can_move_to_another_thread() {
+        assert_send::<StreamSegmenter>();
+        assert_send::<StreamSegmenterBuilder>();
     }
 }

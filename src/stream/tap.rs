@@ -36,7 +36,7 @@ impl VizTap {
     }
 
     /// The probabilities of a finalised frame.
-    pub fn scores(&self, stream: &str, f: &FinalFrame) {
+    pub(crate) fn scores(&self, stream: &str, f: &FinalFrame) {
         #[cfg(feature = "viz")]
         if let Some(tx) = &self.sender {
             tx.send(crate::viz::VizMsg::Scores {
@@ -52,7 +52,7 @@ impl VizTap {
     }
 
     /// An event; committed segments are shown.
-    pub fn event(&self, event: &SegmentEvent) {
+    pub(crate) fn event(&self, event: &SegmentEvent) {
         #[cfg(feature = "viz")]
         if let (
             Some(tx),

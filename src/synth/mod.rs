@@ -2,9 +2,9 @@
 //! live simulator.
 //!
 //! A subject (stature 1.5–1.95 m, proportions ±5 %) is posed by forward kinematics over the
-//! Kinect v2 bone hierarchy ([`body`]); each of the 14 action classes is a parametric pose
-//! trajectory ([`actions`]); a recording strings 8–14 of them together in random order with
-//! background gaps and 0.2–0.4 s blended transitions ([`sequence`]), then places the person in
+//! Kinect v2 bone hierarchy (`body`); each of the 14 action classes is a parametric pose
+//! trajectory (`actions`); a recording strings 8–14 of them together in random order with
+//! background gaps and 0.2–0.4 s blended transitions (`sequence`), then places the person in
 //! camera space (yaw ±45°, x ±0.8 m, z 1.8–3.5 m, floor near y = −1 m as in PKU-MMD) and adds
 //! sensor noise, joint drop-outs and, in some recordings, a second person (body id 2) further
 //! away. Everything is deterministic for a seed (ChaCha8).

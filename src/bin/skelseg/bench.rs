@@ -262,7 +262,7 @@ const PEAK_SIZES: [i64; 4] = [128, 256, 512, 1024];
 
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
-    let model_path = args.model.clone().unwrap_or_else(bundled_model);
+    let model_path = args.model.clone().map_or_else(bundled_model, Ok)?;
     let mut loaded = checkpoint::load(&model_path, device)?;
     let cfg = args.options.config(&loaded.meta)?;
     let (w, hop) = (cfg.engine.window_frames as i64, cfg.engine.hop_frames);

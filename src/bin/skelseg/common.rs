@@ -7,14 +7,56 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
-/// The bundled model trained on synthetic data.
-pub fn bundled_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors")
+/// The bundled model trained on synthetic data (`fixtures/models/synth.*`), embedded in the
+/// binary so that an installed `skelseg` needs no checkout; written out on first use (see
+/// [`bundled_dir`]).
+pub fn bundled_model() -> Result<PathBuf> {
+    Ok(bundled_dir()?.join("models/synth.safetensors"))
 }
 
-/// The bundled synthetic sequence (PKU-MMD format, with its label file).
-pub fn bundled_sequence() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/synth/skeleton/synth_0000.txt")
+/// The bundled synthetic sequence (PKU-MMD format, with its label file), embedded like the model.
+pub fn bundled_sequence() -> Result<PathBuf> {
+    Ok(bundled_dir()?.join("skeleton/synth_0000.txt"))
+}
+
+/// The embedded files, by their path under the bundled folder.
+const BUNDLED: [(&str, &[u8]); 4] = [
+    ("models/synth.safetensors", include_bytes!("../../../fixtures/models/synth.safetensors")),
+    ("models/synth.json", include_bytes!("../../../fixtures/models/synth.json")),
+    ("skeleton/synth_0000.txt", include_bytes!("../../../fixtures/synth/skeleton/synth_0000.txt")),
+    ("label/synth_0000.txt", include_bytes!("../../../fixtures/synth/label/synth_0000.txt")),
+];
+
+/// Where the embedded files are written for the code that reads files:
+/// `$XDG_CACHE_HOME/skelseg/bundled-VERSION`, else `~/.cache/skelseg/bundled-VERSION`, else the
+/// system's temporary folder. A file that differs from the embedded bytes (another build of the
+/// same version) is replaced; each file is written under a unique name and renamed into place,
+/// so concurrent runs never see half a file.
+pub fn bundled_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|d| !d.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join("skelseg").join(concat!("bundled-", env!("CARGO_PKG_VERSION")));
+    for (rel, bytes) in BUNDLED {
+        let path = dir.join(rel);
+        if std::fs::read(&path).is_ok_and(|on_disk| on_disk == bytes) {
+            continue;
+        }
+        let parent = path.parent().unwrap_or(&dir);
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {} for the bundled model", parent.display()))?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("moving {} into place", path.display()))?;
+    }
+    Ok(dir)
 }
 
 /// Whether log lines on stderr get ANSI colours: only on a terminal, and never when `NO_COLOR`

@@ -462,7 +462,7 @@ struct EvalJson {
 
 pub fn eval(args: EvalArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
-    let model_path = args.model.clone().unwrap_or_else(bundled_model);
+    let model_path = args.model.clone().map_or_else(bundled_model, Ok)?;
     let (loaded, dataset) = load_labelled(&model_path, &args.data, args.format, device)?;
     let recs = select(&dataset, args.split.as_deref(), &args.select)?;
     let seqs = sequences(&recs, &loaded.meta.model, loaded.meta.fps)?;
@@ -658,13 +658,13 @@ pub struct DemoArgs {
 /// Streams a labelled recording through the model and prints the committed segments beside
 /// the ground truth, then the online scores.
 pub fn demo(args: DemoArgs) -> Result<ExitCode> {
-    let model_path = args.model.unwrap_or_else(bundled_model);
-    let file = args.file.unwrap_or_else(bundled_sequence);
-    let loaded = checkpoint::load(&model_path, tch::Device::cuda_if_available())?;
+    let model_path = args.model.map_or_else(bundled_model, Ok)?;
+    let file = args.file.map_or_else(bundled_sequence, Ok)?;
+    let model = skelseg::Model::load(&model_path, skelseg::Device::cuda_if_available())?;
     let rec = io::read_recording(&file)?;
-    let rec = skelseg::resample::resample_recording(&rec, loaded.meta.fps).into_owned();
-    let cfg: StreamConfig = args.stream.config(&loaded.meta)?;
-    let classes = ClassMap::new(loaded.meta.classes.clone());
+    let rec = skelseg::resample::resample_recording(&rec, model.frame_rate_hz()).into_owned();
+    let cfg: StreamConfig = args.stream.config(model.meta())?;
+    let classes = model.classes().clone();
     println!(
         "model {}\nsequence {} ({} frames, {:.1} s)\n",
         model_path.display(),
@@ -673,7 +673,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         rec.frames.len() as f64 / rec.fps
     );
     let viz = args.viz.start(&classes)?;
-    let report = skelseg::online::stream_recording_with(loaded, &rec, &cfg, viz.tap.clone())?;
+    let report = skelseg::online::stream_recording_with(model, &rec, &cfg, viz.tap.clone())?;
     viz.finish()?;
     println!("{:<34} | ground truth", "committed segments (streaming)");
     let gt: Vec<String> = skelseg::online::label_runs(&rec.frame_labels().unwrap_or_default())

@@ -121,7 +121,7 @@ pub struct StreamArgs {
 
 pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
-    let model_path = args.model.clone().unwrap_or_else(bundled_model);
+    let model_path = args.model.clone().map_or_else(bundled_model, Ok)?;
     let loaded = checkpoint::load(&model_path, device)?;
     let cfg = args.options.config(&loaded.meta)?;
     let viz = args.viz.start(&skelseg::io::ClassMap::new(loaded.meta.classes.clone()))?;
