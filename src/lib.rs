@@ -9,6 +9,8 @@
 
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod io;
 pub mod metrics;
 pub mod modality;

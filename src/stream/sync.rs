@@ -38,6 +38,13 @@ impl StreamConfig {
             segmenter: SegmenterConfig::default().tuned_for(meta, SegmenterConfig::MIN_LEN_FACTOR),
         }
     }
+
+    /// Rejects settings that cannot work ([`EngineConfig::validate`],
+    /// [`SegmenterConfig::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        self.engine.validate()?;
+        self.segmenter.validate()
+    }
 }
 
 /// Segments one stream synchronously: push frames, get events.
@@ -90,6 +97,7 @@ impl StreamSegmenter {
     /// Wraps an already loaded model with settings of the caller's (start from
     /// [`StreamConfig::from_checkpoint`] to keep what the checkpoint knows).
     pub fn with_config(loaded: LoadedModel, stream: &str, cfg: StreamConfig) -> Result<Self> {
+        cfg.segmenter.validate()?;
         let device = loaded.vs.device();
         let classes = ClassMap::new(loaded.meta.classes.clone());
         let engine = Engine::new(loaded.model, device, cfg.engine.clone())?;

@@ -185,6 +185,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let model_cfg = match &args.init {
         Some(init) => {
             let meta = checkpoint::load_meta(init)?;
+            checkpoint::check_meta(init, &meta)?;
             ModelConfig {
                 num_classes: dataset.classes.len() as i64,
                 boundary_threshold: ModelConfig::default().boundary_threshold,
