@@ -18,7 +18,7 @@ use rosc::{OscMessage, OscPacket, OscType};
 use tokio::sync::watch;
 
 use crate::frame::{Body, Frame, Joint, NUM_JOINTS, Tracking};
-use crate::io::ndjson::{MAX_ABS_COORD_M, SkipReason};
+use crate::io::ndjson::{MAX_ABS_COORD_M, MAX_BODIES_PER_FRAME, SkipReason};
 use crate::skeleton::kinect_v2;
 
 use super::ingress::Ingress;
@@ -280,6 +280,17 @@ impl Assembler {
         let Some(body) = self.current.take() else { return };
         if let Some((reason, message)) = body.problem {
             self.skip(out, reason, message);
+            return;
+        }
+        if self.bodies.len() >= MAX_BODIES_PER_FRAME {
+            self.skip(
+                out,
+                SkipReason::Malformed,
+                format_args!(
+                    "body {}: the frame already has {MAX_BODIES_PER_FRAME} bodies",
+                    body.id
+                ),
+            );
             return;
         }
         let received = body.joints.iter().filter(|j| j.is_some()).count();
@@ -597,6 +608,34 @@ mod tests {
         let found = skips(&message);
         let [(SkipReason::Malformed, text)] = found.as_slice() else { panic!("{found:?}") };
         assert!(text.ends_with("arrays nested deeper than 4"), "{text}");
+    }
+
+    #[test]
+    fn bodies_beyond_the_limit_are_counted_skips() {
+        let mut a = Assembler::new("osc:test".into());
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for id in 0..MAX_BODIES_PER_FRAME as u64 + 2 {
+            send_body(&mut a, id, 2.0, now, &mut out);
+        }
+        a.flush(now, &mut out);
+        let skips: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                Assembled::Skip(SkipReason::Malformed, m) => Some(m.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(skips.len(), 2, "{skips:?}");
+        assert!(skips[0].ends_with("body 16: the frame already has 16 bodies"), "{}", skips[0]);
+        let frames: Vec<usize> = out
+            .iter()
+            .filter_map(|o| match o {
+                Assembled::Frame(f) => Some(f.bodies.len()),
+                Assembled::Skip(..) => None,
+            })
+            .collect();
+        assert_eq!(frames, [MAX_BODIES_PER_FRAME]);
     }
 
     #[test]
