@@ -501,3 +501,35 @@ fn tcp_connect_reconnects_when_the_server_restarts() {
     assert_eq!((stats.connections, stats.frames, stats.streams_ended), (2, 5, 2));
     drop(source);
 }
+
+/// The source side of "a stream id that ends and comes back gets fresh state": a UDP peer that
+/// idles out ends its stream; when it sends again from the same address it is a new life of
+/// the same id with a fresh decoder (its frame numbers may restart), after the `Ended`.
+#[test]
+fn a_udp_peer_that_idles_out_comes_back_as_a_fresh_stream() {
+    let cfg = NetConfig { idle_timeout: Duration::from_millis(300), ..NetConfig::DEFAULT };
+    let mut source = NetSource::udp("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let frames = synth_frames(3);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stream = StreamId::new(format!("udp:{}", client.local_addr().unwrap()));
+    client.connect(source.local_addr()).unwrap();
+    for f in &frames {
+        client.send(encode_frame(f).as_bytes()).unwrap();
+    }
+    let first = collect_until(&mut source, |e| ended_count(e) == 1);
+    assert_eq!(frames_of(&first, &stream).len(), 3);
+    assert_eq!(
+        first.last(),
+        Some(&SourceEvent::Ended { stream: stream.clone(), reason: EndReason::Idle })
+    );
+    // Back from the same address, numbering from 0 again: accepted, not out of order.
+    for f in &frames[..2] {
+        client.send(encode_frame(f).as_bytes()).unwrap();
+    }
+    let second = collect_until(&mut source, |e| ended_count(e) == 1);
+    let indices: Vec<u64> = frames_of(&second, &stream).iter().map(|f| f.index).collect();
+    assert_eq!(indices, [0, 1]);
+    assert_eq!(second.last(), Some(&SourceEvent::Ended { stream, reason: EndReason::Idle }));
+    let stats = source.stats();
+    assert_eq!((stats.connections, stats.frames, stats.skipped_out_of_order), (2, 5, 0));
+}

@@ -424,7 +424,7 @@ async fn connect_loop(
                 }
                 Err(e) => {
                     // The first failures at INFO, then every tenth, so a long outage stays readable.
-                    if attempts <= 3 || attempts % 10 == 0 {
+                    if attempts <= 3 || attempts.is_multiple_of(10) {
                         tracing::info!(peer = %addr, attempts, next_in = ?(backoff * 2).min(cfg.reconnect_backoff_max), "reconnect failed: {e}");
                     }
                     backoff = (backoff * 2).min(cfg.reconnect_backoff_max);
