@@ -79,6 +79,18 @@ pub enum Error {
         message: String,
     },
     // ---------------------------------------------------------------- stream / source
+    /// A [`crate::stream::Pipeline`] stage failed (a libtorch error or a panic in inference, a
+    /// panic in the event callback). The pipeline shut down and flushed what it could; `events`
+    /// are the ones nobody had read from its channel yet, the closing segments among them.
+    #[error("pipeline stage {stage} failed: {message}")]
+    PipelineFailed {
+        /// The thread that failed (`skelseg::infer0`, `skelseg::segment`, …).
+        stage: String,
+        /// What went wrong.
+        message: String,
+        /// Unread events, flushed after the failure.
+        events: Vec<crate::stream::SegmentEvent>,
+    },
 
     // ---------------------------------------------------------------- viz
     /// The Rerun viewer output could not be set up: no `rerun` binary to spawn, a bad viewer URL,

@@ -10,7 +10,8 @@ use skelseg::io::{self, Recording};
 use skelseg::model::checkpoint::{self, LoadedModel};
 use skelseg::source::{self, NetConfig, NetSource, Pacing, ReplaySource};
 use skelseg::stream::{
-    Engine, EngineConfig, PipelineBuilder, SegmentEvent, StreamConfig, StreamSegmenter, StreamState,
+    Engine, EngineConfig, PipelineBuilder, Schedule, SegmentEvent, StreamConfig, StreamSegmenter,
+    StreamState,
 };
 use tch::Device;
 
@@ -111,18 +112,96 @@ fn batching_streams_gives_the_same_probabilities_as_one_stream_at_a_time() {
 }
 
 #[test]
-fn a_burst_skips_windows_but_never_frames() {
+fn a_skipping_burst_skips_windows_but_never_frames() {
     let rec = bundled();
     let loaded = model();
     let cfg = EngineConfig::default();
     let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
     let mut state = StreamState::new(&cfg);
     let burst = &rec.frames[..300]; // more than a window at once
-    let mut finals = engine.push_many(&mut state, burst).unwrap();
+    let mut finals =
+        engine.push_frames(&mut [(&mut state, burst, Schedule::Skip)]).unwrap().remove(0);
     finals.extend(engine.flush(&mut state).unwrap());
     let indices: Vec<u64> = finals.iter().map(|f| f.index).collect();
     assert_eq!(indices, (0..300).collect::<Vec<u64>>());
     assert!(state.counters().skipped_windows > 0, "{:?}", state.counters());
+}
+
+/// Largest absolute difference of the class and boundary probabilities of two runs.
+fn max_difference(a: &[skelseg::stream::FinalFrame], b: &[skelseg::stream::FinalFrame]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let mut worst = 0f32;
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!((x.index, x.present), (y.index, y.present));
+        worst = worst.max((x.boundary_prob - y.boundary_prob).abs());
+        for (p, q) in x.probs.iter().zip(&y.probs) {
+            worst = worst.max((p - q).abs());
+        }
+    }
+    worst
+}
+
+#[test]
+fn a_burst_run_as_one_batch_gives_the_frames_and_windows_of_one_frame_at_a_time() {
+    let rec = bundled();
+    let frames = &rec.frames[..400];
+    let loaded = model();
+    let cfg = EngineConfig::default();
+    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
+    let (mut alone, mut batched) = (StreamState::new(&cfg), StreamState::new(&cfg));
+    let mut reference = Vec::new();
+    for f in frames {
+        reference.extend(engine.push(&mut [(&mut alone, f)]).unwrap().remove(0));
+    }
+    reference.extend(engine.flush(&mut alone).unwrap());
+    // Bursts of uneven sizes, a whole window among them: DSMI over each burst at once, every
+    // window that comes due in one MFAI batch.
+    let mut got = Vec::new();
+    let mut rest = frames;
+    for size in [1, 7, 300, 3, 89] {
+        let (burst, tail) = rest.split_at(size);
+        rest = tail;
+        got.extend(
+            engine.push_frames(&mut [(&mut batched, burst, Schedule::Every)]).unwrap().remove(0),
+        );
+    }
+    assert!(rest.is_empty());
+    got.extend(engine.flush(&mut batched).unwrap());
+    assert_eq!(batched.counters(), alone.counters(), "the same windows ran");
+    assert_eq!(alone.counters().skipped_windows, 0);
+    // fp32 matrix products over a batch sum in another order than over one row: each product
+    // differs by a few ulps (~1e-7 relative), which the ~40 layers of DSMI and MFAI carry to at
+    // most ~1e-6 in a probability; 1e-5 leaves a margin and still catches a wrong window or
+    // frame (those differ by 1e-2 or more).
+    let worst = max_difference(&got, &reference);
+    assert!(worst < 1e-5, "largest difference {worst}");
+}
+#[test]
+fn pushing_a_recording_in_batches_gives_the_events_of_pushing_it_frame_by_frame() {
+    let rec = bundled();
+    let run = |batch: usize| {
+        let mut seg = StreamSegmenter::new(model(), "t").unwrap();
+        let mut events = Vec::new();
+        for frames in rec.frames.chunks(batch) {
+            events.extend(seg.push_many(frames).unwrap());
+        }
+        events.extend(seg.finish().unwrap());
+        (events, seg.counters().clone())
+    };
+    let (one, _) = run(1);
+    let (batched, _) = run(128);
+    assert!(segments(&one).len() > 1);
+    assert_eq!(segments(&batched), segments(&one));
+    // Confidences are means of probabilities that agree to float rounding (see the engine test).
+    for (a, b) in batched.iter().zip(&one) {
+        if let (
+            SegmentEvent::SegmentEnded { confidence: x, .. },
+            SegmentEvent::SegmentEnded { confidence: y, .. },
+        ) = (a, b)
+        {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! The inference core of the streaming runtime, shared by [`super::StreamSegmenter`] (one
-//! stream, caller's thread) and the [`super::Pipeline`] worker (many streams, one thread).
+//! stream, caller's thread) and the [`super::Pipeline`] workers (many streams each).
 //!
-//! Per frame, DSMI runs once (batched over every stream that received a frame) and its
-//! `D`-dimensional output is cached in the stream's window. Every `hop` frames the last `W`
-//! cached features go through MFAI (batched over every stream that is due). A frame is finalised
-//! once `lookahead` later frames exist; its probabilities come from the first window that
-//! contains it with that much future context. When the engine falls behind (several hops of
-//! frames arrive at once) it runs one window per stream instead of one per hop: windows are
-//! skipped, frames never are.
+//! Per frame, DSMI runs once and its `D`-dimensional output is cached in the stream's window.
+//! Every `hop` frames the last `W` cached features go through MFAI. A frame is finalised once
+//! `lookahead` later frames exist; its probabilities come from the first window that contains it
+//! with that much future context.
+//!
+//! Batching: [`Engine::push_frames`] takes any number of frames of any number of streams; their
+//! DSMI runs as one batch and every window that comes due runs in one MFAI batch (grouped by
+//! window length). Fed one frame at a time or a whole burst at once, a stream gets the same
+//! windows, so the same probabilities (to float rounding of the batched matrix products).
+//! [`Schedule::Skip`] is the overload path: only the windows that finalisation needs run
+//! (windows are skipped, frames never are).
 
 use std::collections::VecDeque;
 
@@ -33,9 +37,10 @@ pub struct EngineConfig {
     pub lookahead_frames: usize,
     /// Modality derivation (slot assignment, gaps).
     pub modality: ModalityConfig,
-    /// When a live stream falls behind by more than a hop, run one window over its backlog
-    /// instead of one per hop (windows are skipped, frames never are). Off: every window runs,
-    /// so the output depends only on the input, not on the machine's speed.
+    /// Whether a live stream that falls behind may degrade: first its due windows run as one
+    /// batch, then its hop widens (×2, ×4), and only then are windows skipped (frames never
+    /// are). Off: every window runs at `hop_frames`, so the output depends only on the input,
+    /// not on the machine's speed.
     pub catch_up: bool,
     /// One-Euro smoothing of joint positions before the modalities (off by default).
     pub one_euro: Option<OneEuroConfig>,
@@ -86,6 +91,25 @@ impl EngineConfig {
     }
 }
 
+/// The widest hop a stream may widen to under overload, as a multiple of the configured hop
+/// (4 → 8 → 16 frames).
+pub const MAX_HOP_FACTOR: usize = 4;
+/// Most windows in one MFAI forward: bounds the memory of a long catch-up.
+const MAX_WINDOWS_PER_BATCH: usize = 32;
+/// Most frames in one DSMI forward.
+const MAX_FRAMES_PER_BATCH: usize = 1024;
+
+/// Which windows a stream's new frames get in [`Engine::push_frames`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// Every window at the stream's hop: the same windows as feeding one frame at a time.
+    #[default]
+    Every,
+    /// Only the windows finalisation needs: one before a pending frame would leave the window,
+    /// and one at the last frame (whatever its phase). The others are skipped and counted.
+    Skip,
+}
+
 /// Counters of one stream.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StreamCounters {
@@ -97,13 +121,18 @@ pub struct StreamCounters {
     pub windows: u64,
     /// Windows skipped because the engine was behind.
     pub skipped_windows: u64,
+    /// Times the hop was widened because the stream fell behind.
+    pub widenings: u64,
+    /// The widest hop (frames) the stream ran at.
+    pub max_hop_frames: usize,
 }
 
 /// Per-stream state: modalities, cached features, frames waiting for finalisation.
 #[derive(Debug)]
 pub struct StreamState {
     modality: ModalityState,
-    /// The last `W` DSMI outputs, each `D` floats, oldest first.
+    /// Cached DSMI outputs, each `D` floats, oldest first: the last `W` (more while a burst is
+    /// being processed).
     features: VecDeque<Vec<f32>>,
     /// `(index, timestamp, anybody present)` of the frames in `features`, same order.
     times: VecDeque<(u64, f64, bool)>,
@@ -113,12 +142,14 @@ pub struct StreamState {
     received: u64,
     /// Frames finalised so far (they are the first `finalised` received).
     finalised: u64,
-    /// Received count when MFAI last ran.
-    last_window_at: u64,
+    /// Received count up to which windows have been scheduled.
+    scheduled: u64,
     /// Offset of this stream's windows within the hop, so that many streams started together
     /// do not all come due on the same frame (that would make one large batch every hop
     /// instead of small ones on every frame).
     phase: u64,
+    /// The hop in use: the configured one, or wider under overload.
+    hop: u64,
     counters: StreamCounters,
 }
 
@@ -126,11 +157,12 @@ impl StreamState {
     /// A fresh stream whose windows run when `(frames received + phase) % hop == 0`; give
     /// streams that start together different phases to spread the MFAI work over the hop.
     pub fn with_phase(cfg: &EngineConfig, phase: usize) -> Self {
-        StreamState { phase: (phase % cfg.hop_frames.max(1)) as u64, ..StreamState::new(cfg) }
+        StreamState { phase: phase as u64, ..StreamState::new(cfg) }
     }
 
     /// A fresh stream (phase 0).
     pub fn new(cfg: &EngineConfig) -> Self {
+        let hop = cfg.hop_frames.max(1);
         StreamState {
             modality: ModalityState::new(&cfg.modality),
             features: VecDeque::with_capacity(cfg.window_frames),
@@ -138,9 +170,10 @@ impl StreamState {
             filter: cfg.one_euro.clone().map(JointFilter::new),
             received: 0,
             finalised: 0,
-            last_window_at: 0,
+            scheduled: 0,
             phase: 0,
-            counters: StreamCounters::default(),
+            hop: hop as u64,
+            counters: StreamCounters { max_hop_frames: hop, ..StreamCounters::default() },
         }
     }
 
@@ -152,6 +185,35 @@ impl StreamState {
     /// Frames received but not finalised yet.
     pub fn pending(&self) -> u64 {
         self.received - self.finalised
+    }
+
+    /// The hop (frames) the stream runs at now.
+    pub fn hop_frames(&self) -> usize {
+        self.hop as usize
+    }
+
+    /// Doubles the hop, up to [`MAX_HOP_FACTOR`] × the configured hop and while a frame still
+    /// gets a window before it leaves the window (`hop + lookahead < window`). Returns whether
+    /// it widened.
+    pub fn widen(&mut self, cfg: &EngineConfig) -> bool {
+        let wider = self.hop * 2;
+        let max = (cfg.hop_frames * MAX_HOP_FACTOR) as u64;
+        if wider > max || wider + cfg.lookahead_frames as u64 >= cfg.window_frames as u64 {
+            return false;
+        }
+        self.hop = wider;
+        self.counters.widenings += 1;
+        self.counters.max_hop_frames = self.counters.max_hop_frames.max(wider as usize);
+        true
+    }
+
+    /// Halves the hop, down to the configured one. Returns whether it narrowed.
+    pub fn narrow(&mut self, cfg: &EngineConfig) -> bool {
+        if self.hop <= cfg.hop_frames as u64 {
+            return false;
+        }
+        self.hop = (self.hop / 2).max(cfg.hop_frames as u64);
+        true
     }
 
     /// The modalities of the next frame, after the joint filter if there is one.
@@ -166,17 +228,79 @@ impl StreamState {
         }
     }
 
-    /// Caches a frame's DSMI output, dropping the oldest beyond `window` frames.
-    fn append(&mut self, feat: Vec<f32>, frame: &Frame, window: usize) {
-        if self.features.len() == window {
-            self.features.pop_front();
-            self.times.pop_front();
-        }
+    /// Caches a frame's DSMI output (see [`StreamState::trim`]).
+    fn append(&mut self, feat: Vec<f32>, frame: &Frame) {
         self.features.push_back(feat);
         self.times.push_back((frame.index, frame.timestamp_secs, !frame.bodies.is_empty()));
         self.received += 1;
         self.counters.frames += 1;
     }
+
+    /// Received count of the oldest cached feature.
+    fn base(&self) -> u64 {
+        self.received - self.features.len() as u64
+    }
+
+    /// Drops cached features beyond the last `window` that no pending frame needs.
+    fn trim(&mut self, window: usize) {
+        let keep = window.max(self.pending() as usize);
+        while self.features.len() > keep {
+            self.features.pop_front();
+            self.times.pop_front();
+        }
+    }
+
+    /// The ends (received counts) of the windows the frames since the last call get, and how
+    /// many windows `schedule` skipped. Marks them scheduled.
+    fn schedule(&mut self, cfg: &EngineConfig, schedule: Schedule) -> (Vec<u64>, u64) {
+        let (w, l) = (cfg.window_frames as u64, cfg.lookahead_frames as u64);
+        let (hop, phase) = (self.hop, self.phase);
+        let range = self.scheduled + 1..=self.received;
+        self.scheduled = self.received;
+        // A window at `r` finalises up to `r − lookahead`; it needs `r > lookahead + finalised`.
+        let mut every = Vec::new();
+        let mut done = self.finalised;
+        for r in range.clone() {
+            if (r + phase) % hop == 0 && r > l + done {
+                every.push(r);
+                done = r - l;
+            }
+        }
+        match schedule {
+            Schedule::Every => (every, 0),
+            Schedule::Skip => {
+                let mut ends = Vec::new();
+                let mut done = self.finalised;
+                for r in range {
+                    // The oldest pending frame is about to leave the window: run one now.
+                    let evicting = r - done >= w - l;
+                    if (evicting || r == self.received) && r > l + done {
+                        ends.push(r);
+                        done = r - l;
+                    }
+                }
+                let skipped = (every.len() as u64).saturating_sub(ends.len() as u64);
+                (ends, skipped)
+            }
+        }
+    }
+}
+
+/// One MFAI window to run: the stream (position in the call), the received count it ends at,
+/// and whether it finalises everything (end of stream) or stops `lookahead` frames short.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    stream: usize,
+    end: u64,
+    flush: bool,
+}
+
+/// What [`Engine::push_frames`] gives one stream, with the positions (in the frames passed) of
+/// the frames that triggered a window, for latency figures.
+#[derive(Debug, Default)]
+pub(crate) struct Pushed {
+    pub(crate) finals: Vec<FinalFrame>,
+    pub(crate) triggers: Vec<usize>,
 }
 
 /// The model plus the windowing logic; owns nothing stream-specific.
@@ -207,64 +331,65 @@ impl Engine {
         &self.model
     }
 
-    /// Feeds one frame to each of the given streams (DSMI batched over them), then runs MFAI for
-    /// the streams that are due and returns the frames they finalise, per input position.
+    /// Feeds one frame to each of the given streams, then runs MFAI for the streams that are
+    /// due and returns the frames they finalise, per input position.
     pub fn push(&self, batch: &mut [(&mut StreamState, &Frame)]) -> Result<Vec<Vec<FinalFrame>>> {
-        self.step(batch, false)
+        let mut frames: Vec<(&mut StreamState, &[Frame], Schedule)> = batch
+            .iter_mut()
+            .map(|(s, f)| (&mut **s, std::slice::from_ref(*f), Schedule::Every))
+            .collect();
+        self.push_frames(&mut frames)
     }
 
-    /// One frame per stream; `force` runs a window for every stream that has a frame to
-    /// finalise, whatever its phase.
-    fn step(
+    /// Feeds any number of frames to each of the given streams: DSMI over all of them as one
+    /// batch, then the windows each stream's [`Schedule`] asks for as one MFAI batch (per window
+    /// length). Returns the finalised frames per input position. With [`Schedule::Every`] the
+    /// result is the one of feeding the frames one at a time through [`Engine::push`].
+    pub fn push_frames(
         &self,
-        batch: &mut [(&mut StreamState, &Frame)],
-        force: bool,
+        batch: &mut [(&mut StreamState, &[Frame], Schedule)],
     ) -> Result<Vec<Vec<FinalFrame>>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mods: Vec<FrameModalities> = batch.iter_mut().map(|(s, f)| s.modalities(f)).collect();
-        let feats = self.dsmi(&mods)?;
-        for ((state, frame), feat) in batch.iter_mut().zip(feats) {
-            state.append(feat, frame, self.cfg.window_frames);
-        }
-        let mut out = vec![Vec::new(); batch.len()];
-        let mut due: Vec<&mut StreamState> = Vec::new();
-        let mut positions = Vec::new();
-        for (i, (state, _)) in batch.iter_mut().enumerate() {
-            let on_phase = (state.received + state.phase) % self.cfg.hop_frames as u64 == 0;
-            let ready = state.received > self.cfg.lookahead_frames as u64 + state.finalised;
-            if ready && (on_phase || force) {
-                due.push(&mut **state);
-                positions.push(i);
+        Ok(self.push_timed(batch)?.into_iter().map(|p| p.finals).collect())
+    }
+
+    /// [`Engine::push_frames`], also saying which frames triggered the windows.
+    pub(crate) fn push_timed(
+        &self,
+        batch: &mut [(&mut StreamState, &[Frame], Schedule)],
+    ) -> Result<Vec<Pushed>> {
+        let _guard = tch::no_grad_guard();
+        // Modalities are stateful per stream (motion, slots): derive them in order, then run
+        // DSMI on every frame of every stream at once (it is per frame).
+        let mut mods = Vec::new();
+        for (state, frames, _) in batch.iter_mut() {
+            for f in frames.iter() {
+                mods.push(state.modalities(f));
             }
         }
-        for (finals, pos) in self.run_windows(&mut due, false)?.into_iter().zip(positions) {
-            out[pos] = finals;
+        let mut feats = Vec::with_capacity(mods.len());
+        for chunk in mods.chunks(MAX_FRAMES_PER_BATCH) {
+            feats.extend(self.dsmi(chunk)?);
+        }
+        let mut feats = feats.into_iter();
+        let mut jobs = Vec::new();
+        let mut out: Vec<Pushed> = Vec::with_capacity(batch.len());
+        for (i, (state, frames, schedule)) in batch.iter_mut().enumerate() {
+            let before = state.received;
+            for (f, feat) in frames.iter().zip(feats.by_ref()) {
+                state.append(feat, f);
+            }
+            let (ends, skipped) = state.schedule(&self.cfg, *schedule);
+            state.counters.skipped_windows += skipped;
+            let triggers = ends.iter().map(|&r| (r - before - 1) as usize).collect();
+            jobs.extend(ends.into_iter().map(|end| Job { stream: i, end, flush: false }));
+            out.push(Pushed { finals: Vec::new(), triggers });
+        }
+        let mut states: Vec<&mut StreamState> =
+            batch.iter_mut().map(|(s, _, _)| &mut **s).collect();
+        for (pushed, finals) in out.iter_mut().zip(self.run_windows(&mut states, &jobs)?) {
+            pushed.finals = finals;
         }
         Ok(out)
-    }
-
-    /// Catches up after a burst: like [`Engine::push`] for several frames of one stream, but
-    /// with a single window at the end (the skipped windows are counted).
-    pub fn push_many(&self, state: &mut StreamState, frames: &[Frame]) -> Result<Vec<FinalFrame>> {
-        let mut finals = Vec::new();
-        let w = self.cfg.window_frames as u64;
-        for (i, frame) in frames.iter().enumerate() {
-            let last = i + 1 == frames.len();
-            // The oldest pending frame would leave the window with this frame: run a real window.
-            let evicting = state.pending() + 1 > w - self.cfg.lookahead_frames as u64;
-            if last || evicting {
-                // The last frame of a burst runs a window whatever the phase: it finalises the
-                // backlog at once.
-                finals.extend(self.step(&mut [(&mut *state, frame)], true)?.into_iter().flatten());
-            } else {
-                let mods = [state.modalities(frame)];
-                let feat = self.dsmi(&mods)?.pop().unwrap_or_default();
-                state.append(feat, frame, self.cfg.window_frames);
-            }
-        }
-        Ok(finals)
     }
 
     /// End of stream: finalises every pending frame with the last window (less lookahead).
@@ -272,10 +397,11 @@ impl Engine {
         if state.pending() == 0 {
             return Ok(Vec::new());
         }
-        Ok(self.run_windows(&mut [state], true)?.pop().unwrap_or_default())
+        let job = Job { stream: 0, end: state.received, flush: true };
+        Ok(self.run_windows(&mut [state], &[job])?.pop().unwrap_or_default())
     }
 
-    /// DSMI on one frame per stream: `(N, 6, 1, 25)` ×3 → `N` feature vectors of `D` floats.
+    /// DSMI on single frames: `(N, 6, 1, 25)` ×3 → `N` feature vectors of `D` floats.
     fn dsmi(&self, mods: &[FrameModalities]) -> Result<Vec<Vec<f32>>> {
         let _guard = tch::no_grad_guard();
         let n = mods.len() as i64;
@@ -294,83 +420,158 @@ impl Engine {
         Ok(flat.chunks(d as usize).map(<[f32]>::to_vec).collect())
     }
 
-    /// MFAI over the current window of each stream, batched by window length; finalises the
-    /// frames that now have `lookahead` future frames (all pending ones when `flush`).
+    /// Runs `jobs` (any number per stream, in increasing `end` per stream) as MFAI batches of
+    /// equal window length, then finalises each stream's frames window by window in order.
     fn run_windows(
         &self,
         states: &mut [&mut StreamState],
-        flush: bool,
+        jobs: &[Job],
     ) -> Result<Vec<Vec<FinalFrame>>> {
         let _guard = tch::no_grad_guard();
-        let mut out = vec![Vec::new(); states.len()];
-        // Group by window length so each group is one (N, D, T) forward.
-        let mut lengths: Vec<usize> = states.iter().map(|s| s.features.len()).collect();
+        let w = self.cfg.window_frames as u64;
+        let len_of = |job: &Job| job.end.min(w) as usize;
+        // (probs (A·T), boundary probs (T)) per job.
+        let mut results: Vec<Option<(Vec<f32>, Vec<f32>)>> = vec![None; jobs.len()];
+        let mut lengths: Vec<usize> = jobs.iter().map(len_of).collect();
         lengths.sort_unstable();
         lengths.dedup();
+        let mut classes = 0;
         for len in lengths {
             let members: Vec<usize> =
-                (0..states.len()).filter(|&i| states[i].features.len() == len).collect();
-            let d = states[members[0]].features[0].len();
-            let mut flat = Vec::with_capacity(members.len() * len * d);
-            for &i in &members {
-                for feat in &states[i].features {
-                    flat.extend_from_slice(feat);
+                (0..jobs.len()).filter(|&j| len_of(&jobs[j]) == len).collect();
+            for chunk in members.chunks(MAX_WINDOWS_PER_BATCH) {
+                let mut flat = Vec::new();
+                let mut d = 0;
+                for &j in chunk {
+                    let state = &states[jobs[j].stream];
+                    let first = (jobs[j].end - len as u64 - state.base()) as usize;
+                    for feat in state.features.range(first..first + len) {
+                        d = feat.len();
+                        flat.extend_from_slice(feat);
+                    }
                 }
-            }
-            let n = members.len() as i64;
-            // Stored (N, T, D); the model wants (N, D, T).
-            let feats = Tensor::from_slice(&flat)
-                .reshape([n, len as i64, d as i64])
-                .transpose(1, 2)
-                .to(self.device);
-            let mask = Tensor::ones([n, len as i64], (Kind::Float, self.device));
-            let output = self.model.mfai(&feats, &mask, false)?;
-            let probs = output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, T)
-            let bprobs = output.final_boundary_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, T)
-            let a = probs.size()[1] as usize;
-            let probs = Vec::<f32>::try_from(probs.reshape([-1]))?;
-            let bprobs = Vec::<f32>::try_from(bprobs.reshape([-1]))?;
-            for (row, &i) in members.iter().enumerate() {
-                let state = &mut *states[i];
-                // Hops that passed without a window of their own were skipped (before the first
-                // window there was nothing to skip).
-                if state.counters.windows > 0 {
-                    let hops = (state.received - state.last_window_at) / self.cfg.hop_frames as u64;
-                    state.counters.skipped_windows += hops.saturating_sub(1);
-                }
-                state.counters.windows += 1;
-                state.last_window_at = state.received;
-                let window_start = state.received - len as u64;
-                let until = if flush {
-                    state.received
-                } else {
-                    state.received.saturating_sub(self.cfg.lookahead_frames as u64)
-                };
-                if state.finalised < window_start {
-                    return Err(Error::invalid(
-                        "stream engine",
-                        format!(
-                            "frame {} left the window before it was finalised",
-                            state.finalised
-                        ),
+                let n = chunk.len() as i64;
+                // Stored (N, T, D); the model wants (N, D, T).
+                let feats = Tensor::from_slice(&flat)
+                    .reshape([n, len as i64, d as i64])
+                    .transpose(1, 2)
+                    .to(self.device);
+                let mask = Tensor::ones([n, len as i64], (Kind::Float, self.device));
+                let output = self.model.mfai(&feats, &mask, false)?;
+                let probs =
+                    output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, T)
+                let bprobs =
+                    output.final_boundary_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, T)
+                classes = probs.size()[1] as usize;
+                let probs = Vec::<f32>::try_from(probs.reshape([-1]))?;
+                let bprobs = Vec::<f32>::try_from(bprobs.reshape([-1]))?;
+                let per = classes * len;
+                for (row, &j) in chunk.iter().enumerate() {
+                    results[j] = Some((
+                        probs[row * per..(row + 1) * per].to_vec(),
+                        bprobs[row * len..(row + 1) * len].to_vec(),
                     ));
-                }
-                while state.finalised < until {
-                    let col = (state.finalised - window_start) as usize;
-                    let (index, timestamp_secs, present) = state.times[col];
-                    let base = row * a * len;
-                    out[i].push(FinalFrame {
-                        index,
-                        timestamp_secs,
-                        probs: (0..a).map(|c| probs[base + c * len + col]).collect(),
-                        boundary_prob: bprobs[row * len + col],
-                        present,
-                    });
-                    state.finalised += 1;
-                    state.counters.finalised += 1;
                 }
             }
         }
+        let mut out = vec![Vec::new(); states.len()];
+        for (job, result) in jobs.iter().zip(results) {
+            let Some((probs, bprobs)) = result else { continue };
+            let state = &mut *states[job.stream];
+            let len = len_of(job);
+            state.counters.windows += 1;
+            let window_start = job.end - len as u64;
+            let until = if job.flush {
+                job.end
+            } else {
+                job.end.saturating_sub(self.cfg.lookahead_frames as u64)
+            };
+            if state.finalised < window_start {
+                return Err(Error::invalid(
+                    "stream engine",
+                    format!("frame {} left the window before it was finalised", state.finalised),
+                ));
+            }
+            let base = state.base();
+            while state.finalised < until {
+                let col = (state.finalised - window_start) as usize;
+                let (index, timestamp_secs, present) =
+                    state.times[(state.finalised - base) as usize];
+                out[job.stream].push(FinalFrame {
+                    index,
+                    timestamp_secs,
+                    probs: (0..classes).map(|c| probs[c * len + col]).collect(),
+                    boundary_prob: bprobs[col],
+                    present,
+                });
+                state.finalised += 1;
+                state.counters.finalised += 1;
+            }
+        }
+        for state in states.iter_mut() {
+            state.trim(self.cfg.window_frames);
+        }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> EngineConfig {
+        EngineConfig {
+            window_frames: 32,
+            hop_frames: 4,
+            lookahead_frames: 6,
+            ..EngineConfig::default()
+        }
+    }
+
+    /// A state that has received `n` frames (features are not needed to schedule).
+    fn received(cfg: &EngineConfig, n: u64, finalised: u64) -> StreamState {
+        StreamState { received: n, finalised, ..StreamState::new(cfg) }
+    }
+
+    #[test]
+    fn every_schedules_a_window_per_hop_once_lookahead_frames_exist() {
+        let cfg = cfg();
+        let mut s = received(&cfg, 20, 0);
+        assert_eq!(s.schedule(&cfg, Schedule::Every), (vec![8, 12, 16, 20], 0));
+        // Nothing new: nothing scheduled twice.
+        assert_eq!(s.schedule(&cfg, Schedule::Every), (vec![], 0));
+        let mut p = StreamState { phase: 1, ..received(&cfg, 20, 0) };
+        assert_eq!(p.schedule(&cfg, Schedule::Every).0, vec![7, 11, 15, 19]);
+    }
+
+    #[test]
+    fn skip_runs_only_what_finalisation_needs_and_counts_the_rest() {
+        let cfg = cfg();
+        let mut s = received(&cfg, 70, 0);
+        let (ends, skipped) = s.schedule(&cfg, Schedule::Skip);
+        // w − l = 26: a window when 26 frames are pending, then one at the last frame.
+        assert_eq!(ends, vec![26, 46, 66, 70]);
+        // Every would have run 16 windows (8, 12, …, 68).
+        assert_eq!(skipped, 16 - 4);
+    }
+
+    #[test]
+    fn the_hop_widens_to_four_times_then_stops_and_narrows_back() {
+        let cfg = cfg();
+        let mut s = StreamState::new(&cfg);
+        assert!(s.widen(&cfg));
+        assert!(s.widen(&cfg));
+        assert!(!s.widen(&cfg), "16 is the widest hop");
+        assert_eq!(
+            (s.hop_frames(), s.counters().widenings, s.counters().max_hop_frames),
+            (16, 2, 16)
+        );
+        assert!(s.narrow(&cfg) && s.narrow(&cfg));
+        assert!(!s.narrow(&cfg));
+        assert_eq!(s.hop_frames(), 4);
+        // A window too short for hop 16 + lookahead stops at 8.
+        let small = EngineConfig { window_frames: 20, ..cfg };
+        let mut t = StreamState::new(&small);
+        assert!(t.widen(&small) && !t.widen(&small));
     }
 }

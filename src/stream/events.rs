@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::io::ClassMap;
-use crate::stream::segmenter::SegmenterOutput;
+use crate::stream::segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
+use crate::stream::tap::VizTap;
 
 /// An event of one stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +115,73 @@ impl SegmentEvent {
                 }
             }
         }
+    }
+}
+
+/// The one loop from finalised frames to events, shared by [`super::StreamSegmenter`] and the
+/// [`super::Pipeline`]'s segmenter thread: the stream's [`Segmenter`], its events named with the
+/// model's classes, and what the visualiser is shown on the way.
+#[derive(Debug)]
+pub(crate) struct StreamEvents {
+    stream: String,
+    segmenter: Segmenter,
+}
+
+impl StreamEvents {
+    /// A fresh stream named `stream`.
+    pub(crate) fn new(stream: &str, cfg: SegmenterConfig) -> Self {
+        StreamEvents { stream: stream.to_owned(), segmenter: Segmenter::new(cfg) }
+    }
+
+    /// The stream's name, as its events carry it.
+    pub(crate) fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Passes finalised frames through the segmenter; `emit` gets every event they complete.
+    pub(crate) fn frames(
+        &mut self,
+        finals: &[FinalFrame],
+        classes: &ClassMap,
+        viz: &VizTap,
+        emit: &mut dyn FnMut(SegmentEvent),
+    ) {
+        for f in finals {
+            viz.scores(&self.stream, f);
+            for o in self.segmenter.push(f) {
+                self.emit(classes, viz, o, emit);
+            }
+        }
+    }
+
+    /// End of the stream: closes the open segment, then [`SegmentEvent::StreamEnded`]. The
+    /// segmenter starts afresh afterwards.
+    pub(crate) fn end(
+        &mut self,
+        frames: u64,
+        reason: String,
+        classes: &ClassMap,
+        viz: &VizTap,
+        emit: &mut dyn FnMut(SegmentEvent),
+    ) {
+        for o in self.segmenter.flush() {
+            self.emit(classes, viz, o, emit);
+        }
+        let ended = SegmentEvent::StreamEnded { stream: self.stream.clone(), frames, reason };
+        viz.event(&ended);
+        emit(ended);
+    }
+
+    fn emit(
+        &self,
+        classes: &ClassMap,
+        viz: &VizTap,
+        out: SegmenterOutput,
+        emit: &mut dyn FnMut(SegmentEvent),
+    ) {
+        let event = SegmentEvent::from_output(&self.stream, classes, out);
+        viz.event(&event);
+        emit(event);
     }
 }
 

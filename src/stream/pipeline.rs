@@ -1,19 +1,46 @@
 //! [`Pipeline`]: sources, inference and segmentation on their own named threads.
 //!
 //! ```text
-//! source pumps ──SourceEvent──▶ skelseg::infer (Engine: DSMI per frame, MFAI per hop, batched
-//!   over streams) ──finalised frames──▶ skelseg::segment (one Segmenter per stream)
-//!   ──SegmentEvent──▶ events channel and/or callback
+//! source pumps ──SourceEvent──▶ skelseg::infer0..N (one Engine and model copy each; a stream
+//!   always goes to the same worker) ──finalised frames──▶ skelseg::segment (one Segmenter per
+//!   stream) ──SegmentEvent──▶ events channel and/or callback
 //! ```
 //!
-//! ## Ordering
-//! Events of one stream arrive in order; events of different streams interleave.
+//! ## Workers
+//! [`PipelineBuilder::workers`] inference workers (default [`default_workers`]: the cores less
+//! one for the sources and the segmenter, at least one) each own a copy of the model and run
+//! libtorch with their share of the caller's intra-op threads (one each on a 2-core machine with
+//! 2 workers). A stream goes to the worker its id hashes to (FNV-1a), so the split is the same
+//! every run. A worker batches: one DSMI forward for every frame that arrived since its last
+//! step, one MFAI forward per window length for every window that came due.
 //!
-//! ## Backpressure
+//! ## Ordering
+//! Events of one stream arrive in order; events of different streams interleave. A stream id
+//! that ends and comes back (a UDP peer that idled out) is a new stream with fresh state: its
+//! events follow the old one's `stream_ended`.
+//!
+//! ## Backpressure and overload
 //! Live sources drop their oldest frames when the pipeline cannot keep up (a stale pose is
-//! worthless; the drops are counted in the source stats). From the pumps on, every edge is
-//! bounded and lossless: when the consumer of the events channel stops reading, the pipeline
-//! waits for it. When the inference worker falls behind, it skips windows, never frames.
+//! worthless; the drops are counted in the source stats). From the pumps to the segmenter every
+//! edge is bounded and lossless. A live stream that falls behind (more than a hop of frames
+//! waiting) first runs its due windows as one batch; if it is still behind at the next step, its
+//! hop widens (4 → 8 → 16 frames; [`PipelineStats::widenings`], a warning in the log); only at
+//! the widest hop, with more than two hops waiting, are windows skipped
+//! ([`PipelineStats::skipped_windows`]). Frames are never skipped. After 60 frames on time the
+//! hop narrows again, one step at a time. Replays ([`FrameSource::is_live`] false) and
+//! `catch_up: false` run every window at the configured hop, batched.
+//!
+//! The events channel: segment and stream events are never dropped — when its reader stops
+//! reading, the pipeline waits for it. Per-frame `frame_label` events are dropped when the
+//! channel is full, and counted ([`PipelineStats::dropped_frame_events`]). The callback sees
+//! every event.
+//!
+//! ## Failures
+//! An inference worker that fails (a libtorch error or a panic) stops the sources, closes the
+//! open segments of its streams with what was finalised (`stream_ended` with reason
+//! `InferenceFailed`), and the other stages shut down as usual. A panicking event callback is
+//! not called again; the channel still gets every event. Either way [`Pipeline::shutdown`] and
+//! [`Pipeline::wait`] return [`Error::PipelineFailed`] with the unread events.
 //!
 //! ## Shutdown
 //! [`Pipeline::shutdown`] (or drop) stops the sources, ends every open stream, flushes every
@@ -21,22 +48,25 @@
 //! every source has finished by itself (file replays).
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use serde::Serialize;
+use tch::nn;
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::io::ClassMap;
+use crate::model::InterAct;
 use crate::model::checkpoint::LoadedModel;
-use crate::source::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats};
-use crate::stream::engine::{Engine, StreamState};
-use crate::stream::events::SegmentEvent;
-use crate::stream::segmenter::{FinalFrame, Segmenter};
+use crate::source::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId};
+use crate::stream::engine::{Engine, Schedule, StreamState};
+use crate::stream::events::{SegmentEvent, StreamEvents};
+use crate::stream::segmenter::{FinalFrame, SegmenterConfig};
 use crate::stream::sync::StreamConfig;
 use crate::stream::tap::VizTap;
 
@@ -44,24 +74,40 @@ use crate::stream::tap::VizTap;
 const POLL: Duration = Duration::from_millis(20);
 /// Capacity of the internal channels (frames or batches in flight).
 const CHANNEL_CAPACITY: usize = 1024;
+/// Most frames of one stream a worker takes into one engine call.
+const MAX_STEP_FRAMES: usize = 256;
+/// Frames a widened stream processes on time before its hop narrows one step.
+const NARROW_AFTER_FRAMES: u64 = 60;
+/// End reason of the streams of a worker that failed.
+const FAILED: &str = "InferenceFailed";
 
 /// Figures of a running or finished pipeline.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PipelineStats {
-    /// Frames that reached the inference worker.
+    /// Frames that reached an inference worker.
     pub frames: u64,
     /// Frames finalised.
     pub finalised: u64,
     /// MFAI windows run (summed over streams).
     pub windows: u64,
-    /// Windows skipped because the worker was behind.
+    /// Windows skipped because a worker was behind at the widest hop.
     pub skipped_windows: u64,
-    /// Batched forward passes (DSMI steps and MFAI groups).
+    /// Times a live stream's hop was widened because it fell behind.
+    pub widenings: u64,
+    /// The widest hop (frames) any stream ran at.
+    pub max_hop_frames: usize,
+    /// Batched engine calls (one DSMI forward plus the MFAI forwards of the windows due).
     pub forward_batches: u64,
-    /// Streams seen.
+    /// Streams seen (an id that ends and comes back counts again).
     pub streams: u64,
     /// Segments committed.
     pub segments: u64,
+    /// `frame_label` events dropped because the events channel was full.
+    pub dropped_frame_events: u64,
+    /// Frames a failed worker had received but could not process.
+    pub unprocessed_frames: u64,
+    /// Inference workers.
+    pub workers: usize,
     /// Latency samples in milliseconds: from the arrival of the frame that triggered a window
     /// to the finalised labels it produced (lookahead not included).
     #[serde(skip)]
@@ -78,10 +124,26 @@ impl PipelineStats {
         v.sort_by(f64::total_cmp);
         crate::online::percentile(&v, q)
     }
+
+    fn add(&mut self, state: &StreamState) {
+        let c = state.counters();
+        self.frames += c.frames;
+        self.finalised += c.finalised;
+        self.windows += c.windows;
+        self.skipped_windows += c.skipped_windows;
+        self.widenings += c.widenings;
+        self.max_hop_frames = self.max_hop_frames.max(c.max_hop_frames);
+    }
 }
 
 /// A consumer of events, called on the segmenter thread.
 pub type EventCallback = Box<dyn FnMut(&SegmentEvent) + Send>;
+
+/// The default number of inference workers: the available cores less one for the source pumps
+/// and the segmenter, at least one.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
+}
 
 /// Builds a [`Pipeline`].
 pub struct PipelineBuilder {
@@ -91,6 +153,9 @@ pub struct PipelineBuilder {
     callback: Option<EventCallback>,
     channel: bool,
     viz: VizTap,
+    workers: usize,
+    #[cfg(test)]
+    fault: Option<Fault>,
 }
 
 impl PipelineBuilder {
@@ -104,6 +169,9 @@ impl PipelineBuilder {
             callback: None,
             channel: true,
             viz: VizTap::off(),
+            workers: default_workers(),
+            #[cfg(test)]
+            fault: None,
         }
     }
 
@@ -111,6 +179,13 @@ impl PipelineBuilder {
     /// checkpoint knows).
     pub fn config(mut self, cfg: StreamConfig) -> Self {
         self.cfg = cfg;
+        self
+    }
+
+    /// Runs `n` inference workers (at least one), each with its own copy of the model and an
+    /// equal share of libtorch's intra-op threads; default [`default_workers`].
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
         self
     }
 
@@ -126,7 +201,8 @@ impl PipelineBuilder {
         self
     }
 
-    /// Calls `f` for every event on the segmenter thread (keep it short).
+    /// Calls `f` for every event on the segmenter thread (keep it short). A panic in `f` is
+    /// reported by [`Pipeline::shutdown`]; `f` is not called again.
     pub fn on_event(mut self, f: impl FnMut(&SegmentEvent) + Send + 'static) -> Self {
         self.callback = Some(Box::new(f));
         self
@@ -146,50 +222,103 @@ impl PipelineBuilder {
         self
     }
 
+    /// Makes the first worker fail once it has received `frames` frames.
+    #[cfg(test)]
+    fn fault(mut self, fault: Fault) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
     /// Starts the threads.
     pub fn start(self) -> Result<Pipeline> {
-        let PipelineBuilder { model, cfg, sources, callback, channel, viz } = self;
+        let PipelineBuilder { model, cfg, sources, callback, channel, viz, workers, .. } = self;
+        #[cfg(test)]
+        let mut fault = self.fault;
         let classes = ClassMap::new(model.meta.classes.clone());
         let device = model.vs.device();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(PipelineStats {
-            sources: vec![SourceStats::default(); sources.len()],
-            ..PipelineStats::default()
-        }));
-        let (tx_frames, rx_frames) = bounded::<Arrival>(CHANNEL_CAPACITY);
+        // Copies first: the original moves into the first worker.
+        let mut models = Vec::with_capacity(workers);
+        for _ in 1..workers {
+            models.push(replicate(&model)?);
+        }
+        models.insert(0, (model.vs, model.model));
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            stats: Mutex::new(PipelineStats {
+                sources: vec![SourceStats::default(); sources.len()],
+                workers,
+                ..PipelineStats::default()
+            }),
+        });
         let (tx_finals, rx_finals) = bounded::<WorkerOut>(CHANNEL_CAPACITY);
         let (tx_events, rx_events) = bounded::<SegmentEvent>(CHANNEL_CAPACITY);
 
         let mut handles = Vec::new();
-        for (i, source) in sources.into_iter().enumerate() {
-            let (tx, stop, stats) = (tx_frames.clone(), Arc::clone(&stop), Arc::clone(&stats));
-            handles.push(spawn(&format!("skelseg::source{i}"), move || {
-                pump(i, source, tx, stop, stats)
-            })?);
-        }
-        drop(tx_frames);
-        let engine = Engine::new(model.model, device, cfg.engine.clone())?;
-        let vs = model.vs;
-        // libtorch's intra-op thread count is per thread (OpenMP): carry the caller's setting
-        // over to the worker, or it would run with the library default.
-        let threads = tch::get_num_threads();
-        {
-            let (stats, viz) = (Arc::clone(&stats), viz.clone());
-            handles.push(spawn("skelseg::infer", move || {
+        // libtorch's intra-op thread count is per thread (OpenMP): share the caller's setting
+        // among the workers, or each would run with the library default (every core).
+        let threads = (tch::get_num_threads() / workers as i32).max(1);
+        let mut inboxes = Vec::with_capacity(workers);
+        for (w, (vs, model)) in models.into_iter().enumerate() {
+            let (tx, rx) = bounded::<Arrival>(CHANNEL_CAPACITY);
+            inboxes.push(tx);
+            let engine = Engine::new(model, device, cfg.engine.clone())?;
+            #[allow(unused_mut)]
+            let mut worker = Worker::new(engine, viz.clone(), Arc::clone(&shared));
+            #[cfg(test)]
+            if w == 0 {
+                worker.fault = fault.take();
+            }
+            let (tx, shared) = (tx_finals.clone(), Arc::clone(&shared));
+            handles.push(spawn(&format!("skelseg::infer{w}"), move || {
                 tch::set_num_threads(threads);
                 let _keep_alive = vs;
-                infer(engine, rx_frames, tx_finals, stats, viz)
+                serve(worker, rx, tx, &shared)
+            })?);
+        }
+        drop(tx_finals);
+        let inboxes: Arc<[Sender<Arrival>]> = inboxes.into();
+        for (i, source) in sources.into_iter().enumerate() {
+            let (inboxes, shared) = (Arc::clone(&inboxes), Arc::clone(&shared));
+            handles.push(spawn(&format!("skelseg::source{i}"), move || {
+                pump(i, source, &inboxes, &shared)
             })?);
         }
         {
-            let stats = Arc::clone(&stats);
+            let sink = Sink {
+                tx: channel.then_some(tx_events),
+                callback,
+                callback_panic: None,
+                shared: Arc::clone(&shared),
+            };
             let seg_cfg = cfg.segmenter.clone();
-            let tx = channel.then_some(tx_events);
             handles.push(spawn("skelseg::segment", move || {
-                segment(seg_cfg, classes, rx_finals, tx, callback, stats, viz)
+                segment(seg_cfg, classes, rx_finals, sink, viz)
             })?);
         }
-        Ok(Pipeline { events: rx_events, stop, stats, handles })
+        Ok(Pipeline { events: rx_events, shared, handles })
+    }
+}
+
+/// A copy of `loaded`'s model with its own variables (one per worker: tensors are not `Sync`).
+fn replicate(loaded: &LoadedModel) -> Result<(nn::VarStore, InterAct)> {
+    let mut vs = nn::VarStore::new(loaded.vs.device());
+    let model = InterAct::new(&vs.root(), &loaded.meta.model)?;
+    vs.copy(&loaded.vs)?;
+    Ok((vs, model))
+}
+
+/// What the threads share: the stop flag and the counters.
+#[derive(Debug)]
+struct Shared {
+    stop: AtomicBool,
+    stats: Mutex<PipelineStats>,
+}
+
+impl Shared {
+    /// The counters, also after a thread panicked while holding them (they are plain numbers,
+    /// still meaningful).
+    fn stats(&self) -> MutexGuard<'_, PipelineStats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -197,31 +326,34 @@ impl PipelineBuilder {
 #[must_use = "the pipeline shuts down when dropped"]
 pub struct Pipeline {
     events: Receiver<SegmentEvent>,
-    stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<PipelineStats>>,
+    shared: Arc<Shared>,
     handles: Vec<JoinHandle<Result<()>>>,
 }
 
 impl Pipeline {
-    /// The event channel (lossless, bounded: read it, or turn it off in the builder).
+    /// The event channel (bounded: read it, or turn it off in the builder; see the module docs
+    /// for what happens when it is full).
     pub fn events(&self) -> &Receiver<SegmentEvent> {
         &self.events
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters. Per-stream counters (frames, windows) are added when a
+    /// stream ends.
     pub fn stats(&self) -> PipelineStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        self.shared.stats().clone()
     }
 
-    /// True once every thread has finished (all sources ended and everything was flushed).
+    /// True once every thread has finished (all sources ended and everything was flushed, or
+    /// a stage failed and the pipeline shut itself down).
     pub fn is_finished(&self) -> bool {
         self.handles.iter().all(JoinHandle::is_finished)
     }
 
     /// Stops the sources, flushes every open segment and joins the threads. Returns the final
-    /// counters and the events nobody had read yet (the closing segments among them).
+    /// counters and the events nobody had read yet (the closing segments among them), or
+    /// [`Error::PipelineFailed`] (with those events) when a stage failed.
     pub fn shutdown(mut self) -> Result<(PipelineStats, Vec<SegmentEvent>)> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         self.join()
     }
 
@@ -233,33 +365,34 @@ impl Pipeline {
     }
 
     fn join(&mut self) -> Result<(PipelineStats, Vec<SegmentEvent>)> {
-        // Collect events while joining, so a full channel cannot block the segmenter. The
-        // channel disconnects when the segmenter thread ends.
-        let events = self.events.clone();
-        let collector = std::thread::Builder::new()
-            .name("skelseg::collect".into())
-            .spawn(move || events.iter().collect::<Vec<_>>())
-            .map_err(|source| Error::SpawnThread { name: "skelseg::collect".into(), source })?;
-        let mut first_error = None;
-        for handle in self.handles.drain(..) {
-            let name = handle.thread().name().unwrap_or("skelseg").to_owned();
-            match handle.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(thread = %name, error = %e, "pipeline stage failed");
-                    first_error.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_error.get_or_insert(Error::invalid(
-                        "pipeline",
-                        format!("thread {name} panicked"),
-                    ));
+        // Read the events while the stages finish, so a full channel cannot block the
+        // segmenter. The channel disconnects when the segmenter thread ends.
+        let mut rest = Vec::new();
+        loop {
+            match self.events.recv_timeout(POLL) {
+                Ok(e) => rest.push(e),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.is_finished() {
+                        rest.extend(self.events.try_iter());
+                        break;
+                    }
                 }
             }
         }
-        let rest = collector.join().unwrap_or_default();
-        match first_error {
-            Some(e) => Err(e),
+        let mut failure = None;
+        for handle in self.handles.drain(..) {
+            let name = handle.thread().name().unwrap_or("skelseg").to_owned();
+            let message = match handle.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(panic) => format!("panicked: {}", panic_message(&*panic)),
+            };
+            tracing::error!(thread = %name, error = %message, "pipeline stage failed");
+            failure.get_or_insert((name, message));
+        }
+        match failure {
+            Some((stage, message)) => Err(Error::PipelineFailed { stage, message, events: rest }),
             None => Ok((self.stats(), rest)),
         }
     }
@@ -270,7 +403,7 @@ impl Drop for Pipeline {
         if self.handles.is_empty() {
             return;
         }
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         if let Err(e) = self.join() {
             tracing::error!(error = %e, "pipeline shut down with an error");
         }
@@ -287,6 +420,22 @@ fn spawn(
         .map_err(|source| Error::SpawnThread { name: name.to_owned(), source })
 }
 
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// The worker a stream goes to: FNV-1a of its id, so the split is the same every run.
+fn worker_for(stream: &str, workers: usize) -> usize {
+    let hash = stream
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    (hash % workers.max(1) as u64) as usize
+}
+
 /// A source event and when it reached the pipeline.
 struct Arrival {
     event: SourceEvent,
@@ -295,27 +444,32 @@ struct Arrival {
     live: bool,
 }
 
-enum WorkerOut {
-    Finals { stream: Arc<str>, frames: Vec<FinalFrame> },
-    Ended { stream: Arc<str>, frames: u64, reason: String },
+/// One life of a stream id: an id that ends and comes back is a new generation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct StreamKey {
+    id: Arc<str>,
+    generation: u64,
 }
 
-/// Moves one source's events into the worker; on shutdown, ends the streams it saw.
+/// What a worker tells the segmenter.
+#[derive(Debug)]
+enum WorkerOut {
+    Finals { key: StreamKey, frames: Vec<FinalFrame> },
+    Ended { key: StreamKey, frames: u64, reason: String },
+}
+
+/// Moves one source's events to the workers; on shutdown, ends the streams it saw.
 fn pump(
     index: usize,
     mut source: Box<dyn FrameSource>,
-    tx: Sender<Arrival>,
-    stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<PipelineStats>>,
+    inboxes: &[Sender<Arrival>],
+    shared: &Shared,
 ) -> Result<()> {
-    let mut open: Vec<crate::source::StreamId> = Vec::new();
+    let mut open: Vec<StreamId> = Vec::new();
     let live = source.is_live();
-    let publish = |source: &dyn FrameSource| {
-        if let Ok(mut s) = stats.lock() {
-            s.sources[index] = source.stats();
-        }
-    };
-    while !stop.load(Ordering::Relaxed) {
+    let inbox = |stream: &StreamId| &inboxes[worker_for(stream.as_str(), inboxes.len())];
+    let publish = |source: &dyn FrameSource| shared.stats().sources[index] = source.stats();
+    while !shared.stop.load(Ordering::Relaxed) {
         match source.next_event(POLL) {
             SourcePoll::Event(event) => {
                 match &event {
@@ -325,8 +479,9 @@ fn pump(
                     SourceEvent::Ended { stream, .. } => open.retain(|s| s != stream),
                     _ => {}
                 }
-                if tx.send(Arrival { event, at: Instant::now(), live }).is_err() {
-                    break; // the worker is gone
+                let to = inbox(event.stream());
+                if to.send(Arrival { event, at: Instant::now(), live }).is_err() {
+                    break; // a worker failed; the pipeline is shutting down
                 }
             }
             SourcePoll::Timeout => publish(&*source),
@@ -336,210 +491,712 @@ fn pump(
     publish(&*source);
     drop(source); // closes listeners before the streams are reported ended
     for stream in open {
+        let to = inbox(&stream);
         let event = SourceEvent::Ended { stream, reason: EndReason::Shutdown };
-        if tx.send(Arrival { event, at: Instant::now(), live }).is_err() {
+        // A failed worker no longer listens; the others still need their ends.
+        to.send(Arrival { event, at: Instant::now(), live }).ok();
+    }
+    Ok(())
+}
+
+/// A test fault: the worker fails once it has received this many frames.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Error(u64),
+    Panic(u64),
+}
+
+/// One stream as a worker holds it.
+#[derive(Debug)]
+struct WorkerStream {
+    key: StreamKey,
+    state: StreamState,
+    /// Frames received, not yet through the engine, with their arrival.
+    queue: VecDeque<(Frame, Instant)>,
+    /// Set once the source ended the stream (the queue is still processed).
+    ended: Option<String>,
+    live: bool,
+    /// Consecutive steps that found the stream more than a hop behind.
+    behind: u32,
+    /// Frames processed on time since the last change of hop.
+    on_time: u64,
+}
+
+/// An inference worker: owns an engine (model copy) and the state of its streams. The thread
+/// loop ([`serve`]) calls [`Worker::ingest`] for what arrived, then [`Worker::step`]:
+/// [`Worker::catch_up`] (the overload policy), [`Worker::run_due`] (one batched engine call)
+/// and [`Worker::retire_ended`].
+#[derive(Debug)]
+struct Worker {
+    engine: Engine,
+    streams: Vec<WorkerStream>,
+    /// Streams created so far: generations and window phases.
+    created: u64,
+    viz: VizTap,
+    shared: Arc<Shared>,
+    latencies: Vec<f64>,
+    #[cfg(test)]
+    fault: Option<Fault>,
+}
+
+impl Worker {
+    fn new(engine: Engine, viz: VizTap, shared: Arc<Shared>) -> Self {
+        Worker {
+            engine,
+            streams: Vec::new(),
+            created: 0,
+            viz,
+            shared,
+            latencies: Vec::new(),
+            #[cfg(test)]
+            fault: None,
+        }
+    }
+
+    /// Frames received, not yet through the engine.
+    fn queued(&self) -> usize {
+        self.streams.iter().map(|s| s.queue.len()).sum()
+    }
+
+    /// Routes an arrival to its stream. A frame of an id whose stream has ended (even in this
+    /// same step) starts a new stream with fresh state.
+    fn ingest(&mut self, Arrival { event, at, live }: Arrival) {
+        let id = event.stream().as_str();
+        let pos = match self.streams.iter().position(|s| &*s.key.id == id && s.ended.is_none()) {
+            Some(p) => p,
+            None => {
+                let key = StreamKey { id: Arc::from(id), generation: self.created };
+                self.streams.push(WorkerStream {
+                    key,
+                    // Spread the streams' windows over the hop.
+                    state: StreamState::with_phase(self.engine.config(), self.created as usize),
+                    queue: VecDeque::new(),
+                    ended: None,
+                    live,
+                    behind: 0,
+                    on_time: 0,
+                });
+                self.created += 1;
+                self.shared.stats().streams += 1;
+                self.streams.len() - 1
+            }
+        };
+        let stream = &mut self.streams[pos];
+        match event {
+            SourceEvent::Frame { frame, .. } => {
+                self.viz.frame(&stream.key.id, &frame);
+                stream.queue.push_back((frame, at));
+            }
+            SourceEvent::Ended { reason, .. } => stream.ended = Some(format!("{reason:?}")),
+        }
+    }
+
+    /// The overload policy: which windows each stream's waiting frames get (see the module
+    /// docs). Widens and narrows hops as it goes.
+    fn catch_up(&mut self) -> Vec<Schedule> {
+        let cfg = self.engine.config().clone();
+        let mut plan = Vec::with_capacity(self.streams.len());
+        for s in &mut self.streams {
+            let waiting = s.queue.len() as u64;
+            let hop = s.state.hop_frames() as u64;
+            let mut schedule = Schedule::Every;
+            if !(s.live && cfg.catch_up) || waiting == 0 {
+                plan.push(schedule);
+                continue;
+            }
+            if waiting > hop {
+                s.behind += 1;
+                s.on_time = 0;
+                // Behind again after a batched catch-up: the worker is slower than real time.
+                if s.behind >= 2 {
+                    if s.state.widen(&cfg) {
+                        s.behind = 0;
+                        tracing::warn!(
+                            stream = %s.key.id,
+                            hop = s.state.hop_frames(),
+                            waiting,
+                            "inference is falling behind: hop widened"
+                        );
+                    } else if waiting > 2 * hop {
+                        schedule = Schedule::Skip;
+                        tracing::warn!(
+                            stream = %s.key.id,
+                            hop,
+                            waiting,
+                            "inference is falling behind at the widest hop: skipping windows"
+                        );
+                    }
+                }
+            } else {
+                s.behind = 0;
+                s.on_time += waiting;
+                if s.on_time >= NARROW_AFTER_FRAMES && s.state.narrow(&cfg) {
+                    s.on_time = 0;
+                    tracing::info!(stream = %s.key.id, hop = s.state.hop_frames(), "hop narrowed");
+                }
+            }
+            plan.push(schedule);
+        }
+        plan
+    }
+
+    /// Runs the waiting frames (up to [`MAX_STEP_FRAMES`] per stream) through the engine in one
+    /// batched call; returns the finalised frames per stream.
+    fn run_due(&mut self, plan: &[Schedule]) -> Result<Vec<Vec<FinalFrame>>> {
+        let mut taken: Vec<(usize, Vec<Frame>, Vec<Instant>)> = Vec::new();
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            let n = s.queue.len().min(MAX_STEP_FRAMES);
+            if n > 0 {
+                let (frames, arrivals) = s.queue.drain(..n).unzip();
+                taken.push((i, frames, arrivals));
+            }
+        }
+        let mut out = vec![Vec::new(); self.streams.len()];
+        if taken.is_empty() {
+            return Ok(out);
+        }
+        #[cfg(test)]
+        self.check_fault(taken.iter().map(|t| t.1.len() as u64).sum())?;
+        let pushed = {
+            let mut wanted = taken.iter().map(|t| t.0).peekable();
+            let mut batch = Vec::with_capacity(taken.len());
+            for (i, s) in self.streams.iter_mut().enumerate() {
+                if wanted.peek() == Some(&i) {
+                    wanted.next();
+                    batch.push(&mut s.state);
+                }
+            }
+            let mut batch: Vec<(&mut StreamState, &[Frame], Schedule)> = batch
+                .into_iter()
+                .zip(&taken)
+                .map(|(state, (i, frames, _))| (state, &frames[..], plan[*i]))
+                .collect();
+            self.engine.push_timed(&mut batch)?
+        };
+        self.shared.stats().forward_batches += 1;
+        for ((i, _, arrivals), p) in taken.into_iter().zip(pushed) {
+            for t in p.triggers {
+                self.latencies.push(arrivals[t].elapsed().as_secs_f64() * 1e3);
+            }
+            out[i] = p.finals;
+        }
+        Ok(out)
+    }
+
+    /// Turns finalised frames into outputs, in stream order, and retires the streams that have
+    /// ended and have nothing waiting: their pending frames are flushed, their counters added
+    /// to the pipeline's, and they are forgotten (an id that comes back starts afresh).
+    fn retire_ended(&mut self, finals: Vec<Vec<FinalFrame>>) -> Result<Vec<WorkerOut>> {
+        let mut outs = Vec::new();
+        let mut keep = Vec::with_capacity(self.streams.len());
+        let mut finals = finals.into_iter();
+        for mut s in std::mem::take(&mut self.streams) {
+            let frames = finals.next().unwrap_or_default();
+            if !frames.is_empty() {
+                outs.push(WorkerOut::Finals { key: s.key.clone(), frames });
+            }
+            match s.ended.take() {
+                Some(reason) if s.queue.is_empty() => {
+                    outs.extend(self.end(&mut s, reason)?);
+                }
+                ended => {
+                    s.ended = ended;
+                    keep.push(s);
+                }
+            }
+        }
+        self.streams = keep;
+        Ok(outs)
+    }
+
+    /// One step over what has been ingested.
+    fn step(&mut self) -> Result<Vec<WorkerOut>> {
+        let plan = self.catch_up();
+        let finals = self.run_due(&plan)?;
+        let outs = self.retire_ended(finals)?;
+        self.shared.stats().latency_ms.append(&mut self.latencies);
+        Ok(outs)
+    }
+
+    /// Every source is gone: ends the streams still open.
+    fn finish(&mut self) -> Result<Vec<WorkerOut>> {
+        let mut outs = Vec::new();
+        for mut s in std::mem::take(&mut self.streams) {
+            let reason = s.ended.take().unwrap_or_else(|| format!("{:?}", EndReason::Shutdown));
+            outs.extend(self.end(&mut s, reason)?);
+        }
+        Ok(outs)
+    }
+
+    /// Flushes a stream, adds its counters and reports its end.
+    fn end(&mut self, s: &mut WorkerStream, reason: String) -> Result<Vec<WorkerOut>> {
+        let frames = self.engine.flush(&mut s.state)?;
+        self.shared.stats().add(&s.state);
+        let mut outs = Vec::new();
+        if !frames.is_empty() {
+            outs.push(WorkerOut::Finals { key: s.key.clone(), frames });
+        }
+        let received = s.state.counters().frames;
+        outs.push(WorkerOut::Ended { key: s.key.clone(), frames: received, reason });
+        Ok(outs)
+    }
+
+    /// After a failure: ends every stream with what can still be finalised (nothing more if
+    /// the engine fails again), counting the frames that never went through it.
+    fn abandon(&mut self) -> Vec<WorkerOut> {
+        let mut outs = Vec::new();
+        for mut s in std::mem::take(&mut self.streams) {
+            self.shared.stats().unprocessed_frames += s.queue.len() as u64;
+            let engine = &self.engine;
+            let state = &mut s.state;
+            match catch_unwind(AssertUnwindSafe(|| engine.flush(state))) {
+                Ok(Ok(frames)) if !frames.is_empty() => {
+                    outs.push(WorkerOut::Finals { key: s.key.clone(), frames })
+                }
+                _ => {}
+            }
+            self.shared.stats().add(&s.state);
+            let received = s.state.counters().frames;
+            outs.push(WorkerOut::Ended { key: s.key, frames: received, reason: FAILED.into() });
+        }
+        outs
+    }
+
+    #[cfg(test)]
+    fn check_fault(&mut self, frames: u64) -> Result<()> {
+        let received: u64 = self.streams.iter().map(|s| s.state.counters().frames).sum();
+        match self.fault {
+            Some(Fault::Error(n)) if received + frames >= n => {
+                Err(Error::invalid("test fault", "libtorch failed"))
+            }
+            Some(Fault::Panic(n)) if received + frames >= n => panic!("test fault"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The worker thread: steps until every pump is gone, then ends its streams. A failure (an
+/// error or a panic) stops the pipeline and ends this worker's streams with what was finalised.
+fn serve(
+    mut worker: Worker,
+    rx: Receiver<Arrival>,
+    tx: Sender<WorkerOut>,
+    shared: &Shared,
+) -> Result<()> {
+    let run = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+        loop {
+            if worker.queued() == 0 {
+                // Block for the next arrival, then take whatever else is already there.
+                match rx.recv() {
+                    Ok(first) => worker.ingest(first),
+                    Err(_) => break,
+                }
+            }
+            for arrival in rx.try_iter().take(CHANNEL_CAPACITY) {
+                worker.ingest(arrival);
+            }
+            for out in worker.step()? {
+                if tx.send(out).is_err() {
+                    return Ok(()); // the segmenter is gone
+                }
+            }
+        }
+        for out in worker.finish()? {
+            tx.send(out).ok();
+        }
+        Ok(())
+    }));
+    let error = match run {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(panic) => {
+            Error::invalid("inference worker", format!("panicked: {}", panic_message(&*panic)))
+        }
+    };
+    tracing::error!(error = %error, "inference failed: shutting the pipeline down");
+    shared.stop.store(true, Ordering::Relaxed);
+    // Nobody may wait on this inbox any more (a pump blocked on a full one would hang).
+    drop(rx);
+    for out in worker.abandon() {
+        if tx.send(out).is_err() {
             break;
         }
     }
-    Ok(())
+    Err(error)
 }
 
-/// The inference worker: owns the model and every stream's window.
-fn infer(
-    engine: Engine,
-    rx: Receiver<Arrival>,
-    tx: Sender<WorkerOut>,
-    stats: Arc<Mutex<PipelineStats>>,
-    viz: VizTap,
-) -> Result<()> {
-    struct Stream {
-        id: Arc<str>,
-        state: StreamState,
-        queue: VecDeque<(Frame, Instant)>,
-        ended: Option<String>,
-        live: bool,
-    }
-    let hop = engine.config().hop_frames;
-    let catch_up = engine.config().catch_up;
-    let mut streams: Vec<Stream> = Vec::new();
-    let mut latencies = Vec::new();
-    // Block for the first arrival, then take whatever else is already there.
-    while let Ok(first) = rx.recv() {
-        for Arrival { event, at, live } in std::iter::once(first).chain(rx.try_iter()) {
-            let key: Arc<str> = Arc::from(event.stream().as_str());
-            let pos = match streams.iter().position(|s| s.id == key) {
-                Some(p) => p,
-                None => {
-                    streams.push(Stream {
-                        id: key,
-                        // Spread the streams' windows over the hop.
-                        state: StreamState::with_phase(engine.config(), streams.len()),
-                        queue: VecDeque::new(),
-                        ended: None,
-                        live,
-                    });
-                    if let Ok(mut s) = stats.lock() {
-                        s.streams += 1;
-                    }
-                    streams.len() - 1
-                }
-            };
-            match event {
-                SourceEvent::Frame { frame, .. } => {
-                    viz.frame(&streams[pos].id, &frame);
-                    streams[pos].queue.push_back((frame, at));
-                }
-                SourceEvent::Ended { reason, .. } => {
-                    streams[pos].ended = Some(format!("{reason:?}"))
-                }
-            }
-        }
-
-        // Live streams with a backlog catch up with one window; the rest go in lockstep batches.
-        let mut outputs: Vec<(usize, Vec<FinalFrame>)> = Vec::new();
-        for (i, s) in streams.iter_mut().enumerate() {
-            if catch_up && s.live && s.queue.len() > hop {
-                let (frames, arrivals): (Vec<Frame>, Vec<Instant>) = s.queue.drain(..).unzip();
-                let finals = engine.push_many(&mut s.state, &frames)?;
-                if let (false, Some(at)) = (finals.is_empty(), arrivals.last()) {
-                    latencies.push(at.elapsed().as_secs_f64() * 1e3);
-                }
-                outputs.push((i, finals));
-            }
-        }
-        loop {
-            let mut batch: Vec<(usize, Frame, Instant)> = Vec::new();
-            for (i, s) in streams.iter_mut().enumerate() {
-                if let Some((frame, at)) = s.queue.pop_front() {
-                    batch.push((i, frame, at));
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
-            let mut states: Vec<&mut StreamState> = Vec::new();
-            let mut wanted = batch.iter().map(|(i, _, _)| *i).peekable();
-            for (i, s) in streams.iter_mut().enumerate() {
-                if wanted.peek() == Some(&i) {
-                    states.push(&mut s.state);
-                    wanted.next();
-                }
-            }
-            let mut pairs: Vec<(&mut StreamState, &Frame)> =
-                states.into_iter().zip(batch.iter().map(|(_, f, _)| f)).collect();
-            let finals = engine.push(&mut pairs)?;
-            for ((i, _, at), f) in batch.iter().zip(finals) {
-                if !f.is_empty() {
-                    latencies.push(at.elapsed().as_secs_f64() * 1e3);
-                    outputs.push((*i, f));
-                }
-            }
-        }
-        for (i, frames) in outputs {
-            if !frames.is_empty() {
-                let stream = Arc::clone(&streams[i].id);
-                if tx.send(WorkerOut::Finals { stream, frames }).is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        // Ended streams: finalise what is pending, report, forget.
-        let mut i = 0;
-        while i < streams.len() {
-            if streams[i].ended.is_some() && streams[i].queue.is_empty() {
-                let mut s = streams.swap_remove(i);
-                let frames = engine.flush(&mut s.state)?;
-                let stream = Arc::clone(&s.id);
-                publish_counters(&stats, &s.state, &mut latencies);
-                let received = s.state.counters().frames;
-                let reason = s.ended.take().unwrap_or_default();
-                if !frames.is_empty()
-                    && tx.send(WorkerOut::Finals { stream: Arc::clone(&stream), frames }).is_err()
-                {
-                    return Ok(());
-                }
-                if tx.send(WorkerOut::Ended { stream, frames: received, reason }).is_err() {
-                    return Ok(());
-                }
-            } else {
-                i += 1;
-            }
-        }
-        if let Ok(mut s) = stats.lock() {
-            s.latency_ms.append(&mut latencies);
-        }
-    }
-    // Every pump is gone: end the streams that are still open.
-    for mut s in streams {
-        let frames = engine.flush(&mut s.state)?;
-        publish_counters(&stats, &s.state, &mut latencies);
-        let stream = Arc::clone(&s.id);
-        if !frames.is_empty() {
-            tx.send(WorkerOut::Finals { stream: Arc::clone(&stream), frames }).ok();
-        }
-        let reason = s.ended.unwrap_or_else(|| "Shutdown".into());
-        tx.send(WorkerOut::Ended { stream, frames: s.state.counters().frames, reason }).ok();
-    }
-    Ok(())
-}
-
-fn publish_counters(stats: &Mutex<PipelineStats>, state: &StreamState, latencies: &mut Vec<f64>) {
-    if let Ok(mut s) = stats.lock() {
-        let c = state.counters();
-        s.frames += c.frames;
-        s.finalised += c.finalised;
-        s.windows += c.windows;
-        s.skipped_windows += c.skipped_windows;
-        s.latency_ms.append(latencies);
-    }
-}
-
-/// The segmenter stage: one [`Segmenter`] per stream, events out.
-fn segment(
-    cfg: crate::stream::SegmenterConfig,
-    classes: ClassMap,
-    rx: Receiver<WorkerOut>,
+/// Where the segmenter's events go: counters, the callback, the channel (with the drop policy
+/// of the module docs).
+struct Sink {
     tx: Option<Sender<SegmentEvent>>,
-    mut callback: Option<EventCallback>,
-    stats: Arc<Mutex<PipelineStats>>,
-    viz: VizTap,
-) -> Result<()> {
-    let mut segmenters: HashMap<Arc<str>, Segmenter> = HashMap::new();
-    let mut emit = |event: SegmentEvent| {
-        if let (SegmentEvent::SegmentEnded { .. }, Ok(mut s)) = (&event, stats.lock()) {
-            s.segments += 1;
+    callback: Option<EventCallback>,
+    /// The message of the callback's panic, once it panicked.
+    callback_panic: Option<String>,
+    shared: Arc<Shared>,
+}
+
+impl Sink {
+    fn emit(&mut self, event: SegmentEvent) {
+        if matches!(event, SegmentEvent::SegmentEnded { .. }) {
+            self.shared.stats().segments += 1;
         }
-        viz.event(&event);
-        if let Some(cb) = callback.as_mut() {
-            cb(&event);
+        if let Some(cb) = self.callback.as_mut()
+            && let Err(panic) = catch_unwind(AssertUnwindSafe(|| cb(&event)))
+        {
+            let message = panic_message(&*panic);
+            tracing::error!(panic = %message, "the event callback panicked; it gets no more events");
+            self.callback = None;
+            self.callback_panic = Some(message);
         }
-        if let Some(tx) = &tx {
-            // A dropped receiver means nobody listens any more; keep flushing to the callback.
+        let Some(tx) = &self.tx else { return };
+        if matches!(event, SegmentEvent::FrameLabel { .. }) {
+            if let Err(TrySendError::Full(_)) = tx.try_send(event) {
+                self.shared.stats().dropped_frame_events += 1;
+            }
+        } else {
+            // Blocks while the reader is behind: segments are never dropped. An error means
+            // the pipeline (and its receiver) is gone.
             tx.send(event).ok();
         }
-    };
-    for out in rx.iter() {
+    }
+}
+
+/// The segmenter stage: one [`StreamEvents`] per stream, events out.
+fn segment(
+    cfg: SegmenterConfig,
+    classes: ClassMap,
+    rx: Receiver<WorkerOut>,
+    mut sink: Sink,
+    viz: VizTap,
+) -> Result<()> {
+    let mut streams: HashMap<StreamKey, StreamEvents> = HashMap::new();
+    let mut emit = |e| sink.emit(e);
+    for out in &rx {
         match out {
-            WorkerOut::Finals { stream, frames } => {
-                let seg = segmenters
-                    .entry(Arc::clone(&stream))
-                    .or_insert_with(|| Segmenter::new(cfg.clone()));
-                for f in &frames {
-                    viz.scores(&stream, f);
-                    for o in seg.push(f) {
-                        emit(SegmentEvent::from_output(&stream, &classes, o));
-                    }
-                }
+            WorkerOut::Finals { key, frames } => {
+                let events = streams
+                    .entry(key)
+                    .or_insert_with_key(|key| StreamEvents::new(&key.id, cfg.clone()));
+                events.frames(&frames, &classes, &viz, &mut emit);
             }
-            WorkerOut::Ended { stream, frames, reason } => {
-                if let Some(mut seg) = segmenters.remove(&stream) {
-                    for o in seg.flush() {
-                        emit(SegmentEvent::from_output(&stream, &classes, o));
-                    }
-                }
-                emit(SegmentEvent::StreamEnded { stream: stream.to_string(), frames, reason });
+            WorkerOut::Ended { key, frames, reason } => {
+                let mut events =
+                    streams.remove(&key).unwrap_or_else(|| StreamEvents::new(&key.id, cfg.clone()));
+                events.end(frames, reason, &classes, &viz, &mut emit);
             }
         }
     }
-    Ok(())
+    match sink.callback_panic.take() {
+        Some(message) => Err(Error::invalid("event callback", format!("panicked: {message}"))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tch::Device;
+
+    use super::*;
+    use crate::io::{self, Recording};
+    use crate::model::checkpoint;
+    use crate::source::{Pacing, ReplaySource};
+    use crate::stream::EngineConfig;
+
+    fn model() -> LoadedModel {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
+        checkpoint::load(&path, Device::Cpu).expect("the bundled model loads")
+    }
+
+    fn bundled(name: &str) -> Recording {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/synth/skeleton/synth_0000.txt");
+        let mut rec = io::read_recording(path).expect("the bundled sequence reads");
+        rec.name = name.into();
+        rec
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared { stop: AtomicBool::new(false), stats: Mutex::default() })
+    }
+
+    fn worker(cfg: EngineConfig) -> Worker {
+        let engine = Engine::new(model().model, Device::Cpu, cfg).unwrap();
+        Worker::new(engine, VizTap::off(), shared())
+    }
+
+    fn frame(id: &str, frame: &Frame, live: bool) -> Arrival {
+        let event = SourceEvent::Frame { stream: StreamId::new(id), frame: frame.clone() };
+        Arrival { event, at: Instant::now(), live }
+    }
+
+    fn ended(id: &str) -> Arrival {
+        let event = SourceEvent::Ended { stream: StreamId::new(id), reason: EndReason::Idle };
+        Arrival { event, at: Instant::now(), live: true }
+    }
+
+    /// `(generation, first index, last index)` of each `Finals` output, and the `Ended` ones as
+    /// `(generation, frames)`.
+    fn finalised(outs: &[WorkerOut]) -> Vec<u64> {
+        outs.iter()
+            .filter_map(|o| match o {
+                WorkerOut::Finals { frames, .. } => Some(frames.iter().map(|f| f.index)),
+                WorkerOut::Ended { .. } => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// `(class, start, end)` of the committed segments of `stream`, in order.
+    fn segments(events: &[SegmentEvent], stream: &str) -> Vec<(usize, u64, u64)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                SegmentEvent::SegmentEnded { stream: s, class, start_frame, end_frame, .. }
+                    if s == stream =>
+                {
+                    Some((*class, *start_frame, *end_frame))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn assert_tiles(segs: &[(usize, u64, u64)], frames: u64) {
+        assert_eq!(segs.first().map(|s| s.1), Some(0), "{segs:?}");
+        assert_eq!(segs.last().map(|s| s.2), Some(frames - 1), "{segs:?}");
+        for pair in segs.windows(2) {
+            assert_eq!(pair[1].1, pair[0].2 + 1, "{segs:?}");
+        }
+    }
+
+    #[test]
+    fn streams_go_to_the_same_worker_every_time_and_spread_over_the_workers() {
+        let names: Vec<String> = (0..16).map(|s| format!("file:s{s:02}")).collect();
+        let first: Vec<usize> = names.iter().map(|n| worker_for(n, 2)).collect();
+        let again: Vec<usize> = names.iter().map(|n| worker_for(n, 2)).collect();
+        assert_eq!(first, again);
+        let on_zero = first.iter().filter(|&&w| w == 0).count();
+        assert!((4..=12).contains(&on_zero), "{first:?}");
+        assert!(names.iter().all(|n| worker_for(n, 1) == 0));
+    }
+
+    #[test]
+    fn stats_survive_a_thread_that_panicked_holding_them() {
+        let shared = shared();
+        shared.stats().frames = 7;
+        let holder = Arc::clone(&shared);
+        let panicked = std::thread::spawn(move || {
+            let _guard = holder.stats.lock().unwrap();
+            panic!("poisoning the counters on purpose");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(shared.stats.is_poisoned());
+        let (_, rx) = bounded(1);
+        let pipeline = Pipeline { events: rx, shared, handles: Vec::new() };
+        assert_eq!(pipeline.stats().frames, 7);
+    }
+
+    #[test]
+    fn a_stream_that_ends_and_comes_back_in_the_same_step_starts_afresh() {
+        let rec = bundled("r");
+        let mut w = worker(EngineConfig::default());
+        w.ingest(frame("udp:a", &rec.frames[0], true));
+        w.ingest(frame("udp:a", &rec.frames[1], true));
+        w.ingest(ended("udp:a"));
+        w.ingest(frame("udp:a", &rec.frames[2], true));
+        assert_eq!(w.streams.len(), 2);
+        assert_eq!(w.streams[0].queue.len(), 2, "the old stream keeps its own frames");
+        assert_eq!(w.streams[1].queue.len(), 1, "the frame after the end is the new stream's");
+        let outs = w.step().unwrap();
+        // The old stream is flushed and ended first; the new one stays, with one frame.
+        match outs.as_slice() {
+            [
+                WorkerOut::Finals { key: k1, frames },
+                WorkerOut::Ended { key: k2, frames: received, reason },
+            ] => {
+                assert_eq!((k1.generation, k2.generation), (0, 0));
+                assert_eq!(frames.iter().map(|f| f.index).collect::<Vec<_>>(), vec![0, 1]);
+                assert_eq!((*received, reason.as_str()), (2, "Idle"));
+            }
+            other => panic!("unexpected outputs {other:?}"),
+        }
+        assert_eq!(w.streams.len(), 1);
+        assert_eq!(w.streams[0].key.generation, 1);
+        assert_eq!(w.streams[0].state.counters().frames, 1, "fresh state");
+        let outs = w.finish().unwrap();
+        assert_eq!(finalised(&outs), vec![2]);
+    }
+
+    #[test]
+    fn a_live_stream_behind_widens_its_hop_before_it_skips_and_never_loses_a_frame() {
+        let rec = bundled("r");
+        let cfg = EngineConfig::default();
+        let mut w = worker(cfg.clone());
+        let mut next = 0;
+        let mut outs = Vec::new();
+        let mut step = |w: &mut Worker, n: usize| {
+            for f in &rec.frames[next..next + n] {
+                w.ingest(frame("tcp:a", f, true));
+            }
+            next += n;
+            outs.extend(w.step().unwrap());
+            w.streams[0].state.hop_frames()
+        };
+        // Ten frames a step against a hop of 4: behind once is caught up in one batch, behind
+        // twice in a row widens.
+        let hops: Vec<usize> = (0..5).map(|_| step(&mut w, 10)).collect();
+        assert_eq!(hops, vec![4, 8, 8, 16, 16]);
+        assert_eq!(w.streams[0].state.counters().skipped_windows, 0);
+        // Forty a step at the widest hop: windows are skipped.
+        step(&mut w, 40);
+        step(&mut w, 40);
+        assert!(w.streams[0].state.counters().skipped_windows > 0);
+        // On time again: the hop narrows back one step per 60 frames.
+        let hops: Vec<usize> = (0..130).map(|_| step(&mut w, 1)).collect();
+        assert_eq!((hops[58], hops[60], hops[125]), (16, 8, 4), "{hops:?}");
+        outs.extend(w.finish().unwrap());
+        assert_eq!(finalised(&outs), (0..next as u64).collect::<Vec<_>>(), "every frame, once");
+        let stats = w.shared.stats();
+        assert_eq!((stats.widenings, stats.max_hop_frames), (2, 16));
+        assert!(stats.skipped_windows > 0);
+    }
+
+    #[test]
+    fn a_replay_runs_every_window_however_far_behind() {
+        let rec = bundled("r");
+        let mut w = worker(EngineConfig::default());
+        for f in &rec.frames[..300] {
+            w.ingest(frame("file:r", f, false));
+        }
+        let mut outs = w.step().unwrap();
+        assert_eq!(w.streams[0].queue.len(), 300 - MAX_STEP_FRAMES, "a step takes a bounded batch");
+        outs.extend(w.step().unwrap());
+        outs.extend(w.finish().unwrap());
+        assert_eq!(finalised(&outs), (0..300).collect::<Vec<_>>());
+        let stats = w.shared.stats();
+        assert_eq!((stats.skipped_windows, stats.widenings), (0, 0));
+        // Windows at 16, 20, …, 300 (hop 4 once 15 frames of lookahead exist), and the flush.
+        assert_eq!(stats.windows, (300 - 16) / 4 + 1 + 1);
+        assert_eq!(stats.forward_batches, 2);
+    }
+
+    fn failing(fault: Fault) {
+        let rec = bundled("r");
+        let pipeline = PipelineBuilder::new(model())
+            .workers(1)
+            .fault(fault)
+            .source(ReplaySource::new(rec, Pacing::Speed(8.0)).unwrap())
+            .start()
+            .unwrap();
+        // The failure shuts the pipeline down by itself: no hang, no silent stop.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pipeline.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(pipeline.is_finished(), "the pipeline stopped after the failure");
+        let Err(Error::PipelineFailed { stage, message, events }) = pipeline.shutdown() else {
+            panic!("the failure must surface as an error");
+        };
+        assert_eq!(stage, "skelseg::infer0");
+        match fault {
+            Fault::Error(_) => assert!(message.contains("libtorch failed"), "{message}"),
+            Fault::Panic(_) => assert!(message.contains("panicked: test fault"), "{message}"),
+        }
+        // What was finalised before the failure is flushed as segments, then the stream ends.
+        let Some(SegmentEvent::StreamEnded { frames, reason, .. }) = events.last() else {
+            panic!("the stream must be ended: {events:?}");
+        };
+        assert_eq!(reason, FAILED);
+        assert!(*frames > 0 && *frames < 300, "{frames}");
+        let segs = segments(&events, "file:r");
+        assert!(!segs.is_empty());
+        assert_tiles(&segs, segs.last().unwrap().2 + 1);
+        assert!(segs.last().unwrap().2 < *frames);
+    }
+
+    #[test]
+    fn an_inference_error_ends_the_streams_with_what_was_finalised_and_surfaces() {
+        failing(Fault::Error(300));
+    }
+
+    #[test]
+    fn an_inference_panic_ends_the_streams_with_what_was_finalised_and_surfaces() {
+        failing(Fault::Panic(300));
+    }
+
+    #[test]
+    fn a_panicking_callback_loses_no_event_of_the_channel_and_surfaces() {
+        let rec = bundled("r");
+        let frames = rec.frames.len() as u64;
+        let mut seen = 0;
+        let pipeline = PipelineBuilder::new(model())
+            .source(ReplaySource::new(rec, Pacing::AsFastAsPossible).unwrap())
+            .on_event(move |e| {
+                if matches!(e, SegmentEvent::SegmentEnded { .. }) {
+                    seen += 1;
+                    assert!(seen < 2, "a callback bug");
+                }
+            })
+            .start()
+            .unwrap();
+        let Err(Error::PipelineFailed { stage, message, events }) = pipeline.wait() else {
+            panic!("the callback's panic must surface");
+        };
+        assert_eq!(stage, "skelseg::segment");
+        assert!(message.contains("a callback bug"), "{message}");
+        assert_tiles(&segments(&events, "file:r"), frames);
+        assert!(matches!(events.last(), Some(SegmentEvent::StreamEnded { .. })));
+    }
+
+    #[test]
+    fn a_slow_reader_loses_per_frame_events_counted_and_no_segment() {
+        let mut cfg = StreamConfig::from_checkpoint(&model().meta);
+        cfg.segmenter.per_frame = true;
+        let (a, b) = (bundled("a"), bundled("b"));
+        let frames = a.frames.len() as u64;
+        let pipeline = PipelineBuilder::new(model())
+            .config(cfg)
+            .source(ReplaySource::new(a, Pacing::AsFastAsPossible).unwrap())
+            .source(ReplaySource::new(b, Pacing::AsFastAsPossible).unwrap())
+            .start()
+            .unwrap();
+        // Nobody reads until the channel has overflowed.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while pipeline.stats().dropped_frame_events == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (stats, events) = pipeline.wait().unwrap();
+        assert!(stats.dropped_frame_events > 0);
+        let labels = events.iter().filter(|e| matches!(e, SegmentEvent::FrameLabel { .. })).count();
+        assert_eq!(labels as u64 + stats.dropped_frame_events, stats.finalised);
+        assert_eq!(stats.finalised, 2 * frames);
+        for stream in ["file:a", "file:b"] {
+            assert_tiles(&segments(&events, stream), frames);
+        }
+    }
+
+    #[test]
+    fn two_workers_share_the_streams_and_segment_every_frame() {
+        let names = ["a", "b", "c", "d"];
+        let mut builder = PipelineBuilder::new(model()).workers(2);
+        for name in names {
+            builder =
+                builder.source(ReplaySource::new(bundled(name), Pacing::AsFastAsPossible).unwrap());
+        }
+        let frames = bundled("x").frames.len() as u64;
+        let (stats, events) = builder.start().unwrap().wait().unwrap();
+        assert_eq!(stats.workers, 2);
+        assert_eq!(stats.finalised, 4 * frames);
+        let ids = names.map(|n| format!("file:{n}"));
+        let used: std::collections::BTreeSet<usize> =
+            ids.iter().map(|s| worker_for(s, 2)).collect();
+        assert_eq!(used.len(), 2, "both workers have streams");
+        for id in &ids {
+            assert_tiles(&segments(&events, id), frames);
+        }
+    }
 }

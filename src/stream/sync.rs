@@ -10,9 +10,9 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::io::ClassMap;
 use crate::model::checkpoint::{self, CheckpointMeta, LoadedModel};
-use crate::stream::engine::{Engine, EngineConfig, StreamCounters, StreamState};
-use crate::stream::events::SegmentEvent;
-use crate::stream::segmenter::{FinalFrame, Segmenter, SegmenterConfig};
+use crate::stream::engine::{Engine, EngineConfig, Schedule, StreamCounters, StreamState};
+use crate::stream::events::{SegmentEvent, StreamEvents};
+use crate::stream::segmenter::SegmenterConfig;
 use crate::stream::tap::VizTap;
 
 /// Settings of the streaming path: window and finalisation, then segment emission.
@@ -66,15 +66,16 @@ impl StreamConfig {
 /// ```
 ///
 /// Each call to [`StreamSegmenter::push`] costs one DSMI step, plus one MFAI window every `hop`
-/// frames. Events lag the frames by `lookahead` frames (plus up to `hop − 1`), and segment changes
+/// frames. [`StreamSegmenter::push_many`] takes a batch of frames (a recording replayed as fast
+/// as possible, a burst after a gap) and runs their DSMI steps and windows as batches: the same
+/// events, less overhead per frame. Events lag the frames by `lookahead` frames (plus up to `hop − 1`), and segment changes
 /// are committed once the segmenter is confident; their boundaries are back-dated.
 #[derive(Debug)]
 pub struct StreamSegmenter {
     engine: Engine,
     state: StreamState,
-    segmenter: Segmenter,
+    events: StreamEvents,
     classes: ClassMap,
-    stream: String,
     viz: VizTap,
     /// Keeps the variables alive for the model's lifetime.
     _loaded: tch::nn::VarStore,
@@ -104,9 +105,8 @@ impl StreamSegmenter {
         Ok(StreamSegmenter {
             state: StreamState::new(engine.config()),
             engine,
-            segmenter: Segmenter::new(cfg.segmenter),
+            events: StreamEvents::new(stream, cfg.segmenter),
             classes,
-            stream: stream.to_owned(),
             viz: VizTap::off(),
             _loaded: loaded.vs,
         })
@@ -120,7 +120,7 @@ impl StreamSegmenter {
 
     /// The stream's name, as events carry it.
     pub fn stream(&self) -> &str {
-        &self.stream
+        self.events.stream()
     }
 
     /// The class names of the model.
@@ -135,40 +135,36 @@ impl StreamSegmenter {
 
     /// Takes the next frame of the stream; returns the events it completes.
     pub fn push(&mut self, frame: &Frame) -> Result<Vec<SegmentEvent>> {
-        self.viz.frame(&self.stream, frame);
-        let finals = self.engine.push(&mut [(&mut self.state, frame)])?.pop().unwrap_or_default();
-        Ok(self.segment(&finals))
+        self.push_many(std::slice::from_ref(frame))
+    }
+
+    /// Takes the next frames of the stream at once; returns the events they complete. The
+    /// events are those of pushing the frames one by one (every window runs), computed in
+    /// batches.
+    pub fn push_many(&mut self, frames: &[Frame]) -> Result<Vec<SegmentEvent>> {
+        for frame in frames {
+            self.viz.frame(self.events.stream(), frame);
+        }
+        let finals = self
+            .engine
+            .push_frames(&mut [(&mut self.state, frames, Schedule::Every)])?
+            .pop()
+            .unwrap_or_default();
+        let mut events = Vec::new();
+        self.events.frames(&finals, &self.classes, &self.viz, &mut |e| events.push(e));
+        Ok(events)
     }
 
     /// End of the stream: finalises the pending frames, closes the open segment and reports
     /// [`SegmentEvent::StreamEnded`]. The segmenter starts afresh afterwards.
     pub fn finish(&mut self) -> Result<Vec<SegmentEvent>> {
         let finals = self.engine.flush(&mut self.state)?;
-        let mut events = self.segment(&finals);
-        for o in self.segmenter.flush() {
-            let event = SegmentEvent::from_output(&self.stream, &self.classes, o);
-            self.viz.event(&event);
-            events.push(event);
-        }
-        events.push(SegmentEvent::StreamEnded {
-            stream: self.stream.clone(),
-            frames: self.state.counters().frames,
-            reason: "finished".into(),
-        });
+        let mut events = Vec::new();
+        let mut emit = |e| events.push(e);
+        self.events.frames(&finals, &self.classes, &self.viz, &mut emit);
+        let frames = self.state.counters().frames;
+        self.events.end(frames, "finished".into(), &self.classes, &self.viz, &mut emit);
         self.state = StreamState::new(self.engine.config());
         Ok(events)
-    }
-
-    fn segment(&mut self, finals: &[FinalFrame]) -> Vec<SegmentEvent> {
-        let mut events = Vec::new();
-        for f in finals {
-            self.viz.scores(&self.stream, f);
-            for o in self.segmenter.push(f) {
-                let event = SegmentEvent::from_output(&self.stream, &self.classes, o);
-                self.viz.event(&event);
-                events.push(event);
-            }
-        }
-        events
     }
 }

@@ -99,6 +99,10 @@ pub struct StreamArgs {
     speed: f64,
     #[command(flatten)]
     options: StreamOptions,
+    /// Inference workers, each with its own copy of the model and a share of `--threads`
+    /// (default: the cores less one for sources and segmenter, at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
     #[command(flatten)]
     viz: VizArgs,
     /// Device.
@@ -131,6 +135,9 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
     };
     let mut builder =
         PipelineBuilder::new(loaded).config(cfg).event_channel(false).viz(viz.tap.clone());
+    if let Some(n) = args.workers {
+        builder = builder.workers(n.into());
+    }
     for spec in &args.source {
         builder = builder
             .boxed_source(spec.open(pacing).with_context(|| format!("opening source {spec}"))?);
@@ -168,12 +175,13 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
         skipped,
         dropped,
         skipped_windows = stats.skipped_windows,
+        widenings = stats.widenings,
         "stream finished"
     );
     if !json {
         eprintln!(
-            "{} frames, {} segments; {skipped} input lines skipped, {dropped} frames dropped, {} windows skipped",
-            stats.frames, stats.segments, stats.skipped_windows
+            "{} frames, {} segments; {skipped} input lines skipped, {dropped} frames dropped, {} windows skipped, hop widened {} times",
+            stats.frames, stats.segments, stats.skipped_windows, stats.widenings
         );
     }
     Ok(ExitCode::SUCCESS)
