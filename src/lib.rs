@@ -66,6 +66,8 @@
 pub mod cluster;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod io;
 pub mod metrics;
 pub mod modality;

@@ -204,16 +204,25 @@ mod tests {
         let hole = write(dir.path(), "hole.txt", "a\nb\n\nc\n");
         let err = read_labels(&hole).unwrap_err().to_string();
         assert!(err.contains("hole.txt:3:"), "{err}");
-        assert!(read_labels(&dir.path().join("missing.txt")).is_err());
-        assert!(write_labels(&dir.path().join("bad.txt"), &["a", ""]).is_err());
-        assert!(write_labels(&dir.path().join("bad.txt"), &["a\nb"]).is_err());
+        let missing = dir.path().join("missing.txt");
+        match read_labels(&missing) {
+            Err(Error::Io { path, source }) => {
+                assert_eq!((path, source.kind()), (missing, std::io::ErrorKind::NotFound));
+            }
+            other => panic!("expected a NotFound I/O error, got {other:?}"),
+        }
+        for bad in [&["a", ""][..], &["a\nb"][..]] {
+            let err = write_labels(&dir.path().join("bad.txt"), bad).unwrap_err();
+            assert!(matches!(err, Error::Invalid { .. }), "{bad:?}: {err:?}");
+        }
     }
 
     #[test]
     fn mstcn_prediction_format() {
         let labels = parse_labels("### Frame level recognition: ###\nx x y y y\n", "p").unwrap();
         assert_eq!(labels, ["x", "x", "y", "y", "y"]);
-        assert!(parse_labels("### Frame level recognition: ###\n", "p").is_err());
+        let err = parse_labels("### Frame level recognition: ###\n", "p").unwrap_err();
+        assert!(matches!(&err, Error::Parse { location, .. } if location == "p:2"), "{err:?}");
     }
 
     #[test]

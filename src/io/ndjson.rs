@@ -26,6 +26,9 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Coordinates farther than this from the sensor (metres, after unit conversion) are rejected:
 /// no body tracker sees that far, so such a value is corrupt data.
 pub const MAX_ABS_COORD_M: f32 = 20.0;
+/// Bodies accepted in one frame; a frame with more is skipped (no tracker reports that many,
+/// and each body costs work downstream). See [`crate::source::limits`].
+pub const MAX_BODIES_PER_FRAME: usize = 16;
 /// Frame rate assumed for frames without `timestamp_usec` when the header gives none.
 pub const DEFAULT_FPS: f64 = 30.0;
 
@@ -372,6 +375,15 @@ impl Decoder {
                 format!(
                     "{frame_label}: expected a timestamp after {:.6} s, found {timestamp_secs:.6} s",
                     last
+                ),
+            ));
+        }
+        if wire_bodies.len() > MAX_BODIES_PER_FRAME {
+            return Err(self.reject(
+                SkipReason::Malformed,
+                format!(
+                    "{frame_label}: expected at most {MAX_BODIES_PER_FRAME} bodies, found {}",
+                    wire_bodies.len()
                 ),
             ));
         }
@@ -879,6 +891,23 @@ mod tests {
                 assert!((a.pos[c] - b.pos[c]).abs() <= 5e-6, "{a:?} vs {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn frames_with_too_many_bodies_are_skipped() {
+        let body = |id| Body { id, joints: [Joint::tracked([0.0, 0.0, 2.0]); NUM_JOINTS] };
+        let frame =
+            |n: u64| Frame { index: 0, timestamp_secs: 0.0, bodies: (0..n).map(body).collect() };
+        let mut d = Decoder::new("udp:peer".into());
+        let ok = d.decode_checked(encode_frame(&frame(16)).as_bytes());
+        assert_eq!(ok.map(|f| f.map(|f| f.bodies.len())).ok(), Some(Some(16)));
+        let mut d = Decoder::new("udp:peer".into());
+        let rejected = d.decode_checked(encode_frame(&frame(17)).as_bytes()).unwrap_err();
+        assert_eq!(rejected.reason, SkipReason::Malformed);
+        assert_eq!(
+            rejected.error.to_string(),
+            "udp:peer line 1: frame 0: expected at most 16 bodies, found 17"
+        );
     }
 
     #[test]

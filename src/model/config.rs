@@ -339,14 +339,21 @@ mod tests {
 
     #[test]
     fn impossible_combinations_are_rejected() {
-        let cfg = ModelConfig { hidden: 30, ..ModelConfig::default() };
-        assert!(cfg.validate().is_err());
-        let cfg = ModelConfig { decoder_layers: 5, ..ModelConfig::default() };
-        assert!(cfg.validate().is_err());
-        let cfg = ModelConfig { query_scales: 7, ..ModelConfig::default() };
-        assert!(cfg.validate().is_err());
-        let cfg = ModelConfig { layer_dropout: 1.0, ..ModelConfig::default() };
-        assert!(cfg.validate().is_err());
+        let cases = [
+            (ModelConfig { hidden: 30, ..ModelConfig::default() }, "hidden 30"),
+            (ModelConfig { decoder_layers: 5, ..ModelConfig::default() }, "decoder_layers 5"),
+            (ModelConfig { query_scales: 7, ..ModelConfig::default() }, "query_scales 7"),
+            (ModelConfig { layer_dropout: 1.0, ..ModelConfig::default() }, "layer_dropout"),
+        ];
+        for (cfg, field) in cases {
+            match cfg.validate() {
+                Err(Error::Invalid { what, message }) => {
+                    assert_eq!(what, "model config");
+                    assert!(message.contains(field), "{field}: {message}");
+                }
+                other => panic!("{field}: expected an invalid model config, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! Gaps pass through: frame indices keep their jumps.
 
 mod ingress;
+pub mod limits;
 pub mod net;
 pub mod osc;
 pub mod replay;

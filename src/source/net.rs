@@ -42,16 +42,22 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// KinectV2-OSC: a frame is closed when no message arrived for this long.
     pub osc_frame_timeout: Duration,
+    /// `tcp:` (connect) sources: after the connection ends, connect again, waiting 100 ms,
+    /// then twice as long after every failed attempt, up to this bound. `Duration::ZERO`: do not
+    /// reconnect (the source finishes when its one connection ends).
+    pub reconnect_backoff_max: Duration,
 }
 
 impl NetConfig {
-    /// 64 KiB lines, 16 connections, 256 queued frames, 10 s idle timeout, 20 ms OSC frame gap.
+    /// 64 KiB lines, 16 connections, 256 queued frames, 10 s idle timeout, 20 ms OSC frame gap,
+    /// reconnect backoff up to 5 s.
     pub const DEFAULT: NetConfig = NetConfig {
         max_line_bytes: crate::io::ndjson::MAX_LINE_BYTES,
         max_connections: 16,
         queue_frames: 256,
         idle_timeout: Duration::from_secs(10),
         osc_frame_timeout: Duration::from_millis(20),
+        reconnect_backoff_max: Duration::from_secs(5),
     };
 }
 
@@ -105,30 +111,22 @@ impl NetSource {
         })
     }
 
-    /// Connects to a `skeleton-ndjson/1` TCP server at `addr` (5 s timeout); one stream
-    /// `tcp:ADDR`, and the source is finished when it ends.
+    /// Connects to a `skeleton-ndjson/1` TCP server at `addr` (5 s timeout; a refused first
+    /// connection is an error here). Each connection is the stream `tcp:ADDR`; when it ends
+    /// (the bridge restarts, the network drops), the stream ends and the source connects again
+    /// with a backoff bounded by [`NetConfig::reconnect_backoff_max`], logging every loss and
+    /// every reconnection, until it is shut down. With a zero bound the source is finished when
+    /// its one connection ends.
     pub fn tcp_connect(addr: SocketAddr, cfg: &NetConfig) -> Result<Self> {
-        let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        let stream = std::net::TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
             .map_err(|e| net_error("tcp", addr, e))?;
         let local_addr = stream.local_addr().map_err(|e| net_error("tcp", addr, e))?;
         stream.set_nonblocking(true).map_err(|e| net_error("tcp", addr, e))?;
         tracing::info!(peer = %addr, "connected for skeleton-ndjson/1 over TCP");
         let cfg = cfg.clone();
-        spawn(
-            "skelseg::source::tcp",
-            local_addr,
-            &cfg.clone(),
-            move |ingress, shutdown| async move {
-                ingress.counters.connection();
-                match tokio::net::TcpStream::from_std(stream) {
-                    Ok(stream) => read_tcp(stream, addr, cfg, ingress, shutdown, None).await,
-                    Err(e) => ingress.push_ended(
-                        StreamId::new(format!("tcp:{addr}")),
-                        EndReason::Error(e.to_string()),
-                    ),
-                }
-            },
-        )
+        spawn("skelseg::source::tcp", local_addr, &cfg.clone(), move |ingress, shutdown| {
+            connect_loop(stream, addr, cfg, ingress, shutdown)
+        })
     }
 
     /// Receives `skeleton-ndjson/1` datagrams (one object each) on `addr`; each peer is a
@@ -373,6 +371,67 @@ async fn read_tcp(
         }
     };
     ingress.push_ended(stream_id, reason);
+}
+
+/// Timeout of one `tcp:` connection attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// First wait before reconnecting a `tcp:` source.
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// The `tcp:` source: reads `first`, then reconnects after every disconnect (bounded exponential
+/// backoff) until shutdown; each connection is a new life of the stream `tcp:ADDR`.
+async fn connect_loop(
+    first: std::net::TcpStream,
+    addr: SocketAddr,
+    cfg: NetConfig,
+    ingress: Arc<Ingress>,
+    mut rx_shutdown: watch::Receiver<bool>,
+) {
+    let mut next = match tokio::net::TcpStream::from_std(first) {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::warn!(peer = %addr, "cannot register the connection with tokio: {e}");
+            None
+        }
+    };
+    loop {
+        if let Some(stream) = next.take() {
+            ingress.counters.connection();
+            read_tcp(stream, addr, cfg.clone(), ingress.clone(), rx_shutdown.clone(), None).await;
+        }
+        if cfg.reconnect_backoff_max.is_zero() || *rx_shutdown.borrow() {
+            return;
+        }
+        tracing::warn!(peer = %addr, "connection lost; reconnecting (backoff up to {:?})", cfg.reconnect_backoff_max);
+        let mut backoff = RECONNECT_BACKOFF_MIN.min(cfg.reconnect_backoff_max);
+        let mut attempts = 0u64;
+        while next.is_none() {
+            tokio::select! {
+                () = wait_shutdown(&mut rx_shutdown) => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            attempts += 1;
+            let attempt =
+                tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr));
+            let connected = tokio::select! {
+                () = wait_shutdown(&mut rx_shutdown) => return,
+                connected = attempt => connected,
+            };
+            match connected.map_err(std::io::Error::from).and_then(|r| r) {
+                Ok(stream) => {
+                    tracing::info!(peer = %addr, attempts, "reconnected");
+                    next = Some(stream);
+                }
+                Err(e) => {
+                    // The first failures at INFO, then every tenth, so a long outage stays readable.
+                    if attempts <= 3 || attempts.is_multiple_of(10) {
+                        tracing::info!(peer = %addr, attempts, next_in = ?(backoff * 2).min(cfg.reconnect_backoff_max), "reconnect failed: {e}");
+                    }
+                    backoff = (backoff * 2).min(cfg.reconnect_backoff_max);
+                }
+            }
+        }
+    }
 }
 
 /// Outcome of [`read_line_limited`].

@@ -18,7 +18,7 @@ use rosc::{OscMessage, OscPacket, OscType};
 use tokio::sync::watch;
 
 use crate::frame::{Body, Frame, Joint, NUM_JOINTS, Tracking};
-use crate::io::ndjson::{MAX_ABS_COORD_M, SkipReason};
+use crate::io::ndjson::{MAX_ABS_COORD_M, MAX_BODIES_PER_FRAME, SkipReason};
 use crate::skeleton::kinect_v2;
 
 use super::ingress::Ingress;
@@ -29,7 +29,54 @@ use super::{EndReason, StreamId};
 pub const DEFAULT_PORT: u16 = 12345;
 
 /// Bundles nested deeper than this are refused (a crafted packet cannot recurse without bound).
-const MAX_BUNDLE_DEPTH: usize = 4;
+pub const MAX_BUNDLE_DEPTH: usize = 4;
+/// OSC arrays (`[` type tags) nested deeper than this are refused. KinectV2-OSC sends none; the
+/// limit keeps a crafted type-tag string from building a value whose drop or print recurses.
+pub const MAX_ARRAY_DEPTH: usize = 4;
+
+/// Checks a datagram's nesting *before* `rosc` decodes it: `rosc` recurses once per bundle level
+/// and builds one nested value per `[`, so a 64 KiB datagram of nested bundles (20 bytes each)
+/// would recurse ~3,000 deep and overflow the source thread's stack, which no `catch_unwind`
+/// can stop. Malformed framing is left to `rosc`, which reports it as an error.
+pub(crate) fn check_nesting(datagram: &[u8]) -> Result<(), String> {
+    check_nesting_at(datagram, 0)
+}
+
+fn check_nesting_at(packet: &[u8], depth: usize) -> Result<(), String> {
+    if let Some(rest) = packet.strip_prefix(b"#bundle\0") {
+        if depth >= MAX_BUNDLE_DEPTH {
+            return Err(format!("bundles nested deeper than {MAX_BUNDLE_DEPTH}"));
+        }
+        // An 8-byte time tag, then elements, each a big-endian u32 size and its bytes.
+        let mut rest = rest.get(8..).unwrap_or_default();
+        while let Some(size) = rest.get(..4) {
+            let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+            let Some(element) = rest.get(4..4usize.saturating_add(size)) else { break };
+            check_nesting_at(element, depth + 1)?;
+            rest = &rest[4 + size..];
+        }
+        return Ok(());
+    }
+    // A message: the address, NUL-padded to 4 bytes, then the type tags `,...`.
+    let Some(addr_end) = packet.iter().position(|&b| b == 0) else { return Ok(()) };
+    let tags_start = (addr_end / 4 + 1) * 4;
+    let tags = packet.get(tags_start..).unwrap_or_default();
+    let tags = &tags[..tags.iter().position(|&b| b == 0).unwrap_or(tags.len())];
+    let mut open = 0usize;
+    for &tag in tags {
+        match tag {
+            b'[' => {
+                open += 1;
+                if open > MAX_ARRAY_DEPTH {
+                    return Err(format!("arrays nested deeper than {MAX_ARRAY_DEPTH}"));
+                }
+            }
+            b']' => open = open.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// What the assembler produces.
 #[derive(Debug, PartialEq)]
@@ -96,6 +143,23 @@ impl Assembler {
             reason,
             format!("{} message {}: {message}", self.origin, self.messages),
         ));
+    }
+
+    /// Feeds one datagram: nesting check, `rosc` decoding, then [`Assembler::on_packet`]; a bad
+    /// datagram is a counted skip.
+    pub(crate) fn on_datagram(&mut self, datagram: &[u8], now: Instant, out: &mut Vec<Assembled>) {
+        if let Err(message) = check_nesting(datagram) {
+            self.messages += 1;
+            self.skip(out, SkipReason::Malformed, message);
+            return;
+        }
+        match rosc::decoder::decode_udp(datagram) {
+            Ok((_, packet)) => self.on_packet(&packet, now, out),
+            Err(e) => {
+                self.messages += 1;
+                self.skip(out, SkipReason::Malformed, format_args!("not an OSC packet: {e:?}"));
+            }
+        }
     }
 
     /// Feeds one decoded packet.
@@ -216,6 +280,17 @@ impl Assembler {
         let Some(body) = self.current.take() else { return };
         if let Some((reason, message)) = body.problem {
             self.skip(out, reason, message);
+            return;
+        }
+        if self.bodies.len() >= MAX_BODIES_PER_FRAME {
+            self.skip(
+                out,
+                SkipReason::Malformed,
+                format_args!(
+                    "body {}: the frame already has {MAX_BODIES_PER_FRAME} bodies",
+                    body.id
+                ),
+            );
             return;
         }
         let received = body.joints.iter().filter(|j| j.is_some()).count();
@@ -427,14 +502,7 @@ pub(crate) async fn serve_osc(
                     let message = format_args!("packet of {len} bytes exceeds {limit} bytes");
                     p.assembler.skip(&mut out, SkipReason::Oversize, message);
                 } else {
-                    match rosc::decoder::decode_udp(&datagram[..len]) {
-                        Ok((_, packet)) => p.assembler.on_packet(&packet, now, &mut out),
-                        Err(e) => {
-                            p.assembler.messages += 1;
-                            let message = format_args!("not an OSC packet: {e:?}");
-                            p.assembler.skip(&mut out, SkipReason::Malformed, message);
-                        }
-                    }
+                    p.assembler.on_datagram(&datagram[..len], now, &mut out);
                 }
                 deliver(&ingress, p, &mut out);
             }
@@ -510,6 +578,64 @@ mod tests {
         // Timed by the frame's first message.
         assert!((frame.timestamp_secs - 0.033).abs() < 1e-9, "{}", frame.timestamp_secs);
         assert_eq!(a.deadline(timeout), None);
+    }
+
+    #[test]
+    fn nesting_is_checked_before_decoding() {
+        let now = Instant::now();
+        let skips = |datagram: &[u8]| {
+            let mut a = Assembler::new("osc:test".into());
+            let mut out = Vec::new();
+            a.on_datagram(datagram, now, &mut out);
+            out.into_iter()
+                .map(|o| match o {
+                    Assembled::Skip(reason, message) => (reason, message),
+                    Assembled::Frame(f) => panic!("no frame expected: {f:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        // Within the limit: decoded, and the hand message is no problem.
+        assert_eq!(skips(&crate::fuzz::deep_bundle(MAX_BUNDLE_DEPTH)), []);
+        for depth in [MAX_BUNDLE_DEPTH + 1, 3_000] {
+            let found = skips(&crate::fuzz::deep_bundle(depth));
+            let [(SkipReason::Malformed, message)] = found.as_slice() else { panic!("{found:?}") };
+            assert!(message.ends_with("bundles nested deeper than 4"), "{message}");
+        }
+        // Arrays: `[[[[[` type tags are refused before rosc nests values that deep.
+        let mut message = b"/bodies/1/joints/Head\0\0\0,".to_vec();
+        message.extend_from_slice(b"[[[[[ff]]]]]\0\0\0\0");
+        message.extend_from_slice(&[0; 8]);
+        let found = skips(&message);
+        let [(SkipReason::Malformed, text)] = found.as_slice() else { panic!("{found:?}") };
+        assert!(text.ends_with("arrays nested deeper than 4"), "{text}");
+    }
+
+    #[test]
+    fn bodies_beyond_the_limit_are_counted_skips() {
+        let mut a = Assembler::new("osc:test".into());
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for id in 0..MAX_BODIES_PER_FRAME as u64 + 2 {
+            send_body(&mut a, id, 2.0, now, &mut out);
+        }
+        a.flush(now, &mut out);
+        let skips: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                Assembled::Skip(SkipReason::Malformed, m) => Some(m.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(skips.len(), 2, "{skips:?}");
+        assert!(skips[0].ends_with("body 16: the frame already has 16 bodies"), "{}", skips[0]);
+        let frames: Vec<usize> = out
+            .iter()
+            .filter_map(|o| match o {
+                Assembled::Frame(f) => Some(f.bodies.len()),
+                Assembled::Skip(..) => None,
+            })
+            .collect();
+        assert_eq!(frames, [MAX_BODIES_PER_FRAME]);
     }
 
     #[test]

@@ -189,7 +189,8 @@ mod tests {
         let mut source = ReplaySource::new(recording(10, 100.0), Pacing::Speed(3.0)).unwrap();
         assert_eq!(drain(&mut source).0.len(), 10);
         let fast = started.elapsed();
-        assert!(fast >= Duration::from_millis(29) && fast < real, "{fast:?} vs {real:?}");
+        // Lower bounds only: pacing never runs early, but a loaded machine may run late.
+        assert!(fast >= Duration::from_millis(29), "{fast:?} vs {real:?}");
     }
 
     #[test]
@@ -207,7 +208,14 @@ mod tests {
 
     #[test]
     fn bad_speed_is_an_error() {
-        assert!(ReplaySource::new(recording(1, 30.0), Pacing::Speed(0.0)).is_err());
-        assert!(ReplaySource::new(recording(1, 30.0), Pacing::Speed(f64::NAN)).is_err());
+        for (speed, shown) in [(0.0, "found 0"), (f64::NAN, "found NaN"), (-2.0, "found -2")] {
+            match ReplaySource::new(recording(1, 30.0), Pacing::Speed(speed)) {
+                Err(Error::Invalid { what, message }) => {
+                    assert_eq!(what, "replay speed");
+                    assert!(message.ends_with(shown), "{message}");
+                }
+                other => panic!("speed {speed}: expected an invalid speed, got {:?}", other.err()),
+            }
+        }
     }
 }

@@ -233,6 +233,7 @@ impl PipelineBuilder {
         let PipelineBuilder { model, cfg, sources, callback, channel, viz, workers, .. } = self;
         #[cfg(test)]
         let mut fault = self.fault;
+        cfg.validate()?;
         let classes = model.classes().clone();
         let device = model.device();
         // Copies first: the original moves into the first worker.

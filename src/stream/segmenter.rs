@@ -21,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::model::checkpoint::CheckpointMeta;
 use crate::postprocess::is_boundary_peak;
 
@@ -108,6 +109,34 @@ impl SegmenterConfig {
             })
             .collect();
         self
+    }
+
+    /// Rejects settings that cannot work, naming the field: probabilities and thresholds must be
+    /// finite (a NaN threshold would silently turn every comparison false), lengths at least 1.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |message: String| Err(Error::invalid("segmenter config", message));
+        if !(0.0..=1.0).contains(&self.min_mean_prob) {
+            return bad(format!(
+                "min_mean_prob must be within 0..=1, found {}",
+                self.min_mean_prob
+            ));
+        }
+        if !(self.boundary_threshold.is_finite() && self.boundary_threshold >= 0.0) {
+            return bad(format!(
+                "boundary_threshold must be finite and at least 0 (1 or more turns peaks off), found {}",
+                self.boundary_threshold
+            ));
+        }
+        if self.min_frames == 0 || self.boundary_min_frames == 0 {
+            return bad(format!(
+                "min_frames and boundary_min_frames must be at least 1, found {} and {}",
+                self.min_frames, self.boundary_min_frames
+            ));
+        }
+        if let Some(class) = self.min_frames_per_class.iter().position(|&n| n == 0) {
+            return bad(format!("min_frames_per_class[{class}] must be at least 1, found 0"));
+        }
+        Ok(())
     }
 
     fn min_frames_for(&self, class: usize) -> usize {
@@ -454,12 +483,15 @@ fn ended(run: &Run) -> SegmenterOutput {
     }
 }
 
+/// The most probable class and its probability. NaN entries are ignored and values are clamped
+/// to 0..=1, so a frame without any usable probability (none, or all NaN) is class 0 with
+/// probability 0: it still takes its place in the segments, and confidences stay finite.
 fn argmax(probs: &[f32]) -> (usize, f32) {
     probs
         .iter()
-        .copied()
+        .map(|p| if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) })
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best })
+        .fold((0, 0.0), |best, (i, p)| if p > best.1 { (i, p) } else { best })
 }
 
 #[cfg(test)]
@@ -765,6 +797,171 @@ mod tests {
             }
             assert!(open.is_none());
             assert_eq!(next_frame, f.len() as u64, "{cfg:?}: {out:?}");
+        }
+    }
+
+    /// Adversarial frame sequences: labels flipping every frame, a boundary peak on every frame,
+    /// NaN/∞/negative/empty probabilities, index gaps, absences through the person timeout
+    /// with a candidate pending. The promises: segments are emitted once and never retracted
+    /// (each `Ended` closes the `Started` before it, later segments start after it), never
+    /// overlap, cover every frame the segmenter processed exactly once, and every confidence
+    /// and per-frame probability is a finite number in 0..=1.
+    #[test]
+    fn segmenter_promises_hold_under_adversarial_inputs() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for case in 0..2_000 {
+            let classes = rng.gen_range(1..5);
+            let cfg = SegmenterConfig {
+                min_frames: rng.gen_range(1..15),
+                min_frames_per_class: (0..rng.gen_range(0..classes + 1))
+                    .map(|_| rng.gen_range(1..10))
+                    .collect(),
+                boundary_min_frames: rng.gen_range(1..5),
+                boundary_threshold: rng.gen_range(0.0..1.2),
+                boundary_radius: rng.gen_range(0..6),
+                min_mean_prob: rng.gen_range(0.0..1.0),
+                per_frame: rng.gen_bool(0.5),
+                person_timeout_frames: rng.gen_range(0..8),
+            };
+            cfg.validate().expect("generated configs are valid");
+            let flip_every_frame = rng.gen_bool(0.3);
+            let peak_every_frame = rng.gen_bool(0.3);
+            let mut index = rng.gen_range(0..1000_u64);
+            let mut frames = Vec::new();
+            for i in 0..rng.gen_range(1..200) {
+                let class = if flip_every_frame { i % classes } else { rng.gen_range(0..classes) };
+                let mut probs: Vec<f32> = (0..classes).map(|_| rng.gen_range(0.0..0.3)).collect();
+                probs[class] = rng.gen_range(0.3..1.0);
+                match rng.gen_range(0..12) {
+                    0 => probs.fill(f32::NAN),
+                    1 => probs.clear(),
+                    2 => probs[class] = f32::NAN,
+                    3 => probs[class] = f32::INFINITY,
+                    4 => probs[class] = f32::NEG_INFINITY,
+                    5 => probs[class] = -0.5,
+                    _ => {}
+                }
+                let boundary_prob = match (peak_every_frame, rng.gen_range(0..8)) {
+                    (true, _) => [0.95, 0.1][i % 2],
+                    (false, 0) => f32::NAN,
+                    (false, 1) => 0.99,
+                    (false, _) => rng.gen_range(0.0..0.5),
+                };
+                // Index gaps (dropped frames) and absences long enough for the timeout.
+                index += if rng.gen_bool(0.1) { rng.gen_range(2..10) } else { 1 };
+                let present = !(rng.gen_bool(0.15) || (i / 20) % 5 == 4);
+                frames.push(FinalFrame {
+                    index,
+                    timestamp_secs: index as f64 / 30.0,
+                    probs,
+                    boundary_prob,
+                    present,
+                });
+            }
+            let mut seg = Segmenter::new(cfg.clone());
+            let mut out = Vec::new();
+            let mut processed = Vec::new();
+            let mut absent = 0;
+            for f in &frames {
+                absent = if f.present { 0 } else { absent + 1 };
+                if cfg.person_timeout_frames == 0 || absent < cfg.person_timeout_frames {
+                    processed.push(f.index);
+                }
+                out.extend(seg.push(f));
+            }
+            out.extend(seg.flush());
+            let context = || format!("case {case}: {cfg:?}\n{out:?}");
+            let mut open: Option<(usize, u64)> = None;
+            let mut segments: Vec<(u64, u64)> = Vec::new();
+            for o in &out {
+                match *o {
+                    SegmenterOutput::Started { class, start, .. } => {
+                        assert!(open.is_none(), "{}", context());
+                        if let Some(&(_, last_end)) = segments.last() {
+                            assert!(start > last_end, "overlap/retraction: {}", context());
+                        }
+                        open = Some((class, start));
+                    }
+                    SegmenterOutput::Ended { class, start, end, confidence, .. } => {
+                        assert_eq!(open.take(), Some((class, start)), "{}", context());
+                        assert!(end >= start, "{}", context());
+                        assert!(
+                            confidence.is_finite() && (0.0..=1.0).contains(&confidence),
+                            "confidence {confidence}: {}",
+                            context()
+                        );
+                        segments.push((start, end));
+                    }
+                    SegmenterOutput::Frame { prob, .. } => {
+                        assert!(prob.is_finite() && (0.0..=1.0).contains(&prob), "{}", context());
+                    }
+                }
+            }
+            assert!(open.is_none(), "{}", context());
+            // Every processed frame lies in exactly one segment; every segment starts and ends
+            // on processed frames.
+            for &i in &processed {
+                let n = segments.iter().filter(|&&(s, e)| s <= i && i <= e).count();
+                assert_eq!(n, 1, "frame {i} in {n} segments: {}", context());
+            }
+            for &(s, e) in &segments {
+                assert!(processed.contains(&s) && processed.contains(&e), "{}", context());
+            }
+        }
+    }
+
+    #[test]
+    fn empty_or_nan_probabilities_give_finite_confidences() {
+        let nan = FinalFrame {
+            index: 0,
+            timestamp_secs: 0.0,
+            probs: vec![f32::NAN; 3],
+            boundary_prob: f32::NAN,
+            present: true,
+        };
+        let empty = FinalFrame { index: 1, probs: Vec::new(), ..nan.clone() };
+        let out = run(SegmenterConfig::default(), &[nan, empty]);
+        assert_eq!(
+            out[1],
+            SegmenterOutput::Ended {
+                class: 0,
+                start: 0,
+                end: 1,
+                start_secs: 0.0,
+                end_secs: 0.0,
+                confidence: 0.0
+            }
+        );
+    }
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        let base = SegmenterConfig::default();
+        assert!(base.validate().is_ok());
+        let cases = [
+            (SegmenterConfig { min_mean_prob: f32::NAN, ..base.clone() }, "min_mean_prob"),
+            (SegmenterConfig { min_mean_prob: 1.5, ..base.clone() }, "min_mean_prob"),
+            (
+                SegmenterConfig { boundary_threshold: f32::NAN, ..base.clone() },
+                "boundary_threshold",
+            ),
+            (SegmenterConfig { boundary_threshold: -0.1, ..base.clone() }, "boundary_threshold"),
+            (SegmenterConfig { min_frames: 0, ..base.clone() }, "min_frames"),
+            (SegmenterConfig { boundary_min_frames: 0, ..base.clone() }, "boundary_min_frames"),
+            (
+                SegmenterConfig { min_frames_per_class: vec![3, 0], ..base.clone() },
+                "min_frames_per_class[1]",
+            ),
+        ];
+        for (cfg, field) in cases {
+            match cfg.validate() {
+                Err(Error::Invalid { what, message }) => {
+                    assert_eq!(what, "segmenter config");
+                    assert!(message.contains(field), "{field}: {message}");
+                }
+                other => panic!("{field}: expected an invalid-config error, got {other:?}"),
+            }
         }
     }
 

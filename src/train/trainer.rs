@@ -254,14 +254,11 @@ fn load_state(dir: &std::path::Path, vs: &mut nn::VarStore) -> Result<ResumeStat
     Ok(state)
 }
 
-/// Copies every tensor of the checkpoint at `path` whose name and shape match into `vs` (the
-/// backbone, when only the class count differs); returns the names left at their fresh
-/// initialisation (the class queries and their position embeddings).
-fn init_backbone(vs: &mut nn::VarStore, path: &std::path::Path) -> Result<Vec<String>> {
-    let ckpt_err =
-        |e: tch::TchError| Error::Checkpoint { path: path.into(), message: e.to_string() };
-    let saved: std::collections::HashMap<String, tch::Tensor> =
-        tch::Tensor::read_safetensors(path).map_err(ckpt_err)?.into_iter().collect();
+/// Copies every variable of `from` whose name and shape match into `vs` (the backbone, when only
+/// the class count differs); returns the names left at their fresh initialisation (the class
+/// queries and their position embeddings).
+fn copy_matching(vs: &mut nn::VarStore, from: &nn::VarStore) -> Vec<String> {
+    let saved = from.variables();
     let mut fresh = Vec::new();
     tch::no_grad(|| {
         for (name, mut var) in vs.variables() {
@@ -272,7 +269,7 @@ fn init_backbone(vs: &mut nn::VarStore, path: &std::path::Path) -> Result<Vec<St
         }
     });
     fresh.sort();
-    Ok(fresh)
+    fresh
 }
 
 /// The RNG of one epoch: the same for a seed and epoch however the run got there.
@@ -297,7 +294,10 @@ pub fn train(
     let mut vs = nn::VarStore::new(job.device);
     let net = InterAct::new(&vs.root(), &job.model)?;
     if let Some(init) = &job.init {
-        let meta = checkpoint::load_meta(init)?;
+        // The loader every command uses: format, version, layout, the safetensors header and
+        // every tensor's name, shape and kind are checked before anything is copied.
+        let loaded = checkpoint::load(init, job.device)?;
+        let meta = &loaded.meta;
         // The boundary threshold and temperature are chosen after training, so they may differ;
         // so may the classes (fine-tuning: the class queries start afresh).
         let comparable = |m: &ModelConfig| ModelConfig {
@@ -314,11 +314,14 @@ pub fn train(
                     .into(),
             });
         }
-        if meta.model.num_classes == job.model.num_classes {
-            vs.load(init)
-                .map_err(|e| Error::Checkpoint { path: init.clone(), message: e.to_string() })?;
-        } else {
-            let fresh = init_backbone(&mut vs, init)?;
+        let fresh = copy_matching(&mut vs, &loaded.vs);
+        if meta.model.num_classes == job.model.num_classes && !fresh.is_empty() {
+            return Err(Error::Checkpoint {
+                path: init.clone(),
+                message: format!("tensor {} does not match the model being trained", fresh[0]),
+            });
+        }
+        if !fresh.is_empty() {
             tracing::info!(init = %init.display(), ?fresh, "fine-tuning: class-specific tensors start afresh");
         }
     }

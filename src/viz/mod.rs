@@ -63,6 +63,8 @@ use logger::Logger;
 pub const QUEUE_CAPACITY: usize = 4096;
 /// Longest [`Visualizer::finish`] waits for Rerun to write out what was logged.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the viz thread beyond [`FLUSH_TIMEOUT`].
+const JOIN_GRACE: Duration = Duration::from_secs(2);
 /// Name of the viz thread.
 pub const THREAD_NAME: &str = "skelseg::viz";
 /// The sequence timeline of frame indices.
@@ -359,6 +361,23 @@ impl Visualizer {
         };
         // The thread also stops if this fails: the command receiver is gone only when it has.
         self.tx_cmds.try_send(Command::Shutdown).ok();
+        // The flush is bounded, but dropping the Rerun stream afterwards joins its sink thread,
+        // which waits without bound for a viewer that went away: wait only as long as the flush
+        // may take, then leave the thread behind (it ends with the process).
+        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT + JOIN_GRACE;
+        while !handle.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Viz {
+                    message: format!(
+                        "the viewer did not take the last messages within {:?} (gone?); they \
+                         are lost, {} more were dropped before",
+                        FLUSH_TIMEOUT + JOIN_GRACE,
+                        self.dropped()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let result = handle
             .join()
             .map_err(|_| Error::Viz { message: format!("thread {THREAD_NAME} panicked") })?;
@@ -477,6 +496,43 @@ fn msgs_to_viewer(
 mod tests {
     use super::logger::{sanitize_path_part, unique_part};
     use super::*;
+
+    /// `--viz connect` to a viewer that is not there (or went away): logging goes on (the
+    /// queue is lossy) and shutdown returns within its bound with a clear error instead of
+    /// hanging in the Rerun sink's drop.
+    #[test]
+    fn a_viewer_that_is_gone_does_not_hang_shutdown() {
+        let target = VizTarget::Connect(Some("rerun+http://127.0.0.1:9/proxy".into()));
+        let classes = ClassMap::new(vec!["background".into(), "wave".into()]);
+        let viz = Visualizer::start(&target, "skelseg-test", &classes)
+            .expect("connecting is lazy")
+            .expect("a visualiser");
+        let tx = viz.sender();
+        for f in 0..200 {
+            tx.send(VizMsg::Scores {
+                stream: "s".into(),
+                frame: f,
+                timestamp_secs: f as f64 / 30.0,
+                probs: vec![0.5, 0.5],
+                boundary_prob: 0.1,
+            });
+        }
+        let started = std::time::Instant::now();
+        let result = viz.finish();
+        let waited = started.elapsed();
+        assert!(waited < FLUSH_TIMEOUT + JOIN_GRACE + Duration::from_secs(5), "{waited:?}");
+        // Either the sink gives up by itself (`cannot flush ... unable to connect`) or the bound
+        // cuts the wait short (`did not take`); both say that the messages did not arrive.
+        match result {
+            Err(Error::Viz { message }) => {
+                assert!(
+                    message.contains("connect") || message.contains("did not take"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected a viz error, got {other:?}"),
+        }
+    }
 
     #[test]
     fn viz_target_parses_every_form() {

@@ -80,7 +80,7 @@ impl StreamOptions {
             },
             segmenter,
         };
-        cfg.engine.validate()?;
+        cfg.validate()?;
         Ok(cfg)
     }
 }

@@ -1,0 +1,424 @@
+//! Soak test: the real [`Pipeline`] fed over loopback TCP and UDP by clients that connect,
+//! disconnect and come back (UDP under the same id after an idle timeout, TCP under a new one),
+//! with bodies entering and leaving, bursts and gaps. Every few seconds it samples RSS, open file
+//! descriptors, threads and the frames in flight, and at the end reports their slopes, frames
+//! sent vs processed, segments committed and whether every stream's segments tile its frames.
+//!
+//! ```text
+//! nice -n 19 cargo run --release --example soak -- --minutes 60 --streams 6 --churn --json
+//! ```
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use skelseg::io::ndjson;
+use skelseg::source::{NetConfig, NetSource};
+use skelseg::stream::{PipelineBuilder, SegmentEvent, StreamConfig};
+use skelseg::{Frame, synth};
+
+#[derive(Debug, Parser)]
+#[command(about = "Soak the streaming pipeline over loopback TCP and UDP")]
+struct Args {
+    /// How long to run.
+    #[arg(long, default_value_t = 5.0)]
+    minutes: f64,
+    /// Concurrent client streams (half TCP, half UDP).
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Frames per second per stream.
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    /// Clients disconnect and come back; bodies enter and leave; bursts and gaps.
+    #[arg(long)]
+    churn: bool,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 5.0)]
+    sample_secs: f64,
+    /// Checkpoint to run.
+    #[arg(long, default_value = "fixtures/models/synth.safetensors")]
+    model: std::path::PathBuf,
+    /// RNG seed of the clients.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Rewrite this file with the samples so far after every sample.
+    #[arg(long)]
+    progress: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Counters the clients share.
+#[derive(Default)]
+struct Sent {
+    tcp_frames: AtomicU64,
+    udp_frames: AtomicU64,
+    connects: AtomicU64,
+    udp_pauses_past_idle: AtomicU64,
+}
+
+/// What the event callback has seen of one stream id.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct StreamCheck {
+    /// Lifetimes of this id (a UDP id comes back after an idle timeout).
+    lives: u64,
+    segments: u64,
+    /// Segments that did not start right after the previous one of the same life.
+    gaps: u64,
+    /// Segments starting at or before the previous one's end.
+    overlaps: u64,
+    /// `SegmentEnded` without a matching open `SegmentStarted`.
+    unmatched: u64,
+    open: Option<(usize, u64)>,
+    last_end: Option<u64>,
+    frames_reported: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Sample {
+    secs: f64,
+    rss_kib: u64,
+    fds: u64,
+    threads: u64,
+    frames_in_flight: u64,
+    frames: u64,
+    finalised: u64,
+    dropped_overflow: u64,
+    segments: u64,
+}
+
+fn proc_status(key: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fd_count() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// Least-squares slope of `y` over `x`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (mx, my) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (num, den) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx) * (y - my), b + (x - mx) * (x - mx)));
+    if den == 0.0 { 0.0 } else { num / den }
+}
+
+/// A synthetic recording to loop over, re-indexed per send.
+fn recording(seed: u64) -> Vec<Frame> {
+    let cfg = synth::SynthConfig { seed, min_actions: 6, max_actions: 10, ..Default::default() };
+    synth::generate_recording(&cfg, seed, "soak").frames
+}
+
+enum Wire {
+    Tcp(SocketAddr, Option<TcpStream>),
+    Udp(SocketAddr, UdpSocket),
+}
+
+impl Wire {
+    fn send(&mut self, line: &str, sent: &Sent) -> bool {
+        match self {
+            Wire::Tcp(addr, conn) => {
+                if conn.is_none() {
+                    let Ok(c) = TcpStream::connect(*addr) else { return false };
+                    sent.connects.fetch_add(1, Ordering::Relaxed);
+                    *conn = Some(c);
+                    let header = ndjson::encode_header(&ndjson::Header::canonical(Some(30.0)));
+                    if !self.send(&header, sent) {
+                        return false;
+                    }
+                    return self.send(line, sent);
+                }
+                let Some(c) = conn.as_mut() else { return false };
+                let ok = c.write_all(line.as_bytes()).and_then(|()| c.write_all(b"\n")).is_ok();
+                if !ok {
+                    *conn = None;
+                }
+                ok
+            }
+            Wire::Udp(addr, socket) => socket.send_to(line.as_bytes(), *addr).is_ok(),
+        }
+    }
+
+    fn disconnect(&mut self) {
+        if let Wire::Tcp(_, conn) = self {
+            *conn = None;
+        }
+    }
+}
+
+/// One client: loops over a synthetic recording at `fps`, with churn.
+fn client(k: usize, mut wire: Wire, args: &Args, stop: &AtomicBool, sent: &Sent, idle: Duration) {
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed * 1000 + k as u64);
+    let frames = recording(args.seed * 100 + k as u64);
+    let is_tcp = matches!(wire, Wire::Tcp(..));
+    let period = Duration::from_secs_f64(1.0 / args.fps);
+    let mut index = 0u64;
+    let mut next = Instant::now();
+    let mut next_churn = Instant::now() + Duration::from_secs(rng.gen_range(20..90));
+    let mut absent_left = 0;
+    let mut burst_left = 0;
+    if !is_tcp {
+        let header = ndjson::encode_header(&ndjson::Header::canonical(Some(args.fps)));
+        wire.send(&header, sent);
+    }
+    while !stop.load(Ordering::Relaxed) {
+        if args.churn && Instant::now() >= next_churn {
+            next_churn = Instant::now() + Duration::from_secs(rng.gen_range(20..90));
+            if is_tcp {
+                // Disconnect; the next send connects again (a new stream id).
+                wire.disconnect();
+                std::thread::sleep(Duration::from_millis(rng.gen_range(200..3000)));
+                index = 0;
+            } else {
+                // Pause past the idle timeout: the stream ends; the same peer comes back later
+                // under the same id and must get a fresh stream.
+                sent.udp_pauses_past_idle.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(idle + Duration::from_millis(rng.gen_range(500..2000)));
+                index = 0;
+                let header = ndjson::encode_header(&ndjson::Header::canonical(Some(args.fps)));
+                wire.send(&header, sent);
+            }
+            next = Instant::now();
+        }
+        if args.churn && absent_left == 0 && rng.gen_bool(0.002) {
+            // Bodies leave for up to ~0.8 s (below the person timeout).
+            absent_left = rng.gen_range(5..25);
+        }
+        if args.churn && burst_left == 0 && rng.gen_bool(0.001) {
+            burst_left = rng.gen_range(10..40);
+        }
+        let mut frame = frames[(index as usize) % frames.len()].clone();
+        frame.index = index;
+        frame.timestamp_secs = index as f64 / args.fps;
+        if absent_left > 0 {
+            frame.bodies.clear();
+            absent_left -= 1;
+        }
+        let line = ndjson::encode_frame(&frame);
+        if wire.send(&line, sent) {
+            let counter = if is_tcp { &sent.tcp_frames } else { &sent.udp_frames };
+            counter.fetch_add(1, Ordering::Relaxed);
+            index += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        if burst_left > 0 {
+            // A burst: frames back to back, then the pacing catches up.
+            burst_left -= 1;
+            continue;
+        }
+        if args.churn && rng.gen_bool(0.0005) {
+            // A gap: the sensor stalls for a second.
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        next += period;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else if now - next > Duration::from_secs(1) {
+            next = now;
+        }
+    }
+}
+
+fn on_event(checks: &Mutex<HashMap<String, StreamCheck>>, event: &SegmentEvent) {
+    let Ok(mut checks) = checks.lock() else { return };
+    let c = checks.entry(event.stream().to_owned()).or_default();
+    match event {
+        SegmentEvent::SegmentStarted { class, start_frame, .. } => {
+            if c.open.is_some() {
+                c.unmatched += 1;
+            }
+            if let Some(end) = c.last_end {
+                if *start_frame <= end {
+                    c.overlaps += 1;
+                } else if *start_frame != end + 1 {
+                    c.gaps += 1;
+                }
+            }
+            c.open = Some((*class, *start_frame));
+        }
+        SegmentEvent::SegmentEnded { class, start_frame, end_frame, .. } => {
+            if c.open.take() != Some((*class, *start_frame)) {
+                c.unmatched += 1;
+            }
+            c.segments += 1;
+            c.last_end = Some(*end_frame);
+        }
+        SegmentEvent::StreamEnded { frames, .. } => {
+            c.lives += 1;
+            c.frames_reported += frames;
+            c.last_end = None;
+            if c.open.take().is_some() {
+                c.unmatched += 1;
+            }
+        }
+        SegmentEvent::FrameLabel { .. } => {}
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    tch::set_num_threads(1);
+    let loaded = skelseg::model::checkpoint::load(&args.model, tch::Device::Cpu)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let idle = Duration::from_secs(3);
+    let net = NetConfig { idle_timeout: idle, ..NetConfig::DEFAULT };
+    let tcp = NetSource::tcp_listen("127.0.0.1:0".parse()?, &net)?;
+    let udp = NetSource::udp("127.0.0.1:0".parse()?, &net)?;
+    let (tcp_addr, udp_addr) = (tcp.local_addr(), udp.local_addr());
+    let checks: Arc<Mutex<HashMap<String, StreamCheck>>> = Arc::default();
+    let cfg = StreamConfig::from_checkpoint(&loaded.meta);
+    let pipeline = {
+        let checks = Arc::clone(&checks);
+        PipelineBuilder::new(loaded)
+            .config(cfg)
+            .source(tcp)
+            .source(udp)
+            .event_channel(false)
+            .on_event(move |e| on_event(&checks, e))
+            .start()?
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(Sent::default());
+    let args = Arc::new(args);
+    let mut clients = Vec::new();
+    for k in 0..args.streams {
+        let wire = if k % 2 == 0 {
+            Wire::Tcp(tcp_addr, None)
+        } else {
+            Wire::Udp(udp_addr, UdpSocket::bind("127.0.0.1:0")?)
+        };
+        let (stop, sent, args) = (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&args));
+        clients.push(
+            std::thread::Builder::new()
+                .name(format!("soak::client{k}"))
+                .spawn(move || client(k, wire, &args, &stop, &sent, idle))?,
+        );
+    }
+    let started = Instant::now();
+    let duration = Duration::from_secs_f64(args.minutes * 60.0);
+    let mut samples: Vec<Sample> = Vec::new();
+    while started.elapsed() < duration {
+        std::thread::sleep(
+            Duration::from_secs_f64(args.sample_secs)
+                .min(duration.saturating_sub(started.elapsed())),
+        );
+        let stats = pipeline.stats();
+        let dropped = stats.sources.iter().map(|s| s.dropped_overflow).sum();
+        samples.push(Sample {
+            secs: started.elapsed().as_secs_f64(),
+            rss_kib: proc_status("VmRSS:"),
+            fds: fd_count(),
+            threads: proc_status("Threads:"),
+            frames_in_flight: stats.frames.saturating_sub(stats.finalised),
+            frames: stats.frames,
+            finalised: stats.finalised,
+            dropped_overflow: dropped,
+            segments: stats.segments,
+        });
+        if let Some(path) = &args.progress {
+            std::fs::write(path, serde_json::to_string(&samples)? + "\n").ok();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
+    }
+    // Let the sources deliver what is queued, then shut down (flushes every open segment).
+    std::thread::sleep(Duration::from_secs(1));
+    let (stats, _) = pipeline.shutdown()?;
+    let checks = checks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+
+    // Slopes after warm-up (the first fifth of the run, at least one minute when there is one).
+    let warm = (duration.as_secs_f64() / 5.0).min(60.0);
+    let after: Vec<&Sample> = samples.iter().filter(|s| s.secs >= warm).collect();
+    let series = |f: &dyn Fn(&Sample) -> u64| -> Vec<(f64, f64)> {
+        after.iter().map(|s| (s.secs / 60.0, f(s) as f64)).collect()
+    };
+    let rss = series(&|s| s.rss_kib);
+    let edge = (rss.len() / 5).max(1);
+    let mean = |v: &[(f64, f64)]| v.iter().map(|p| p.1).sum::<f64>() / v.len().max(1) as f64;
+    let rss_change = if rss.len() >= 2 {
+        mean(&rss[rss.len() - edge..]) / mean(&rss[..edge]) - 1.0
+    } else {
+        0.0
+    };
+    let source_frames: u64 = stats.sources.iter().map(|s| s.frames).sum();
+    let skipped: u64 = stats.sources.iter().map(|s| s.skipped()).sum();
+    let dropped: u64 = stats.sources.iter().map(|s| s.dropped_overflow).sum();
+    let tcp_sent = sent.tcp_frames.load(Ordering::Relaxed);
+    let udp_sent = sent.udp_frames.load(Ordering::Relaxed);
+    let sum = |f: &dyn Fn(&StreamCheck) -> u64| checks.values().map(f).sum::<u64>();
+    let report = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "minutes": started.elapsed().as_secs_f64() / 60.0,
+        "streams": args.streams,
+        "fps": args.fps,
+        "churn": args.churn,
+        "samples": samples.len(),
+        "warm_up_secs": warm,
+        "rss_kib_first": samples.first().map(|s| s.rss_kib),
+        "rss_kib_last": samples.last().map(|s| s.rss_kib),
+        "rss_kib_per_min_after_warm_up": slope(&rss),
+        "rss_change_after_warm_up": rss_change,
+        "fds_per_min": slope(&series(&|s| s.fds)),
+        "fds_min_max": [samples.iter().map(|s| s.fds).min(), samples.iter().map(|s| s.fds).max()],
+        "threads_min_max": [samples.iter().map(|s| s.threads).min(), samples.iter().map(|s| s.threads).max()],
+        "frames_in_flight_max": samples.iter().map(|s| s.frames_in_flight).max(),
+        "frames_sent": {"tcp": tcp_sent, "udp": udp_sent, "total": tcp_sent + udp_sent},
+        "frames_accepted_by_sources": source_frames,
+        "frames_skipped_by_sources": skipped,
+        "frames_dropped_overflow": dropped,
+        "frames_processed": stats.frames,
+        "frames_finalised": stats.finalised,
+        "frames_reported_by_stream_ended": sum(&|c| c.frames_reported),
+        "unaccounted_frames": (tcp_sent + udp_sent) as i64 - (source_frames + skipped) as i64,
+        "windows": stats.windows,
+        "skipped_windows": stats.skipped_windows,
+        "tcp_connects": sent.connects.load(Ordering::Relaxed),
+        "udp_pauses_past_idle": sent.udp_pauses_past_idle.load(Ordering::Relaxed),
+        "stream_ids": checks.len(),
+        "stream_lives": sum(&|c| c.lives),
+        "segments_committed": stats.segments,
+        "segments_seen": sum(&|c| c.segments),
+        "tiling": {
+            "gaps": sum(&|c| c.gaps),
+            "overlaps": sum(&|c| c.overlaps),
+            "unmatched": sum(&|c| c.unmatched),
+        },
+        "sources": stats.sources,
+        "samples_every_secs": args.sample_secs,
+        "rss_series_kib": samples.iter().map(|s| [s.secs.round(), s.rss_kib as f64]).collect::<Vec<_>>(),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{report:#}");
+    }
+    Ok(())
+}
