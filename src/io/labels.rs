@@ -116,33 +116,10 @@ pub fn read_label_file(path: impl AsRef<Path>) -> Result<LabelFile> {
     } else if first.contains(',') {
         for (line_no, line) in lines {
             let at = At::new(path, line_no);
-            let mut fields = fields(line);
-            if fields.len() == 5 && fields[4].is_empty() {
-                fields.pop(); // a trailing comma
-            }
-            if !(3..=4).contains(&fields.len()) {
-                return Err(at.err(format!(
-                    "expected 4 comma-separated fields `label,start,end,confidence`, found {}",
-                    fields.len()
-                )));
-            }
-            let mut start: usize = at.integer(fields[1], "the start frame")?;
-            let mut end: usize = at.integer(fields[2], "the end frame")?;
-            if let Some(conf) = fields.get(3) {
-                at.number(conf, "the confidence")?;
-            }
-            if start == 0 || end == 0 {
-                return Err(at.err(format!(
-                    "expected 1-based frame numbers (at least 1), found start {start}, end {end}"
-                )));
-            }
-            if start > end {
-                tracing::warn!(location = %at.location(), start, end, "label interval with start > end: swapped");
-                std::mem::swap(&mut start, &mut end);
-            }
+            let (label, start, end) = super::pku::parse_label_line(&at, line)?;
             file.entries.push(Entry {
                 line: line_no,
-                class: fields[0].to_owned(),
+                class: label.to_owned(),
                 span: Span::Frames(start, end),
             });
         }

@@ -202,6 +202,37 @@ pub fn write_skeleton(path: impl AsRef<Path>, frames: &[Frame]) -> Result<()> {
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
 }
 
+/// One PKU-style label line, `label,start,end[,confidence]` (1-based frames, a trailing comma
+/// allowed): the label field as written and the interval, swapped (with a warning) when written
+/// backwards.
+pub(crate) fn parse_label_line<'a>(at: &At, line: &'a str) -> Result<(&'a str, usize, usize)> {
+    let mut fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    if fields.len() == 5 && fields[4].is_empty() {
+        fields.pop(); // a trailing comma
+    }
+    if !(3..=4).contains(&fields.len()) {
+        return Err(at.err(format!(
+            "expected 4 comma-separated fields `label,start,end,confidence`, found {}",
+            fields.len()
+        )));
+    }
+    let mut start: usize = at.integer(fields[1], "the start frame")?;
+    let mut end: usize = at.integer(fields[2], "the end frame")?;
+    if let Some(conf) = fields.get(3) {
+        at.number(conf, "the confidence")?;
+    }
+    if start == 0 || end == 0 {
+        return Err(at.err(format!(
+            "expected 1-based frame numbers (at least 1), found start {start}, end {end}"
+        )));
+    }
+    if start > end {
+        tracing::warn!(location = %at.location(), start, end, "label interval with start > end: swapped");
+        std::mem::swap(&mut start, &mut end);
+    }
+    Ok((fields[0], start, end))
+}
+
 /// Reads a label file for a recording of `n_frames` frames. Intervals come back in file order.
 /// Errors name the file and line: wrong field counts, non-integers, frame 0, intervals that end
 /// after the last frame. An empty file is a recording without actions (all background).
@@ -223,31 +254,8 @@ pub(crate) fn read_labels_with(
             continue;
         }
         let at = At::new(path, line_no);
-        let mut fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() == 5 && fields[4].is_empty() {
-            fields.pop(); // a trailing comma
-        }
-        if !(3..=4).contains(&fields.len()) {
-            return Err(at.err(format!(
-                "expected 4 comma-separated fields `label,start,end,confidence`, found {}",
-                fields.len()
-            )));
-        }
-        let class = parse_class(&at, fields[0], classes)?;
-        let mut start: usize = at.integer(fields[1], "the start frame")?;
-        let mut end: usize = at.integer(fields[2], "the end frame")?;
-        if let Some(conf) = fields.get(3) {
-            at.number(conf, "the confidence")?;
-        }
-        if start == 0 || end == 0 {
-            return Err(at.err(format!(
-                "expected 1-based frame numbers (at least 1), found start {start}, end {end}"
-            )));
-        }
-        if start > end {
-            tracing::warn!(location = %at.location(), start, end, "label interval with start > end: swapped");
-            std::mem::swap(&mut start, &mut end);
-        }
+        let (label, start, end) = parse_label_line(&at, line)?;
+        let class = parse_class(&at, label, classes)?;
         if end > n_frames {
             return Err(at.err(format!(
                 "expected an interval within the recording's frames 1..{n_frames}, found {start}..{end}"

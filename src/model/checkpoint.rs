@@ -344,7 +344,7 @@ pub fn save_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
     std::fs::write(&json_path, text + "\n").map_err(|e| Error::io(&json_path, e))
 }
 
-/// Reads only the JSON beside `path`.
+/// Reads only the JSON beside `path`, checked as [`check_meta`] does.
 pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
     let json_path = meta_path(path);
     let text = std::fs::read_to_string(&json_path).map_err(|e| {
@@ -352,16 +352,7 @@ pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
     })?;
     let meta: CheckpointMeta = serde_json::from_str(&text)
         .map_err(|e| Error::Json { location: json_path.display().to_string(), source: e })?;
-    if meta.format != FORMAT {
-        return Err(ckpt_error(
-            path,
-            format!(
-                "format {:?}, expected {FORMAT:?} (not a skelseg checkpoint, or one from an \
-                 incompatible skelseg)",
-                meta.format
-            ),
-        ));
-    }
+    check_meta(path, &meta)?;
     Ok(meta)
 }
 
@@ -370,7 +361,6 @@ pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
 pub fn load(path: &Path, device: Device) -> Result<LoadedModel> {
     check_extension(path)?;
     let meta = load_meta(path)?;
-    check_meta(path, &meta)?;
     // A corrupt or truncated file gets a located message here rather than from libtorch.
     read_safetensors_header(path)?;
     let vs = nn::VarStore::new(device);

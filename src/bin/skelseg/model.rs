@@ -192,7 +192,6 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let (model_cfg, fps) = match &args.init {
         Some(init) => {
             let meta = checkpoint::load_meta(init)?;
-            checkpoint::check_meta(init, &meta)?;
             let cfg = ModelConfig {
                 num_classes: dataset.classes.len() as i64,
                 boundary_threshold: ModelConfig::default().boundary_threshold,
