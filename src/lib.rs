@@ -64,8 +64,8 @@
 
 #[cfg(feature = "zenoh")]
 pub mod cluster;
-pub mod error;
-pub mod frame;
+mod error;
+mod frame;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod io;
@@ -85,7 +85,7 @@ pub mod viz;
 
 pub use error::{Error, Result};
 pub use frame::{BODY_SLOTS, Body, Frame, Joint, NUM_JOINTS, Tracking};
-pub use model::Model;
+pub use model::handle::Model;
 /// The libtorch binding skelseg is built on, re-exported so apps need not pin it themselves.
 pub use tch;
 /// Where a model runs: `Device::Cpu`, `Device::Cuda(0)`, or `Device::cuda_if_available()`.

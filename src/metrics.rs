@@ -19,11 +19,16 @@ use crate::error::{Error, Result};
 pub const F1_THRESHOLDS: [f64; 3] = [0.10, 0.25, 0.50];
 
 /// Which anchor evaluation code to reproduce (architecture.md §1.1).
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Variant {
-    /// MS-TCN `eval.py`: the last segment ends at `L` (exclusive), F1 = 2PR/(P+R).
+    /// MS-TCN's eval.py.
+    ///
+    /// The last segment ends at `L` (exclusive), F1 = 2PR/(P+R).
     Mstcn,
+    /// ASRF / DeST / InterAct code base (the last segment's end is one frame short).
+    ///
     /// ASRF / DeST `libs/metric.py` (and ASFormer): the last segment ends at `L-1`, one frame
     /// short, and F1 = 2PR/(P+R+1e-7). One deviation: a one-frame last segment keeps its frame
     /// (the reference gives it length 0, IoU 0/0 = NaN, and counts it as a false positive).

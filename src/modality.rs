@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{BODY_SLOTS, Frame, NUM_JOINTS};
-pub use crate::model::InputNorm;
+use crate::model::InputNorm;
 
 /// Channels per modality: 2 body slots × 3 axes.
 pub const NUM_CHANNELS: usize = BODY_SLOTS * 3;

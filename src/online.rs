@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::io::Recording;
 use crate::metrics::{MetricsAccumulator, Scores, Variant};
-use crate::model::Model;
+use crate::Model;
 use crate::stream::{SegmentEvent, StreamConfig, StreamSegmenter, VizTap};
 
 /// A segment as committed by the streaming path.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rosc::{OscMessage, OscPacket, OscType};
-use skelseg::frame::{Body, Frame, NUM_JOINTS};
+use skelseg::{Body, Frame, NUM_JOINTS};
 use skelseg::io::Recording;
 use skelseg::io::ndjson::{Axes, Header, Units, encode_frame, encode_header};
 use skelseg::skeleton::{Layout, kinect_v2};

@@ -49,12 +49,19 @@ const SPLIT_DIRS: [&str; 2] = ["splits", "Split"];
 pub const MAPPING_FILE: &str = "mapping.txt";
 
 /// Which kind of dataset folder [`read_dataset`] reads.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DatasetFormat {
+    /// skeleton/ + label/ + mapping.txt + splits/ (PKU-MMD layout; what `skelseg synth` writes).
+    ///
     /// The convention folder, or PKU-MMD in its original layout.
     Pku,
-    /// UTKinect-Action3D (`joints/joints_sNN_eMM.txt` + `actionLabel.txt`).
+    /// UTKinect-Action3D: joints/ + actionLabel.txt.
+    ///
+    /// `joints/joints_sNN_eMM.txt` + `actionLabel.txt`.
     Utkinect,
+    /// NTU RGB+D .skeleton files (action id from the file name).
+    ///
     /// A folder of NTU RGB+D `.skeleton` clips.
     Ntu,
 }
@@ -410,7 +417,7 @@ fn read_ntu_recordings(dir: &Path, classes: &ClassMap) -> Result<Vec<Recording>>
 }
 
 /// One NTU clip: its action (from the name) covers every frame.
-fn read_ntu_clip(path: &Path) -> Result<Recording> {
+pub(super) fn read_ntu_clip(path: &Path) -> Result<Recording> {
     let name = stem(path);
     let frames = ntu::read_skeleton(path)?;
     let intervals = match ntu::action_from_name(&name) {
@@ -657,48 +664,8 @@ pub fn write_dataset_ndjson(
     Ok(())
 }
 
-/// Reads one recording, choosing the format by extension and content:
-///
-/// * `.skeleton` → NTU RGB+D (labelled with the action of its file name);
-/// * `.txt` named `joints_*` or with 61 numbers per line → UTKinect-Action3D, labelled from the
-///   `actionLabel.txt` beside it or one folder up when there is one;
-/// * `.txt` with 150 numbers per line → PKU-MMD, labelled from `../label/NAME.txt` (or PKU-MMD's
-///   own label folders) when there is one;
-/// * `.ndjson` / `.jsonl` → `skeleton-ndjson/1` ([`crate::io::ndjson::read_recording`]).
-pub fn read_recording(path: impl AsRef<Path>) -> Result<Recording> {
-    let path = path.as_ref();
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("skeleton") => read_ntu_clip(path),
-        Some("ndjson" | "jsonl") => crate::io::ndjson::read_recording(path),
-        Some("txt") if utkinect::take_name(path).is_some() => read_utkinect_file(path),
-        Some("txt") => {
-            let text = read_text(path)?;
-            let Some((line_no, first)) = numbered_lines(&text).find(|(_, l)| !l.trim().is_empty())
-            else {
-                return Err(empty_file(path, "lines of 150 (PKU-MMD) or 61 (UTKinect) numbers"));
-            };
-            match first.split_ascii_whitespace().count() {
-                pku::FLOATS_PER_LINE => read_pku_file(path, &text),
-                utkinect::VALUES_PER_ROW => read_utkinect_file(path),
-                n => Err(At::new(path, line_no).err(format!(
-                    "expected {} numbers per line (PKU-MMD) or {} (UTKinect-Action3D), found {n}",
-                    pku::FLOATS_PER_LINE,
-                    utkinect::VALUES_PER_ROW
-                ))),
-            }
-        }
-        _ => Err(Error::invalid(
-            "recording format",
-            format!(
-                "{}: expected a .skeleton (NTU), .txt (PKU-MMD, UTKinect) or .ndjson file",
-                path.display()
-            ),
-        )),
-    }
-}
 
-fn read_pku_file(path: &Path, text: &str) -> Result<Recording> {
+pub(super) fn read_pku_file(path: &Path, text: &str) -> Result<Recording> {
     let frames = pku::parse_skeleton(text, path)?;
     let name = stem(path);
     let label = path.parent().and_then(Path::parent).and_then(|root| {
@@ -711,7 +678,7 @@ fn read_pku_file(path: &Path, text: &str) -> Result<Recording> {
     Ok(Recording { name, source_layout: Layout::KinectV2_25, fps: pku::FPS, frames, intervals })
 }
 
-fn read_utkinect_file(path: &Path) -> Result<Recording> {
+pub(super) fn read_utkinect_file(path: &Path) -> Result<Recording> {
     let labels = utkinect::find_action_labels(path);
     utkinect::read_take(path, labels.as_deref())
 }

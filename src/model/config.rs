@@ -6,27 +6,39 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// How the spatial module turns the three modalities into per-frame features.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Spatial {
-    /// DSMI: per-modality multi-scale graph convolution + attention fusion over joint tokens.
+    /// DSMI: multi-scale graph convolution per modality + attention fusion (InterAct).
+    ///
+    /// Per-modality multi-scale graph convolution + attention fusion over joint tokens.
     #[default]
     Dsmi,
+    /// Per-modality graph convolution, fused by concatenation.
+    ///
     /// Graph convolutions as DSMI, but the three `S_m` are concatenated and mixed by an MLP
     /// instead of the attention fusion (ablation).
     Concat,
-    /// No spatial module (the paper's InterAct*): the modalities are flattened per frame and
+    /// No spatial module (InterAct*).
+    ///
+    /// The paper's InterAct*: the modalities are flattened per frame and
     /// embedded to D by one 1×1 convolution.
     None,
 }
 
 /// How the temporal module lets frames and action queries interact.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Temporal {
+    /// Multi-resolution frame–action interaction (InterAct).
+    ///
     /// MFAI: the H QBlocks attend coarse to fine to the last H decoder outputs.
     #[default]
     Mfai,
+    /// Single-resolution interaction.
+    ///
     /// Single-resolution frame-action interaction: every QBlock attends to the finest decoder
     /// output (ablation).
     Fixed,
@@ -92,12 +104,17 @@ fn default_temperature() -> f64 {
 pub const CURRENT_REVISION: u32 = 2;
 
 /// How joint coordinates are normalised before the modalities are derived.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum InputNorm {
-    /// Camera-space coordinates as the sensor gives them (revision-1 checkpoints).
+    /// Camera-space coordinates.
+    ///
+    /// As the sensor gives them (revision-1 checkpoints).
     #[default]
     Camera,
+    /// Person-centred frame, fixed when a person first appears.
+    ///
     /// A per-stream body frame fixed causally when a person first appears: origin at their
     /// SpineBase, rotated about the vertical axis to face the sensor, scaled by torso length
     /// (see [`crate::modality::Anchor`]).

@@ -7,7 +7,8 @@
 //! - [`InterAct::mfai`]: features `(N, D, T)` + mask `(N, T)` → [`Output`], one [`Stage`] per
 //!   QBlock (final last). Any T ≥ 1: padded internally to a multiple of `2^encoder_layers`.
 //! - [`loss()`]: focal + dice on the action logits, BCE on the boundary logits, every stage.
-//! - [`Model`]: a loaded checkpoint that owns its weights, what apps load and stream with.
+//! - [`crate::Model`] (re-exported at the crate root): a loaded checkpoint that owns its
+//!   weights, what apps load and stream with.
 //! - [`checkpoint`]: `NAME.safetensors` + `NAME.json` (config, classes, layout, data, command).
 //!
 //! Parameter and compute budget: [`InterAct::num_parameters`], [`dsmi_flops_per_frame`],
@@ -20,13 +21,12 @@ mod boundary_block;
 pub mod checkpoint;
 mod config;
 mod dsmi;
-mod handle;
+pub(crate) mod handle;
 mod loss;
 mod mfai;
 mod query;
 
 pub use config::{CURRENT_REVISION, InputNorm, ModelConfig, Spatial, Temporal};
-pub use handle::Model;
 pub use loss::{LossParts, loss};
 
 use tch::{Kind, Tensor, nn};

@@ -146,7 +146,7 @@ impl SegmenterConfig {
 
 /// One finalised frame as the segmenter sees it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FinalFrame {
+pub(crate) struct FinalFrame {
     /// Frame index in its stream.
     pub index: u64,
     /// Sensor time in seconds.
@@ -161,7 +161,7 @@ pub struct FinalFrame {
 
 /// A segment boundary event in frame terms (the stream layer adds stream and label names).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub enum SegmenterOutput {
+pub(crate) enum SegmenterOutput {
     /// A segment of `class` began at `start`.
     Started {
         /// Class id.
@@ -309,7 +309,7 @@ impl Opening {
 
 /// The online segmenter of one stream. Feed it finalised frames in order.
 #[derive(Clone, Debug)]
-pub struct Segmenter {
+pub(crate) struct Segmenter {
     cfg: SegmenterConfig,
     current: Option<Run>,
     candidate: Option<Run>,
@@ -336,11 +336,6 @@ impl Segmenter {
             last_peak: None,
             absent_frames: 0,
         }
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &SegmenterConfig {
-        &self.cfg
     }
 
     /// Class of the open segment, if any (none before the first commit).

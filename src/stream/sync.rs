@@ -9,7 +9,7 @@ use tch::Device;
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::io::ClassMap;
-use crate::model::Model;
+use crate::Model;
 use crate::model::checkpoint::CheckpointMeta;
 use crate::source::EndReason;
 use crate::stream::engine::{Engine, EngineConfig, Schedule, StreamCounters, StreamState};
