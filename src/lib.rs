@@ -62,28 +62,37 @@
 //! The model runs on libtorch through [`tch`], re-exported so that apps use the same version:
 //! [`Device`] is `tch::Device`.
 
+// The data flow, in order: sources → frames → modalities → model → stream → events/viewer.
 #[cfg(feature = "zenoh")]
 pub mod cluster;
 mod error;
 mod frame;
-#[doc(hidden)]
-pub mod fuzz;
 pub mod io;
-pub mod metrics;
 pub mod modality;
 pub mod model;
-pub mod online;
 pub mod postprocess;
 pub mod resample;
 pub mod skeleton;
 pub mod source;
 pub mod stream;
-pub mod synth;
-pub mod train;
 #[cfg(feature = "viz")]
 pub mod viz;
 
-pub use error::{Error, Result};
+// Scoring, shared by the runtime's reports and the research tooling.
+pub mod metrics;
+
+// Research tooling, each behind its feature (on by default; the binary needs them).
+#[cfg(feature = "synth")]
+#[doc(hidden)]
+pub mod fuzz;
+#[cfg(feature = "train")]
+pub mod online;
+#[cfg(feature = "synth")]
+pub mod synth;
+#[cfg(feature = "train")]
+pub mod train;
+
+pub use error::{Error, Input, Location, Result};
 pub use frame::{BODY_SLOTS, Body, Frame, Joint, NUM_JOINTS, Tracking};
 pub use model::handle::Model;
 /// The libtorch binding skelseg is built on, re-exported so apps need not pin it themselves.

@@ -389,6 +389,15 @@ pub fn boundary_delays<L>(
         .collect()
 }
 
+/// Nearest-rank percentile of sorted values (NaN when empty).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,5 +609,13 @@ mod tests {
         assert_eq!("mstcn".parse::<Variant>().unwrap(), Variant::Mstcn);
         assert_eq!("ASRF".parse::<Variant>().unwrap(), Variant::Asrf);
         assert!("foo".parse::<Variant>().is_err());
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.95), 19.0);
+        assert_eq!(percentile(&v, 0.5), 10.0);
+        assert!(percentile(&[], 0.5).is_nan());
     }
 }

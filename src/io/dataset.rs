@@ -36,7 +36,7 @@ use std::str::FromStr;
 use super::labels::{LabelFile, LabelFormat, Overlaps, classes_from_names, read_label_file};
 use super::text::{At, empty_file, numbered_lines, read_text};
 use super::{ClassMap, Dataset, Interval, Recording, ntu, pku, utkinect};
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::skeleton::Layout;
 
 /// Skeleton folder names, convention first, then PKU-MMD's own.
@@ -264,10 +264,7 @@ fn read_convention_recordings(
             continue;
         }
         if recording.frames.is_empty() {
-            problems.push(Error::parse(
-                path.display().to_string(),
-                "empty recording: expected frames, found none",
-            ));
+            problems.push(Error::parse(Location::file(path), "frames", "an empty recording"));
             continue;
         }
         let label_path = label_dir.as_ref().and_then(|d| {
@@ -373,12 +370,9 @@ fn read_utkinect_recordings(dir: &Path) -> Result<Vec<Recording>> {
         let take = utkinect::read_joints(&path)?;
         let Some(ranges) = labels.get(&take.name) else {
             return Err(Error::parse(
-                label_path.display().to_string(),
-                format!(
-                    "expected labels for take `{}` ({}), found none",
-                    take.name,
-                    path.display()
-                ),
+                Location::file(&label_path),
+                format!("labels for take `{}` ({})", take.name, path.display()),
+                "none",
             ));
         };
         let intervals = utkinect::intervals_for_take(&take, ranges, &label_path)?;
@@ -491,24 +485,25 @@ pub fn read_mapping(path: impl AsRef<Path>) -> Result<ClassMap> {
         let id: usize = at.integer(id, "the class id")?;
         let name = name.trim();
         if name.is_empty() {
-            return Err(at.err(format!("expected `id name`, found `{line}`")));
+            return Err(at.expected("`id name`", format!("`{line}`")));
         }
         if let Some((_, first)) = by_id.get(&id) {
-            return Err(at.err(format!(
-                "expected each id once, found id {id} again (first on line {first})"
-            )));
+            return Err(
+                at.expected("each id once", format!("id {id} again (first on line {first})"))
+            );
         }
         if let Some((other, (_, first))) = by_id.iter().find(|(_, (n, _))| n == name) {
-            return Err(at.err(format!(
-                "expected unique names, found `{name}` again (id {other}, line {first})"
-            )));
+            return Err(
+                at.expected("unique names", format!("`{name}` again (id {other}, line {first})"))
+            );
         }
         by_id.insert(id, (name.to_owned(), line_no));
     }
     if let Some(missing) = (0..by_id.len()).find(|i| !by_id.contains_key(i)) {
         return Err(Error::parse(
-            path.display().to_string(),
-            format!("expected ids 0..{} without gaps, found no id {missing}", by_id.len() - 1),
+            Location::file(path),
+            format!("ids 0..{} without gaps", by_id.len() - 1),
+            format!("no id {missing}"),
         ));
     }
     Ok(ClassMap::new(by_id.into_values().map(|(n, _)| n).collect()))
@@ -663,7 +658,6 @@ pub fn write_dataset_ndjson(
     }
     Ok(())
 }
-
 
 pub(super) fn read_pku_file(path: &Path, text: &str) -> Result<Recording> {
     let frames = pku::parse_skeleton(text, path)?;

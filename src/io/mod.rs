@@ -12,7 +12,6 @@ pub mod pku;
 mod text;
 pub mod utkinect;
 
-
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -138,11 +137,14 @@ pub fn read_recording(path: impl AsRef<Path>) -> Result<Recording> {
             match first.split_ascii_whitespace().count() {
                 pku::FLOATS_PER_LINE => dataset::read_pku_file(path, &text),
                 utkinect::VALUES_PER_ROW => dataset::read_utkinect_file(path),
-                n => Err(At::new(path, line_no).err(format!(
-                    "expected {} numbers per line (PKU-MMD) or {} (UTKinect-Action3D), found {n}",
-                    pku::FLOATS_PER_LINE,
-                    utkinect::VALUES_PER_ROW
-                ))),
+                n => Err(At::new(path, line_no).expected(
+                    format!(
+                        "{} numbers per line (PKU-MMD) or {} (UTKinect-Action3D)",
+                        pku::FLOATS_PER_LINE,
+                        utkinect::VALUES_PER_ROW
+                    ),
+                    format!("{n}"),
+                )),
             }
         }
         _ => Err(Error::invalid(

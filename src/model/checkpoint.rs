@@ -340,7 +340,7 @@ pub fn save(path: &Path, vs: &nn::VarStore, meta: &CheckpointMeta) -> Result<()>
 pub fn save_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
     let json_path = meta_path(path);
     let text = serde_json::to_string_pretty(meta)
-        .map_err(|e| Error::Json { location: json_path.display().to_string(), source: e })?;
+        .map_err(|e| Error::Json { path: json_path.clone(), source: e })?;
     std::fs::write(&json_path, text + "\n").map_err(|e| Error::io(&json_path, e))
 }
 
@@ -351,7 +351,7 @@ pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
         ckpt_error(path, format!("cannot read its config {}: {e}", json_path.display()))
     })?;
     let meta: CheckpointMeta = serde_json::from_str(&text)
-        .map_err(|e| Error::Json { location: json_path.display().to_string(), source: e })?;
+        .map_err(|e| Error::Json { path: json_path.clone(), source: e })?;
     check_meta(path, &meta)?;
     Ok(meta)
 }

@@ -23,6 +23,7 @@ pub mod net;
 pub mod osc;
 pub mod replay;
 pub mod send;
+#[cfg(feature = "synth")]
 pub mod sim;
 pub mod spec;
 #[cfg(feature = "zenoh")]
@@ -37,6 +38,7 @@ use crate::frame::Frame;
 pub use net::{NetConfig, NetSource, SourceHandle};
 pub use replay::{Pacing, ReplaySource};
 pub use send::{Proto, SendStats, send_recording};
+#[cfg(feature = "synth")]
 pub use sim::SimSource;
 pub use spec::{OpenOptions, SourceSpec};
 

@@ -423,7 +423,7 @@ fn deliver(ingress: &Ingress, peer: &mut OscPeer, out: &mut Vec<Assembled>) {
             Assembled::Skip(reason, message) => {
                 let rejected = crate::io::ndjson::Rejected {
                     reason,
-                    error: crate::Error::parse(peer.stream_id.to_string(), message),
+                    error: crate::Error::Skipped { stream: peer.stream_id.to_string(), message },
                 };
                 peer.log.skip(ingress, &peer.stream_id, &rejected);
             }

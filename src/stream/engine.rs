@@ -590,7 +590,7 @@ mod tests {
     fn batching_streams_gives_the_same_probabilities_as_one_stream_at_a_time() {
         let rec = bundled();
         let frames = &rec.frames[..200];
-            let cfg = EngineConfig {
+        let cfg = EngineConfig {
             window_frames: 64,
             hop_frames: 4,
             lookahead_frames: 8,
@@ -626,7 +626,7 @@ mod tests {
     #[test]
     fn a_skipping_burst_skips_windows_but_never_frames() {
         let rec = bundled();
-            let cfg = EngineConfig::default();
+        let cfg = EngineConfig::default();
         let engine = Engine::new(model().model, Device::Cpu, cfg.clone()).unwrap();
         let mut state = StreamState::new(&cfg);
         let burst = &rec.frames[..300]; // more than a window at once
@@ -656,7 +656,7 @@ mod tests {
     fn a_burst_run_as_one_batch_gives_the_frames_and_windows_of_one_frame_at_a_time() {
         let rec = bundled();
         let frames = &rec.frames[..400];
-            let cfg = EngineConfig::default();
+        let cfg = EngineConfig::default();
         let engine = Engine::new(model().model, Device::Cpu, cfg.clone()).unwrap();
         let (mut alone, mut batched) = (StreamState::new(&cfg), StreamState::new(&cfg));
         let mut reference = Vec::new();
@@ -672,7 +672,10 @@ mod tests {
             let (burst, tail) = rest.split_at(size);
             rest = tail;
             got.extend(
-                engine.push_frames(&mut [(&mut batched, burst, Schedule::Every)]).unwrap().remove(0),
+                engine
+                    .push_frames(&mut [(&mut batched, burst, Schedule::Every)])
+                    .unwrap()
+                    .remove(0),
             );
         }
         assert!(rest.is_empty());

@@ -246,8 +246,7 @@ pub struct MetricsArgs {
 }
 
 pub fn metrics(args: MetricsArgs) -> Result<ExitCode> {
-    let scores =
-        io::gt::evaluate_dirs(&args.pred, &args.gt, &args.background, args.variant)?;
+    let scores = io::gt::evaluate_dirs(&args.pred, &args.gt, &args.background, args.variant)?;
     if args.json {
         print_json(&scores)?;
     } else {
