@@ -1,10 +1,10 @@
 //! Temporal action segmentation metrics: frame accuracy, Edit score and segmental F1@{10,25,50},
 //! plus two small figures for online segmentation (over-segmentation ratio, boundary delays).
 //!
-//! Follows `reference/architecture.md` §1 exactly, i.e. the anchors' own evaluation code:
-//! segment extraction with a background set (§1.1), Edit per sequence then averaged over
-//! sequences (macro, §1.2), F1 with greedy IoU matching and TP/FP/FN summed over all sequences
-//! (micro, §1.3), accuracy over all frames (micro, §1.4). The two anchor code bases differ only in
+//! Follows the anchors' own evaluation code exactly (MS-TCN `eval.py`, ASRF/DeST `libs/metric.py`):
+//! segment extraction with a background set, Edit per sequence then averaged over
+//! sequences (macro), F1 with greedy IoU matching and TP/FP/FN summed over all sequences
+//! (micro), accuracy over all frames (micro). The two anchor code bases differ only in
 //! where the last segment ends ([`Variant`]); the default is the ASRF/DeST one, which InterAct's
 //! numbers most likely come from.
 
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// IoU thresholds of the reported F1 scores.
 pub const F1_THRESHOLDS: [f64; 3] = [0.10, 0.25, 0.50];
 
-/// Which anchor evaluation code to reproduce (architecture.md §1.1).
+/// Which anchor evaluation code to reproduce.
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,8 +74,8 @@ pub struct Segment<L> {
     pub end: usize,
 }
 
-/// Splits a per-frame label sequence into segments, leaving out labels in `bg`
-/// (architecture.md §1.1). An empty sequence has no segments.
+/// Splits a per-frame label sequence into segments, leaving out labels in `bg`.
+/// An empty sequence has no segments.
 pub fn segments<L: PartialEq + Clone>(labels: &[L], bg: &[L], variant: Variant) -> Vec<Segment<L>> {
     let Some(first) = labels.first() else {
         return Vec::new();
@@ -119,7 +119,7 @@ fn levenshtein<L: PartialEq>(p: &[L], y: &[L]) -> usize {
     prev[y.len()]
 }
 
-/// Edit score of one sequence in percent (architecture.md §1.2); 100 when neither side has a
+/// Edit score of one sequence in percent; 100 when neither side has a
 /// segment.
 pub fn edit_score<L: PartialEq>(pred: &[Segment<L>], gt: &[Segment<L>]) -> f64 {
     let p: Vec<&L> = pred.iter().map(|s| &s.label).collect();
@@ -174,7 +174,7 @@ fn iou<L: PartialEq>(p: &Segment<L>, g: &Segment<L>) -> f64 {
     inter / union
 }
 
-/// Greedy IoU matching of one sequence's segments at threshold `thr` (architecture.md §1.3):
+/// Greedy IoU matching of one sequence's segments at threshold `thr`:
 /// each predicted segment, in temporal order, takes the first GT segment of maximal IoU (zero
 /// for another label) if that IoU reaches `thr` and the GT segment is still free.
 pub fn match_segments<L: PartialEq>(
@@ -419,7 +419,7 @@ mod tests {
         (runs(&[(5, 8), (6, 12)]), runs(&[(5, 5), (6, 15)]))
     }
 
-    /// Checks the five figures (Acc, Edit, F1@10, F1@25, F1@50) to the 4 decimals of §1.5; the
+    /// Checks the five figures (Acc, Edit, F1@10, F1@25, F1@50) to 4 decimals; the
     /// ASRF `1e-7` only moves the 7th significant digit.
     fn assert_scores(s: &Scores, expected: [f64; 5]) {
         let got = [s.acc, s.edit, s.f1_10, s.f1_25, s.f1_50];

@@ -2,7 +2,7 @@
 //! relative to the SpineBase of the same body (rel) and the backward difference to the previous
 //! frame (motion), for the two body slots, with channel = `slot * 3 + axis`.
 //!
-//! Follows `reference/architecture.md` §2.3 / §11.2 and DESIGN.md "The model — Inputs", with the
+//! Follows the InterAct paper's modalities, with the
 //! documented deviation that motion is a *backward* difference `x_t − x_{t−1}` (causal), so the
 //! streaming path ([`ModalityState::push`]) and the batch path ([`batch`]) give bit-identical
 //! numbers. Motion is the displacement per nominal frame period: when the frame index advanced
@@ -459,7 +459,7 @@ mod tests {
     use super::*;
     use crate::frame::{Body, Joint, Tracking};
 
-    /// Tiny local PKU-MMD skeleton reader (data.md §1.2): 150 floats per line, body 2 absent
+    /// Tiny local PKU-MMD skeleton reader: 150 floats per line, body 2 absent
     /// when all zero. Body ids 0 and 1, frame index = line number.
     fn read_pku(path: &str) -> Vec<Frame> {
         let text = std::fs::read_to_string(path)

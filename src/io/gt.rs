@@ -3,7 +3,7 @@
 //!
 //! The reader also accepts MS-TCN's own prediction files (a `### Frame level recognition: ###`
 //! line, then all labels space-separated on the next line), so `skelseg metrics` scores MS-TCN
-//! outputs unchanged. Scoring follows `reference/architecture.md` §1 ([`crate::metrics`]).
+//! outputs unchanged. Scoring: [`crate::metrics`].
 
 use std::fs;
 use std::io::Write;
@@ -226,7 +226,16 @@ mod tests {
         let labels = parse_labels("### Frame level recognition: ###\nx x y y y\n", "p").unwrap();
         assert_eq!(labels, ["x", "x", "y", "y", "y"]);
         let err = parse_labels("### Frame level recognition: ###\n", "p").unwrap_err();
-        assert!(matches!(&err, Error::Parse { location, .. } if location == "p:2"), "{err:?}");
+        match &err {
+            Error::Parse { location, expected, found } => {
+                assert_eq!(location, &Location::file_line("p", 2));
+                assert_eq!(
+                    (expected.as_str(), found.as_str()),
+                    ("the frame labels", "end of file")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

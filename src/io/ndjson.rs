@@ -1,4 +1,4 @@
-//! The `skeleton-ndjson/1` codec (reference/data.md §3.1): one JSON object per line, an optional
+//! The `skeleton-ndjson/1` codec: one JSON object per line, an optional
 //! header line naming layout, units and axes, then frame objects shaped like the Azure Kinect
 //! `offline_processor` frames.
 //!
@@ -410,7 +410,7 @@ impl Decoder {
             let id = wire.body_id.unwrap_or(b as u64);
             let joints = self.body_joints(&wire).map_err(|p| {
                 let item = match p.joint {
-                    Some(j) => format!("{frame_label} body {id} joint {j}"),
+                    Some(j) => format!("{frame_label} body {id}: joint {j}"),
                     None => format!("{frame_label} body {id}"),
                 };
                 self.reject_in(p.reason, item, p.expected, p.found)
@@ -734,7 +734,7 @@ pub fn write_recording(path: &Path, recording: &Recording) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// Frame 0 of `shared/data/pku-mmd/A10N08-L.txt`, body 1, as in reference/data.md §3.1.
+    /// Frame 0 of `shared/data/pku-mmd/A10N08-L.txt`, body 1.
     const PKU_FRAME0: &str = r#"{"type":"frame","frame_id":0,"timestamp_usec":0,"bodies":[{"body_id":1,"joint_positions":[[-0.3046,0.2126,2.7289],[-0.2907,0.5545,2.6891],[-0.2764,0.8865,2.6323],[-0.2833,1.0237,2.6543],[-0.3532,0.7612,2.7854],[-0.3998,0.4656,2.8316],[-0.4374,0.1963,2.6892],[-0.4732,-0.0735,2.5863],[-0.2676,0.701,2.5078],[-0.3704,0.4444,2.4997],[-0.4885,0.2589,2.5238],[-0.4922,0.1909,2.5477],[-0.3217,0.2082,2.7144],[-0.2834,-0.2041,2.8453],[-0.2602,-0.56,2.8818],[-0.3592,-0.6017,2.819],[-0.2787,0.2105,2.6633],[-0.363,-0.198,2.6436],[-0.3278,-0.5976,2.6664],[-0.3896,-0.6611,2.6433],[-0.28,0.805,2.6496],[-0.4755,-0.1202,2.5714],[-0.5209,-0.0697,2.5818],[-0.5067,0.1165,2.5797],[-0.4424,0.1728,2.5256]],"joint_tracking":[2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2]}]}"#;
 
     fn positions_line(

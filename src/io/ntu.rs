@@ -1,4 +1,4 @@
-//! NTU RGB+D raw `.skeleton` files (data.md §1.6; `shahroudy/NTURGB-D`
+//! NTU RGB+D raw `.skeleton` files (`shahroudy/NTURGB-D`
 //! `Matlab/read_skeleton_file.m`).
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! PKU-MMD skeleton, label and split files (data.md §1.2–§1.5), read and written.
+//! PKU-MMD skeleton, label and split files, read and written.
 //!
 //! * Skeleton file: one line per frame, 150 space-separated floats = 2 body slots × 25 Kinect v2
 //!   joints × xyz, metres. An all-zero slot means "no body". 30 fps.
@@ -23,7 +23,7 @@ pub const FPS: f64 = 30.0;
 /// Floats per skeleton line: 2 body slots × 25 joints × xyz.
 pub const FLOATS_PER_LINE: usize = BODY_SLOTS * NUM_JOINTS * 3;
 
-/// The 51 PKU-MMD action names in id order 1..=51 (`Actions.xlsx`, data.md §1.4).
+/// The 51 PKU-MMD action names in id order 1..=51 (`Actions.xlsx`).
 pub const ACTIONS: [&str; 51] = [
     "bow",
     "brushing hair",

@@ -1,4 +1,4 @@
-//! UTKinect-Action3D: joints files and `actionLabel.txt` (data.md §4.1, the data's SOURCE.txt).
+//! UTKinect-Action3D: joints files and `actionLabel.txt` (as the dataset's SOURCE.txt describes them).
 //!
 //! * `joints_sNN_eMM.txt`: one row per depth frame, `frameNo` then 20 Kinect v1 joints × xyz in
 //!   metres (61 numbers). `frameNo` steps by 2–8 and repeats: a repeated row is dropped (counted

@@ -1,5 +1,5 @@
 //! The InterAct model configuration: every hyper-parameter in one serde struct, saved beside the
-//! weights (architecture.md §11.1; DESIGN.md "The model").
+//! weights.
 
 use serde::{Deserialize, Serialize};
 
@@ -228,8 +228,7 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
-    /// PKU-MMD v2 (52 classes incl. "NONE"), the setting of the paper's Table 2
-    /// (DESIGN.md "Anchors"); D = 64 is architecture.md §11.1's recommendation.
+    /// PKU-MMD v2 (52 classes incl. "NONE"), the setting of the paper's Table 2; D = 64.
     pub fn pku_mmd_v2() -> Self {
         Self { num_classes: 52, ..Self::default() }
     }

@@ -1,4 +1,4 @@
-//! The InterAct model (architecture.md §11; DESIGN.md "The model"): DSMI, the per-frame spatial
+//! The InterAct model: DSMI, the per-frame spatial
 //! module, and MFAI, the multi-scale frame-action interaction temporal module, in tch.
 //!
 //! - [`InterAct::dsmi`]: three modalities `(N, 6, T, 25)` → features `(N, D, T)`. Per frame, so

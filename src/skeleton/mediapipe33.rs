@@ -1,5 +1,4 @@
-//! MediaPipe Pose (BlazePose) 33 landmarks, and the mapping to the canonical Kinect v2 layout
-//! (data.md §2.6).
+//! MediaPipe Pose (BlazePose) 33 landmarks, and the mapping to the canonical Kinect v2 layout.
 //!
 //! The mapping does not convert axes: MediaPipe world landmarks (metres, origin between the
 //! hips, image axes) become Kinect camera space with `(-x, -y, z)`.
@@ -87,7 +86,7 @@ pub const BONES: [(usize, usize); 35] = [
     (28, 32),
 ];
 
-/// MediaPipe-33 → Kinect v2 (data.md §2.6). Limbs, feet (foot index), hand tips (index finger)
+/// MediaPipe-33 → Kinect v2. Limbs, feet (foot index), hand tips (index finger)
 /// and thumbs are copied. SpineBase = hip midpoint, SpineShoulder = shoulder midpoint, Head =
 /// ear midpoint, hands = mean of wrist, pinky and index, SpineMid and Neck interpolated: all
 /// inferred. Nothing is left as a placeholder.

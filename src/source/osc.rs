@@ -1,4 +1,4 @@
-//! KinectV2-OSC over UDP (reference/data.md §3 and §3.1), decoded with `rosc`.
+//! KinectV2-OSC over UDP, decoded with `rosc`.
 //!
 //! The sender emits, per tracked body and frame, 25 messages
 //! `/bodies/{TrackingId}/joints/{JointType} x y z [trackingState]` (metres, Kinect camera space;

@@ -13,7 +13,7 @@
 //! precedes it to absorb them). A stream that ends undecided is committed whole, with its most
 //! frequent label. Either way the committed segments tile the stream.
 //!
-//! Boundary peaks are ASRF's (`reference/architecture.md` §7.4, [`is_boundary_peak`]): local
+//! Boundary peaks are ASRF's ([`is_boundary_peak`]): local
 //! maxima of the boundary probability at or above the threshold. Whether a frame is a local
 //! maximum is known only once the next finalised frame is, so a peak counts from the push after
 //! its frame on; labels are not held back for it. The first frame of a stream is never a peak
