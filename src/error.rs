@@ -81,13 +81,16 @@ pub enum Error {
     },
 
     // ---------------------------------------------------------------- model / train
-    /// A checkpoint that cannot be used: missing file, shapes or config that do not match.
-    #[error("checkpoint {path}: {message}")]
+    /// A checkpoint that cannot be used: unreadable weights or config, a format, version or
+    /// layout this skelseg does not read, tensors or classes that do not match the config.
+    #[error("checkpoint {}: expected {expected}, found {found}", path.display())]
     Checkpoint {
         /// The `.safetensors` path.
         path: PathBuf,
-        /// What does not match.
-        message: String,
+        /// What a usable checkpoint has there (`format "skelseg-checkpoint/1"`).
+        expected: String,
+        /// What this one has.
+        found: String,
     },
     // ---------------------------------------------------------------- stream / source
     /// A [`crate::stream::Pipeline`] stage failed (a libtorch error or a panic in inference, a

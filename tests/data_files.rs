@@ -377,6 +377,31 @@ fn truncated_real_files_are_reported_not_misread() {
     );
 }
 
+/// Issue 12: callers branch on the parts of a parse error, not on its text.
+#[test]
+fn parse_errors_carry_file_line_expected_and_found_as_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}\n{}\n", pku_line(None), pku_line(Some((3, "NaN"))));
+    let p = write(dir.path(), "nan.txt", &text);
+    match pku::read_skeleton(&p) {
+        Err(Error::Parse { location, expected, found }) => {
+            assert_eq!(location.path(), Some(p.as_path()));
+            assert_eq!(location.line, Some(2));
+            assert!(expected.starts_with("a finite number for"), "{expected}");
+            assert_eq!(found, "`NaN`");
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+    let empty = write(dir.path(), "e.skeleton", "");
+    match ntu::read_skeleton(&empty) {
+        Err(Error::Parse { location, found, .. }) => {
+            assert_eq!((location.path(), location.line), (Some(empty.as_path()), None));
+            assert_eq!(found, "an empty file");
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
 #[test]
 fn empty_files_are_errors_for_every_reader() {
     let dir = tempfile::tempdir().unwrap();
