@@ -4,7 +4,7 @@
 //! `skeleton-ndjson/1` over TCP or UDP and KinectV2-OSC over UDP ([`net`], [`osc`]), and the
 //! built-in simulator. A source yields [`SourceEvent`]s tagged with a [`StreamId`] (one per
 //! sensor, TCP client, UDP peer or recording) and tells a blocked consumer when it is finished
-//! for good. Sources are opened from a textual [`spec::SourceSpec`] (`tcp-listen:127.0.0.1:7000`).
+//! for good. Sources are opened from a textual [`SourceSpec`] (`tcp-listen:127.0.0.1:7000`).
 //!
 //! ## Backpressure
 //! Network ingress is lossy, newest wins: a bounded queue evicts the oldest queued frame (of the
@@ -19,13 +19,13 @@
 
 mod ingress;
 pub mod limits;
-pub mod net;
+mod net;
 pub mod osc;
-pub mod replay;
-pub mod send;
+mod replay;
+mod send;
 #[cfg(feature = "synth")]
-pub mod sim;
-pub mod spec;
+mod sim;
+mod spec;
 #[cfg(feature = "zenoh")]
 pub mod zenoh;
 

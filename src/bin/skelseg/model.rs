@@ -215,7 +215,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let job = train::trainer::TrainJob {
+    let job = train::TrainJob {
         model: model_cfg,
         train: train_cfg,
         out: args.out.clone(),
@@ -486,7 +486,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     let (loaded, dataset) = load_labelled(&args.model, &args.data, args.format, device)?;
     let recs = select(&dataset, args.split.as_deref(), &args.select)?;
     let seqs = sequences(&recs, &loaded.meta.model, loaded.meta.fps)?;
-    let (logits, labels) = train::eval::frame_logits(&loaded.model, &seqs, device)?;
+    let (logits, labels) = train::frame_logits(&loaded.model, &seqs, device)?;
     // Fit on the raw logits: a temperature already in the checkpoint is replaced, not stacked.
     let fit =
         train::calibrate::fit_temperature(&logits, &labels).context("no frames to calibrate on")?;
