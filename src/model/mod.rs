@@ -60,7 +60,7 @@ impl Output {
     }
 
     /// Calibrated class probabilities of the final stage, `softmax(P_a / temperature)` over
-    /// classes: `(N, A, T)` (see [`crate::train::calibrate`] for how the temperature is fitted).
+    /// classes: `(N, A, T)` (the temperature is fitted after training, `train::calibrate`).
     pub fn final_action_probs(&self) -> Result<Tensor> {
         Ok((&self.final_stage()?.action_logits / self.temperature).softmax(1, Kind::Float))
     }

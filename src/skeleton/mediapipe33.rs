@@ -123,7 +123,7 @@ pub(super) fn to_canonical(src: &Source<'_>) -> [Joint; NUM_JOINTS] {
     out
 }
 
-/// Kinect v2 → MediaPipe-33, the inverse of [`to_canonical`] where it has one: limbs, hand tips
+/// Kinect v2 → MediaPipe-33, the inverse of the mapping to Kinect v2 where it has one: limbs, hand tips
 /// and thumbs are copied, the pinky is placed so that the hand mean comes back, the ears sit
 /// 7 cm either side of the head across the shoulder line, the face points and heels sit on
 /// their neighbours. For writing stand-in recordings in a non-Kinect layout (`skelseg synth

@@ -1,8 +1,8 @@
 //! Frame sources: where skeleton frames come from.
 //!
-//! One trait, [`FrameSource`], for every origin: file replay paced in real time ([`replay`]),
-//! `skeleton-ndjson/1` over TCP or UDP and KinectV2-OSC over UDP ([`net`], [`osc`]), and the
-//! built-in simulator. A source yields [`SourceEvent`]s tagged with a [`StreamId`] (one per
+//! One trait, [`FrameSource`], for every origin: file replay paced in real time
+//! ([`ReplaySource`]), `skeleton-ndjson/1` over TCP or UDP and KinectV2-OSC over UDP
+//! ([`NetSource`], [`osc`]), and the built-in simulator (feature `synth`). A source yields [`SourceEvent`]s tagged with a [`StreamId`] (one per
 //! sensor, TCP client, UDP peer or recording) and tells a blocked consumer when it is finished
 //! for good. Sources are opened from a textual [`SourceSpec`] (`tcp-listen:127.0.0.1:7000`).
 //!

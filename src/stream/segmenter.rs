@@ -48,7 +48,8 @@ pub struct SegmenterConfig {
     pub boundary_threshold: f32,
     /// A peak counts for a candidate when it lies within this many frames of the candidate's start.
     pub boundary_radius: usize,
-    /// Emit a [`SegmenterOutput::Frame`] for every finalised frame.
+    /// Emit a [`SegmentEvent::FrameLabel`](crate::stream::SegmentEvent::FrameLabel) for every
+    /// finalised frame.
     pub per_frame: bool,
     /// After this many consecutive frames without any body, the open segment is closed and
     /// nothing is segmented until someone is back (0 = never).
