@@ -218,7 +218,7 @@ impl<'p, 't> Lines<'p, 't> {
             Error::parse(
                 Location::file_line(self.path, (self.last + 1) as u64),
                 expected,
-                "the end of the file (truncated?)",
+                "end of file (truncated?)",
             )
         })
     }

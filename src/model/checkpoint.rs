@@ -653,7 +653,7 @@ mod tests {
                 "overflows",
             ),
             (file(r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}}"#, 8), "not a size"),
-            (file(r#"[1,2]"#, 0), "expected a JSON object"),
+            (file(r#"[1,2]"#, 0), "not a JSON object"),
             (file(r#"{"a":"#, 0), "invalid JSON"),
             (b"\x01\x02".to_vec(), "too short"),
         ];

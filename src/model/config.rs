@@ -108,17 +108,17 @@ pub const CURRENT_REVISION: u32 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum InputNorm {
-    /// Camera-space coordinates.
-    ///
-    /// As the sensor gives them (revision-1 checkpoints).
-    #[default]
-    Camera,
     /// Person-centred frame, fixed when a person first appears.
     ///
     /// A per-stream body frame fixed causally when a person first appears: origin at their
     /// SpineBase, rotated about the vertical axis to face the sensor, scaled by torso length
     /// (see [`crate::modality::Anchor`]).
     Body,
+    /// Camera-space coordinates.
+    ///
+    /// As the sensor gives them (revision-1 checkpoints).
+    #[default]
+    Camera,
 }
 
 /// Hyper-parameters of [`InterAct`](super::InterAct). Serialised into the checkpoint's JSON;
