@@ -229,8 +229,7 @@ fn saved_rrd_holds_the_entity_tree_of_two_streams() {
         let path = format!("{root}/skeleton/bounds");
         let last = chunks
             .iter()
-            .filter(|c| c.entity_path().to_string() == path && c.is_static())
-            .next_back()
+            .rfind(|c| c.entity_path().to_string() == path && c.is_static())
             .unwrap_or_else(|| panic!("no static box at {path}"));
         let centre = last.iter_component::<Translation3D>(Boxes3D::descriptor_centers().component);
         let half = last.iter_component::<HalfSize3D>(Boxes3D::descriptor_half_sizes().component);
