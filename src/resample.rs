@@ -142,20 +142,7 @@ pub fn resample_recording(recording: &Recording, fps: f64) -> Cow<'_, Recording>
         let times: Vec<f64> = recording.frames.iter().map(|f| f.timestamp_secs).collect();
         let ids: Vec<usize> = frames
             .iter()
-            .map(|f| {
-                let i = times.partition_point(|&t| t < f.timestamp_secs);
-                let nearest = match (i.checked_sub(1), times.get(i)) {
-                    // Ties (a 15 fps frame halfway) go to the earlier frame.
-                    (Some(p), Some(&tn))
-                        if f.timestamp_secs - times[p] <= tn - f.timestamp_secs + 1e-9 =>
-                    {
-                        p
-                    }
-                    (Some(p), None) => p,
-                    _ => i,
-                };
-                labels.get(nearest).copied().unwrap_or(0)
-            })
+            .map(|f| labels.get(nearest(&times, f.timestamp_secs)).copied().unwrap_or(0))
             .collect();
         crate::io::labels::runs(&ids).filter(|iv| iv.class != 0).collect::<Vec<Interval>>()
     });
@@ -167,6 +154,29 @@ pub fn resample_recording(recording: &Recording, fps: f64) -> Cow<'_, Recording>
         frames,
         intervals,
     })
+}
+
+/// Index of the time in `times` (ascending, not empty) nearest to `t`; ties (a 15 fps frame
+/// halfway between two 30 fps ones) go to the earlier.
+fn nearest(times: &[f64], t: f64) -> usize {
+    let i = times.partition_point(|&x| x < t);
+    match (i.checked_sub(1), times.get(i)) {
+        (Some(p), Some(&next)) if t - times[p] <= next - t + 1e-9 => p,
+        (Some(p), None) => p,
+        _ => i,
+    }
+}
+
+/// Per-frame values of a resampled recording (frames at `grid` times) carried back to the
+/// recording's own frames (at `times`): each frame takes the value of the grid frame nearest to
+/// it, the inverse of how [`resample_recording`] carries labels to the grid. So predictions made
+/// at the model's rate come out one per recorded frame. Empty when `grid` or `values` is.
+pub fn to_source_frames<T: Copy>(grid: &[f64], values: &[T], times: &[f64]) -> Vec<T> {
+    let n = grid.len().min(values.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    times.iter().map(|&t| values[nearest(&grid[..n], t)]).collect()
 }
 
 /// Frames a stream's rate is estimated from before [`RateAdapter`] decides.
@@ -380,5 +390,28 @@ mod tests {
         assert_eq!(out.frames.len(), 59);
         assert_eq!(out.fps, 30.0);
         assert_eq!(out.intervals, Some(vec![Interval { class: 2, start: 20, end: 39 }]));
+    }
+
+    #[test]
+    fn grid_values_go_back_to_the_recorded_frames() {
+        // A 15 fps recording on the 30 fps grid and back: each recorded frame gets the value of
+        // the grid frame at its own time, so labels survive the round trip exactly.
+        let rec = Recording {
+            name: "r".into(),
+            source_layout: Layout::Mediapipe33,
+            fps: 15.0,
+            frames: (0..30).map(|i| frame(i, 2.0 + i as f64 / 15.0, 0.0)).collect(),
+            intervals: Some(vec![Interval { class: 2, start: 10, end: 19 }]),
+        };
+        let grid = resample_recording(&rec, 30.0);
+        let on_grid = grid.frame_labels().unwrap();
+        let grid_times: Vec<f64> = grid.frames.iter().map(|f| f.timestamp_secs).collect();
+        let times: Vec<f64> = rec.frames.iter().map(|f| f.timestamp_secs).collect();
+        let back = to_source_frames(&grid_times, &on_grid, &times);
+        assert_eq!(back, rec.frame_labels().unwrap());
+        // 60 fps: two recorded frames per grid frame; one halfway between takes the earlier.
+        let back = to_source_frames(&[0.0, 1.0 / 30.0], &[7, 9], &[0.0, 1.0 / 60.0, 2.0 / 60.0]);
+        assert_eq!(back, [7, 7, 9]);
+        assert!(to_source_frames::<u8>(&[], &[], &[0.0]).is_empty());
     }
 }

@@ -110,7 +110,28 @@ fn train_on_your_own_actions() {
     assert!(problem.contains("synth_0003.csv:2:"), "{problem}");
     assert!(problem.contains(&format!("did you mean `{first_name}`")), "{problem}");
 
-    // 4. Train (one epoch here), at the model's 30 fps from 15 fps recordings.
+    // Without a mapping.txt the same typo makes a class of its own: the check passes but warns
+    // that the two names look like one class spelt two ways.
+    let typo = tmp.path().join("typo");
+    copy_dir(&data, &typo);
+    std::fs::write(
+        typo.join("label/synth_0003.csv"),
+        text.replacen(&first_name, &format!("{first_name}x"), 1),
+    )
+    .unwrap();
+    let report = json(&["check", "--data", s(&typo), "--json"]);
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{report}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(
+        warning.contains(&format!("`{first_name}` ("))
+            && warning.contains(&format!("`{first_name}x` (1 instances)")),
+        "{warning}"
+    );
+    assert_eq!(check["warnings"].as_array().unwrap().len(), 0, "{check}");
+
+    // 4. Train (one epoch here), at the model's 30 fps from 15 fps recordings. By default
+    //    training starts from the bundled PKU-MMD model, its backbone frozen.
     let train = json(&[
         "train",
         "--data",
@@ -132,6 +153,40 @@ fn train_on_your_own_actions() {
     assert_eq!(meta["data"]["source_layouts"][0], "mediapipe_33");
     assert_eq!(meta["data"]["source_fps"][0], 15.0);
     assert_eq!(meta["classes"][3], "wave_right");
+    assert_eq!(meta["data"]["init"], "bundled:pku-mmd", "{meta}");
+    assert_eq!(meta["data"]["freeze_backbone"], true, "{meta}");
+    // 12 training recordings (< 100): every fifth validates (a tenth would hold out one).
+    assert_eq!(meta["data"]["val_recordings"], serde_json::json!(["synth_0002", "synth_0007"]));
+    let pku = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/pku-mmd.safetensors");
+    let bundled = skelseg::model::checkpoint::load(&pku, tch::Device::Cpu).unwrap();
+    let trained = skelseg::model::checkpoint::load(&model, tch::Device::Cpu).unwrap();
+    assert!(
+        bundled.vs.variables()["dsmi.collapse.weight"]
+            .equal(&trained.vs.variables()["dsmi.collapse.weight"]),
+        "the default fine-tune keeps the bundled backbone"
+    );
+
+    // --from-scratch trains a fresh model instead, and says so in the checkpoint.
+    let scratch = tmp.path().join("scratch.safetensors");
+    let report = json(&[
+        "train",
+        "--data",
+        s(&data),
+        "--split",
+        "train",
+        "--from-scratch",
+        "--out",
+        s(&scratch),
+        "--epochs",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(report["epochs"], 1, "{report}");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["data"]["init"], Value::Null, "{meta}");
+    assert_eq!(meta["data"]["freeze_backbone"], false, "{meta}");
 
     // 5. Evaluate on the test split.
     let eval =
@@ -139,6 +194,17 @@ fn train_on_your_own_actions() {
     let tests = std::fs::read_to_string(data.join("splits/test.txt")).unwrap().lines().count();
     assert_eq!(eval["videos"], tests as u64, "{eval}");
     assert!(eval["f1_50"].as_f64().is_some_and(|f| (0.0..=100.0).contains(&f)));
+    // Predictions written per frame come out at the recordings' own 15 fps, not the model's 30.
+    let pred = tmp.path().join("pred");
+    let args = ["--split", "test", "--write-pred", s(&pred), "--json"];
+    json(&[&["eval", "--model", s(&model), "--data", s(&data)][..], &args].concat());
+    let test_names = std::fs::read_to_string(data.join("splits/test.txt")).unwrap();
+    for name in test_names.lines() {
+        let rec = data.join(format!("skeleton/{name}.ndjson"));
+        let frames = skelseg::io::ndjson::read_recording(&rec).unwrap().frames.len();
+        let written = std::fs::read_to_string(pred.join(format!("{name}.txt"))).unwrap();
+        assert_eq!(written.lines().count(), frames, "{name}: one predicted label per 15 fps frame");
+    }
 
     // 6. Stream a 15 fps recording with the new model: it is resampled to 30 fps, and the
     //    committed segments tile the resampled stream.
@@ -158,7 +224,6 @@ fn train_on_your_own_actions() {
 
     // Fine-tuning from the bundled PKU-MMD model, backbone frozen.
     let tuned = tmp.path().join("tuned.safetensors");
-    let pku = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/pku-mmd.safetensors");
     let report = json(&[
         "train",
         "--data",

@@ -11,11 +11,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use re_log_encoding::DecoderApp;
-use rerun::components::{ClassId, KeypointId, Position3D, Scalar, Text};
+use rerun::components::{ClassId, HalfSize3D, KeypointId, Position3D, Scalar, Text, Translation3D};
 use rerun::log::{Chunk, LogMsg};
 use rerun::{
-    AnnotationContext, Component, ComponentDescriptor, Points3D, Scalars, StateChange, StoreKind,
-    TextDocument, TextLog,
+    AnnotationContext, Boxes3D, Component, ComponentDescriptor, Points3D, Scalars, StateChange,
+    StoreKind, TextDocument, TextLog, ViewCoordinates,
 };
 use skelseg::io::{ClassMap, Interval};
 use skelseg::viz::{Visualizer, VizMsg, VizSender, VizTarget};
@@ -221,6 +221,37 @@ fn saved_rrd_holds_the_entity_tree_of_two_streams() {
         })
         .collect();
     assert_eq!(cleared, vec![20]);
+
+    // The 3D view frames the whole body: a static box at skeleton/bounds (inside the view's
+    // origin) holds every measured joint the stream showed, and the view coordinates say y is up.
+    assert!(has_static(&chunks, &format!("{ra}/skeleton"), &ViewCoordinates::descriptor_xyz()));
+    for (root, bodies) in [(ra, 2), (rb, 1)] {
+        let path = format!("{root}/skeleton/bounds");
+        let last = chunks
+            .iter()
+            .rfind(|c| c.entity_path().to_string() == path && c.is_static())
+            .unwrap_or_else(|| panic!("no static box at {path}"));
+        let centre = last.iter_component::<Translation3D>(Boxes3D::descriptor_centers().component);
+        let half = last.iter_component::<HalfSize3D>(Boxes3D::descriptor_half_sizes().component);
+        let (c, h) = (centre.into_iter().next().unwrap()[0], half.into_iter().next().unwrap()[0]);
+        let (c, h) = ([c.x(), c.y(), c.z()], [h.x(), h.y(), h.z()]);
+        for b in 0..bodies {
+            for f in 0..30u64 {
+                for j in 0..21 {
+                    let p = joint_pos(b, f, j);
+                    assert!(
+                        (0..3).all(|k| (p[k] - c[k]).abs() <= h[k] + 1e-5),
+                        "{path}: joint {j} of body {b} at frame {f} {p:?} outside {c:?} ± {h:?}"
+                    );
+                }
+            }
+        }
+        // Tight around the joints plus 0.3 m in x (bodies span x = -1..2 in A, 0..2 in B); the
+        // test's bodies are only 0.29 m tall and 0.02 m deep, so y and z get the 2 m × 1.2 m
+        // minimum that fits a standing adult.
+        let want = [if bodies == 2 { 1.8 } else { 1.3 }, 1.0, 0.6];
+        assert!((0..3).all(|k| (h[k] - want[k]).abs() < 1e-4), "{path}: {h:?}, want {want:?}");
+    }
 
     // Label, probabilities and boundary: one row per finalised frame.
     for (root, finalised) in [(ra, 26u64), (rb, 25)] {

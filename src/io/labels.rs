@@ -317,6 +317,28 @@ pub fn closest_name<'a>(name: &str, classes: &'a ClassMap) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// Pairs `(i, j)`, `i < j`, of class names so alike that one is probably a misspelling of the
+/// other: equal once case, blanks, `_` and `-` are ignored, or within an edit distance of a
+/// quarter of the longer name (at least 1). Without a `mapping.txt` every label name becomes a
+/// class, so `check` and `train` warn about these pairs.
+pub fn near_duplicate_names(names: &[String]) -> Vec<(usize, usize)> {
+    let squash = |n: &str| -> String {
+        n.chars().filter(|c| !matches!(c, ' ' | '_' | '-')).flat_map(char::to_lowercase).collect()
+    };
+    let squashed: Vec<String> = names.iter().map(|n| squash(n)).collect();
+    let mut pairs = Vec::new();
+    for i in 0..names.len() {
+        for j in i + 1..names.len() {
+            let (a, b) = (&squashed[i], &squashed[j]);
+            let limit = (a.chars().count().max(b.chars().count()) / 4).max(1);
+            if a == b || edit_distance(a, b) <= limit {
+                pairs.push((i, j));
+            }
+        }
+    }
+    pairs
+}
+
 /// Levenshtein distance over chars.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -361,6 +383,20 @@ mod tests {
                 .collect(),
             intervals: None,
         }
+    }
+
+    #[test]
+    fn near_duplicate_names_are_typos_and_spelling_variants_only() {
+        let names: Vec<String> =
+            ["background", "wave_left", "wave_right", "wave_lfet", "Wave Left", "squat", "punch"]
+                .map(String::from)
+                .to_vec();
+        // wave_lfet: 2 edits from wave_left (limit 9 / 4 = 2); `Wave Left` squashes equal to it;
+        // wave_right is 4 edits away, squat and punch are far from everything.
+        assert_eq!(near_duplicate_names(&names), [(1, 3), (1, 4), (3, 4)]);
+        let distinct: Vec<String> =
+            ["background", "clap", "wave", "squat"].map(String::from).to_vec();
+        assert!(near_duplicate_names(&distinct).is_empty());
     }
 
     fn classes() -> ClassMap {

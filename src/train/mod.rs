@@ -17,5 +17,5 @@ pub use eval::{
 };
 pub use trainer::{
     SizedDefaults, TARGET_TRAINING_FRAMES, TrainConfig, TrainJob, TrainProgress, TrainReport,
-    state_dir, train,
+    fitting_epochs, state_dir, train,
 };

@@ -7,6 +7,19 @@
 //! sorted by name and every k-th one, starting at the middle of the first k, goes to validation,
 //! with `k = round(1 / fraction)`; at least one group is held out and at least one kept. So no
 //! performance (or subject) is seen from one side in training and from another in validation.
+//!
+//! The default fraction ([`default_val_fraction`]) is 0.2 for folders of fewer than 100 training
+//! recordings and 0.1 above: in a tiny folder a tenth is two or three recordings, too few to tell
+//! one epoch's checkpoint from another's.
+
+/// Recordings below which [`default_val_fraction`] carves a fifth instead of a tenth.
+pub const SMALL_FOLDER: usize = 100;
+
+/// Share of the groups carved for validation by default: 0.2 below [`SMALL_FOLDER`] training
+/// recordings, else 0.1.
+pub fn default_val_fraction(recordings: usize) -> f64 {
+    if recordings < SMALL_FOLDER { 0.2 } else { 0.1 }
+}
 
 /// Group key of a recording name (see the module docs).
 pub fn group_of(name: &str) -> &str {
@@ -46,6 +59,19 @@ mod tests {
         assert_eq!(val, ["0006-L", "0006-M", "0006-R", "0016-L", "0016-M", "0016-R"]);
         assert_eq!(train.len() + val.len(), names.len());
         assert!(train.iter().all(|t| !val.iter().any(|v| group_of(v) == group_of(t))));
+    }
+
+    #[test]
+    fn tiny_folders_carve_a_fifth() {
+        assert_eq!(default_val_fraction(28), 0.2);
+        assert_eq!(default_val_fraction(99), 0.2);
+        assert_eq!(default_val_fraction(100), 0.1);
+        // 28 recordings in one group: 6 validate (3 with a tenth).
+        let names: Vec<String> = (0..28).map(|i| format!("take{i:02}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (_, val) = carve_validation(&names, default_val_fraction(names.len()));
+        assert_eq!(val.len(), 6);
+        assert_eq!(carve_validation(&names, 0.1).1.len(), 3);
     }
 
     #[test]

@@ -66,6 +66,11 @@ pub struct TrainConfig {
     /// (0 = never stop early).
     #[serde(default)]
     pub patience: usize,
+    /// Wall-time budget of the run in seconds (0 = none). After the first epoch the epochs are
+    /// cut to what fits the budget at that epoch's pace (the learning-rate schedule follows), and
+    /// the run stops after any epoch that leaves too little time for another.
+    #[serde(default)]
+    pub time_budget_secs: f64,
 }
 
 fn one() -> usize {
@@ -92,6 +97,7 @@ impl Default for TrainConfig {
             max_whole_frames: default_max_whole_frames(),
             augment: Augment::default(),
             patience: 0,
+            time_budget_secs: 0.0,
         }
     }
 }
@@ -170,6 +176,10 @@ pub struct TrainReport {
     pub interrupted: bool,
     /// Whether early stopping ended the run ([`TrainConfig::patience`]).
     pub stopped_early: bool,
+    /// Epochs the run planned once the time budget was known ([`TrainConfig::time_budget_secs`]).
+    pub planned_epochs: usize,
+    /// Whether the time budget ended the run before the planned epochs.
+    pub stopped_on_budget: bool,
     /// Epoch of the best checkpoint.
     pub best_epoch: usize,
     /// Validation scores of the best checkpoint.
@@ -280,6 +290,13 @@ fn copy_matching(vs: &mut nn::VarStore, from: &nn::VarStore) -> Vec<String> {
     fresh
 }
 
+/// Epochs (counted from 1) that fit `budget` seconds when the first `done` took `spent`; at
+/// least one.
+pub fn fitting_epochs(budget: f64, spent: f64, done: usize) -> usize {
+    let per_epoch = spent / done.max(1) as f64;
+    ((budget / per_epoch.max(1e-9)).floor() as usize).max(1)
+}
+
 /// The RNG of one epoch: the same for a seed and epoch however the run got there.
 fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
@@ -371,7 +388,9 @@ pub fn train(
         nn::AdamW { wd: job.train.weight_decay, ..Default::default() }.build(&vs, job.train.lr)?;
 
     let steps_per_epoch = train_set.len().div_ceil(job.train.batch);
-    let total_steps = steps_per_epoch * job.train.epochs;
+    let mut epochs = job.train.epochs;
+    let mut total_steps = steps_per_epoch * epochs;
+    let budget = job.train.time_budget_secs;
     let val_set = if val_set.is_empty() { train_set } else { val_set };
     let background = vec![0usize];
     let mut step = resumed.as_ref().map_or(0, |s| s.step);
@@ -386,8 +405,11 @@ pub fn train(
     // Epochs since the best validation score (restarts at 0 on resume).
     let mut since_best = 0usize;
     let mut epochs_done = first_epoch - 1;
+    let mut stopped_on_budget = false;
+    let mut epoch = first_epoch - 1;
 
-    'epochs: for epoch in first_epoch..=job.train.epochs {
+    'epochs: while epoch < epochs {
+        epoch += 1;
         let mut rng = epoch_rng(job.train.seed, epoch);
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         order.shuffle(&mut rng);
@@ -441,7 +463,20 @@ pub fn train(
         train_secs += epoch_started.elapsed().as_secs_f64();
         epochs_done = epoch;
 
-        let validate = epoch % job.train.val_every.max(1) == 0 || epoch == job.train.epochs;
+        if budget > 0.0 {
+            // The pace so far fixes how many epochs fit; re-planned after every epoch (only ever
+            // fewer) as the load of a shared machine changes. A resumed run budgets its own
+            // process: the epochs before it are done.
+            let done = epoch + 1 - first_epoch;
+            let fits = first_epoch - 1
+                + fitting_epochs(budget, started.elapsed().as_secs_f64() * 1.1, done);
+            if fits < epochs {
+                tracing::info!(epochs, fits, budget, "time budget: fewer epochs");
+                epochs = fits.max(epoch);
+                total_steps = steps_per_epoch * epochs;
+            }
+        }
+        let validate = epoch % job.train.val_every.max(1) == 0 || epoch == epochs;
         if validate {
             // Inference once, then the boundary threshold (§11.8: tuned on validation data) that
             // gives the best F1@50; 1.0 means the plain argmax.
@@ -508,6 +543,13 @@ pub fn train(
             stopped_early = true;
             break;
         }
+        // Load on a shared machine changes the pace: stop when another epoch would overrun.
+        let per_epoch = started.elapsed().as_secs_f64() / (epoch + 1 - first_epoch) as f64;
+        if budget > 0.0 && epoch < epochs && started.elapsed().as_secs_f64() + per_epoch > budget {
+            tracing::info!(epoch, budget, "time budget spent");
+            stopped_on_budget = true;
+            break;
+        }
     }
 
     let (best_epoch, best_val) = match best {
@@ -518,6 +560,8 @@ pub fn train(
         epochs: epochs_done,
         interrupted,
         stopped_early,
+        planned_epochs: epochs,
+        stopped_on_budget,
         best_epoch,
         best_val,
         frames_per_sec: frames_total as f64 / train_secs.max(1e-9),
@@ -566,6 +610,15 @@ mod tests {
         let large = TrainConfig::for_data(&[3000; 200]);
         assert_eq!(large, SizedDefaults { epochs: 10, crop_frames: 512, patience: 8 });
         assert_eq!(TrainConfig::for_data(&[100; 2]).epochs, 150);
+    }
+
+    #[test]
+    fn the_budget_fits_whole_epochs_at_the_pace_so_far() {
+        // 15 min, 3 epochs in 60 s: 45 fit.
+        assert_eq!(fitting_epochs(900.0, 60.0, 3), 45);
+        assert_eq!(fitting_epochs(900.0, 61.0, 3), 44);
+        // One epoch longer than the budget: still one.
+        assert_eq!(fitting_epochs(60.0, 100.0, 1), 1);
     }
 
     #[test]

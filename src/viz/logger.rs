@@ -70,6 +70,61 @@ struct StreamState {
     slots_shown: [bool; BODY_SLOTS],
     /// `(frame index, sensor time)` of recent frames, increasing frame index.
     timestamps: VecDeque<(u64, f64)>,
+    /// The framing box logged at `skeleton/bounds` (see [`BodyBounds`]).
+    bounds: BodyBounds,
+}
+
+/// Margin around the joints seen so far of the box that frames the body, in metres.
+pub(super) const FRAME_MARGIN_M: f32 = 0.3;
+/// Smallest box that frames a body (x, y, z in metres): a standing adult fits whatever the
+/// first frame shows (a crouch, a partial body).
+pub(super) const FRAME_MIN_SIZE_M: [f32; 3] = [1.2, 2.0, 1.2];
+
+/// The box around every measured joint a stream has shown, padded by [`FRAME_MARGIN_M`] and at
+/// least [`FRAME_MIN_SIZE_M`]. Logged (static) as the 3D view's content beside the skeletons, it
+/// makes the scene's bounds, which the viewer frames by default, the space the body moves in:
+/// the whole body in view from the first frame, not a camera at the origin staring at a corner.
+/// It is re-logged only when a joint leaves it, so a stream sends it a handful of times.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct BodyBounds {
+    /// The box last logged, `(min, max)`.
+    pub(super) logged: Option<([f32; 3], [f32; 3])>,
+}
+
+impl BodyBounds {
+    /// Takes a frame's joints in; returns the new box to log when one of them lies outside the
+    /// logged box. Untracked joints (often at the origin) and non-finite ones are ignored.
+    pub(super) fn grow(&mut self, frame: &Frame) -> Option<([f32; 3], [f32; 3])> {
+        let points = frame
+            .bodies
+            .iter()
+            .flat_map(|b| b.joints.iter())
+            .filter(|j| j.tracking != Tracking::NotTracked && j.pos.iter().all(|v| v.is_finite()))
+            .map(|j| j.pos);
+        let (mut lo, mut hi) = self.logged.unwrap_or(([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]));
+        let mut outside = false;
+        for p in points {
+            for c in 0..3 {
+                if p[c] < lo[c] || p[c] > hi[c] {
+                    outside = true;
+                }
+                lo[c] = lo[c].min(p[c] - FRAME_MARGIN_M);
+                hi[c] = hi[c].max(p[c] + FRAME_MARGIN_M);
+            }
+        }
+        if !outside {
+            return None;
+        }
+        for c in 0..3 {
+            let short = FRAME_MIN_SIZE_M[c] - (hi[c] - lo[c]);
+            if short > 0.0 {
+                lo[c] -= short / 2.0;
+                hi[c] += short / 2.0;
+            }
+        }
+        self.logged = Some((lo, hi));
+        self.logged
+    }
 }
 
 impl StreamState {
@@ -239,7 +294,12 @@ impl Logger {
 
         self.streams.insert(
             stream.clone(),
-            StreamState { root, slots_shown: [false; BODY_SLOTS], timestamps: VecDeque::new() },
+            StreamState {
+                root,
+                slots_shown: [false; BODY_SLOTS],
+                timestamps: VecDeque::new(),
+                bounds: BodyBounds::default(),
+            },
         );
         self.stream_order.push((stream, id));
         self.send_blueprint();
@@ -250,8 +310,16 @@ impl Logger {
             return;
         };
         state.remember_time(frame.index, frame.timestamp_secs);
+        let grown = state.bounds.grow(frame);
         let root = state.root.clone();
         let mut slots_shown = state.slots_shown;
+        if let Some((lo, hi)) = grown {
+            let size: [f32; 3] = std::array::from_fn(|c| hi[c] - lo[c]);
+            let frame_box = Boxes3D::from_mins_and_sizes([lo], [size])
+                .with_colors([Rgba32::from_unmultiplied_rgba(160, 160, 160, 90)])
+                .with_radii([0.004f32]);
+            self.log_static(&format!("{root}/skeleton/bounds"), &frame_box);
+        }
         self.set_time(frame.index, Some(frame.timestamp_secs));
         for (slot, shown) in slots_shown.iter_mut().enumerate() {
             let path = format!("{root}/skeleton/body{slot}");
@@ -524,6 +592,7 @@ mod tests {
             root: "/stream/x".into(),
             slots_shown: [false; BODY_SLOTS],
             timestamps: VecDeque::new(),
+            bounds: BodyBounds::default(),
         };
         state.remember_time(3, 0.1);
         state.remember_time(5, 0.2);
@@ -531,5 +600,33 @@ mod tests {
         assert_eq!(state.time_of(5), Some(0.2));
         assert_eq!(state.time_of(3), Some(0.1));
         assert_eq!(state.time_of(4), None);
+    }
+
+    fn body_at(x: f32, height: f32) -> Frame {
+        let mut joints = [crate::Joint::default(); NUM_JOINTS];
+        for (j, joint) in joints.iter_mut().enumerate() {
+            let t = j as f32 / (NUM_JOINTS - 1) as f32;
+            *joint = crate::Joint { pos: [x, height * t, 3.0], tracking: Tracking::Tracked };
+        }
+        // An untracked joint at the origin must not stretch the box to the camera.
+        joints[12] = crate::Joint { pos: [0.0; 3], tracking: Tracking::NotTracked };
+        Frame { index: 0, timestamp_secs: 0.0, bodies: vec![crate::Body { id: 1, joints }] }
+    }
+
+    #[test]
+    fn the_framing_box_holds_every_joint_seen_and_grows_only_when_one_leaves_it() {
+        let mut bounds = BodyBounds::default();
+        // A 1.7 m body at x = 0.5, z = 3: y spans the body plus the margin, x and z the minimum.
+        let (lo, hi) = bounds.grow(&body_at(0.5, 1.7)).expect("the first body sets the box");
+        let close = |a: [f32; 3], b: [f32; 3]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+        assert!(close(lo, [-0.1, -0.3, 2.4]), "{lo:?}");
+        assert!(close(hi, [1.1, 2.0, 3.6]), "{hi:?}");
+        // Moving inside the box logs nothing; stepping out grows it to hold the new joints.
+        assert_eq!(bounds.grow(&body_at(0.8, 1.7)), None);
+        let (lo2, hi2) = bounds.grow(&body_at(2.0, 1.7)).expect("x = 2 is outside");
+        assert!(close(lo2, lo) && (hi2[0] - 2.3).abs() < 1e-5, "{lo2:?} {hi2:?}");
+        // No measured joint: no box.
+        let empty = Frame { index: 1, timestamp_secs: 0.0, bodies: Vec::new() };
+        assert_eq!(BodyBounds::default().grow(&empty), None);
     }
 }

@@ -14,6 +14,7 @@
 //! |---|---|---|
 //! | `/` | `AnnotationContext` (static) | class per body slot, 25 keypoints, 24 bones |
 //! | `skeleton` | `ViewCoordinates` (static) | Kinect camera space: x left, y up, z forward |
+//! | `skeleton/bounds` | `Boxes3D` (static) | the box the body has moved in, re-logged as it grows: what the 3D view frames |
 //! | `skeleton/body{slot}` | `Points3D` + class/keypoint ids | one per frame with that body; `Clear` when it goes |
 //! | `label` | `TextDocument` (markdown) | one per finalised frame: arg-max class |
 //! | `probs/{class}` | `Scalars`, named series | one per finalised frame |
@@ -45,7 +46,7 @@ use rerun::blueprint::{
 };
 use rerun::components::InterpolationMode;
 use rerun::{
-    AnnotationContext, AsComponents, ClassDescription, Clear, KeypointPair, Points3D,
+    AnnotationContext, AsComponents, Boxes3D, ClassDescription, Clear, KeypointPair, Points3D,
     RecordingStream, RecordingStreamBuilder, Rgba32, Scalars, SeriesLines, SpawnOptions,
     StateChange, StateConfiguration, TextDocument, TextLog, TextLogLevel, ViewCoordinates,
 };

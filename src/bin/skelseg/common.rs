@@ -14,15 +14,23 @@ pub fn bundled_model() -> Result<PathBuf> {
     Ok(bundled_dir()?.join("models/synth.safetensors"))
 }
 
+/// The bundled PKU-MMD model (`fixtures/models/pku-mmd.*`, 52 classes of daily actions), the
+/// backbone `train` starts from by default.
+pub fn bundled_pku_model() -> Result<PathBuf> {
+    Ok(bundled_dir()?.join("models/pku-mmd.safetensors"))
+}
+
 /// The bundled synthetic sequence (PKU-MMD format, with its label file), embedded like the model.
 pub fn bundled_sequence() -> Result<PathBuf> {
     Ok(bundled_dir()?.join("skeleton/synth_0000.txt"))
 }
 
 /// The embedded files, by their path under the bundled folder.
-const BUNDLED: [(&str, &[u8]); 4] = [
+const BUNDLED: [(&str, &[u8]); 6] = [
     ("models/synth.safetensors", include_bytes!("../../../fixtures/models/synth.safetensors")),
     ("models/synth.json", include_bytes!("../../../fixtures/models/synth.json")),
+    ("models/pku-mmd.safetensors", include_bytes!("../../../fixtures/models/pku-mmd.safetensors")),
+    ("models/pku-mmd.json", include_bytes!("../../../fixtures/models/pku-mmd.json")),
     ("skeleton/synth_0000.txt", include_bytes!("../../../fixtures/synth/skeleton/synth_0000.txt")),
     ("label/synth_0000.txt", include_bytes!("../../../fixtures/synth/label/synth_0000.txt")),
 ];

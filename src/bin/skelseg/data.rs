@@ -308,6 +308,8 @@ struct CheckReport {
     fps: std::collections::BTreeMap<String, usize>,
     label_formats: std::collections::BTreeMap<String, usize>,
     problems: Vec<String>,
+    /// Things that may be mistakes but do not fail the check (near-duplicate class names).
+    warnings: Vec<String>,
 }
 
 /// Reads a dataset folder the way `train` does and reports what is in it and every problem.
@@ -356,6 +358,11 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
             }
         }
     }
+    let warnings = if args.data.join(io::dataset::MAPPING_FILE).is_file() {
+        Vec::new()
+    } else {
+        near_duplicate_warnings(&ds.classes, |id| classes.get(id).map_or(0, |c| c.instances))
+    };
     let split_of = |names: &[&Recording]| SplitCheck {
         recordings: names.len(),
         frames: names.iter().map(|r| r.frames.len()).sum(),
@@ -405,6 +412,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         fps,
         label_formats,
         problems,
+        warnings,
     };
     let code = if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     if args.json {
@@ -445,6 +453,9 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
             s.secs / 60.0
         );
     }
+    for w in &report.warnings {
+        println!("\nwarning: {w}");
+    }
     if report.problems.is_empty() {
         println!("\nno problems found");
     } else {
@@ -454,4 +465,27 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// One warning per pair of class names that look like one class spelt two ways
+/// ([`io::labels::near_duplicate_names`]), with each one's instance count.
+pub fn near_duplicate_warnings(
+    classes: &io::ClassMap,
+    instances: impl Fn(usize) -> usize,
+) -> Vec<String> {
+    io::labels::near_duplicate_names(classes.names())
+        .into_iter()
+        .map(|(a, b)| {
+            let name = |id: usize| classes.name(id).unwrap_or("?");
+            format!(
+                "classes `{}` ({} instances) and `{}` ({} instances) look like one class spelt \
+                 two ways; without a mapping.txt every label name is a class (fix the labels, or \
+                 write mapping.txt to make unknown names an error)",
+                name(a),
+                instances(a),
+                name(b),
+                instances(b)
+            )
+        })
+        .collect()
 }

@@ -18,7 +18,9 @@ use skelseg::online::{OnlineReport, evaluate_online};
 use skelseg::stream::StreamConfig;
 use skelseg::train::{self, SequenceTensors, TrainConfig};
 
-use crate::common::{DeviceArg, bundled_model, bundled_sequence, device_name, print_json};
+use crate::common::{
+    DeviceArg, bundled_model, bundled_pku_model, bundled_sequence, device_name, print_json,
+};
 use crate::data::print_scores;
 
 #[derive(Debug, Args)]
@@ -35,12 +37,17 @@ pub struct TrainArgs {
     /// Epochs (default: from the data size, see `TrainConfig::for_data` and the README).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Wall-time budget in minutes: after the first epoch the epochs are cut to what fits
+    /// (default: 15 unless --epochs is given; 0 = none).
+    #[arg(long)]
+    max_minutes: Option<f64>,
     /// Crops per optimiser step.
     #[arg(long, default_value_t = 4)]
     batch: usize,
-    /// Peak learning rate (AdamW, warm-up then cosine).
-    #[arg(long, default_value_t = 5e-4)]
-    lr: f64,
+    /// Peak learning rate (AdamW, warm-up then cosine; default 5e-4, 2e-4 when fine-tuning a
+    /// whole backbone).
+    #[arg(long)]
+    lr: Option<f64>,
     /// Longest random temporal crop in frames (default: from the recording lengths).
     #[arg(long)]
     crop: Option<usize>,
@@ -48,42 +55,52 @@ pub struct TrainArgs {
     /// (default: from the data size; 0 = never stop early).
     #[arg(long)]
     patience: Option<usize>,
-    /// Feature width D.
-    #[arg(long, default_value_t = 64)]
-    dim: i64,
+    /// Feature width D (default 64). Any architecture flag (this one to --norm) trains a fresh
+    /// model instead of starting from the bundled PKU-MMD model.
+    #[arg(long)]
+    dim: Option<i64>,
     /// Linear-attention layers of the action block (the paper does not say; DeST uses 10).
-    #[arg(long, default_value_t = ModelConfig::default().action_layers)]
-    action_layers: i64,
+    #[arg(long)]
+    action_layers: Option<i64>,
     /// Dilated residual layers of the boundary block (the paper does not say; ETSPNet uses 10).
-    #[arg(long, default_value_t = ModelConfig::default().boundary_layers)]
-    boundary_layers: i64,
+    #[arg(long)]
+    boundary_layers: Option<i64>,
     /// Dropout inside the temporal layers (the anchors use 0.5; less suits short budgets).
-    #[arg(long, default_value_t = ModelConfig::default().layer_dropout)]
-    dropout: f64,
+    #[arg(long)]
+    dropout: Option<f64>,
     /// Channel dropout on the features entering MFAI (DeST/ASFormer 0.3).
-    #[arg(long, default_value_t = ModelConfig::default().channel_dropout)]
-    channel_dropout: f64,
+    #[arg(long)]
+    channel_dropout: Option<f64>,
     /// Validate every this many epochs (always after the last).
     #[arg(long, default_value_t = 1)]
     val_every: usize,
-    /// Spatial module (ablation).
-    #[arg(long, value_enum, default_value_t = Spatial::Dsmi)]
-    spatial: Spatial,
-    /// Temporal module (ablation).
-    #[arg(long, value_enum, default_value_t = Temporal::Mfai)]
-    temporal: Temporal,
+    /// Spatial module (ablation; default dsmi).
+    #[arg(long, value_enum)]
+    spatial: Option<Spatial>,
+    /// Temporal module (ablation; default mfai).
+    #[arg(long, value_enum)]
+    temporal: Option<Temporal>,
     /// Recordings whose name contains one of these are left out of training and validation
     /// (comma-separated, e.g. `s01,s02` for a UTKinect cross-validation test fold).
     #[arg(long, value_delimiter = ',')]
     holdout: Vec<String>,
     /// Start from this checkpoint's weights and architecture (the architecture flags are then
     /// ignored). When the dataset's classes differ, the backbone is reused and the class
-    /// queries start afresh (fine-tuning).
+    /// queries start afresh (fine-tuning). Default: the bundled PKU-MMD model, unless
+    /// --from-scratch or an architecture flag is given.
     #[arg(long)]
     init: Option<PathBuf>,
-    /// With --init: train only the class queries and heads; the backbone stays as loaded.
-    #[arg(long, requires = "init")]
+    /// Train a freshly initialised model instead of starting from the bundled PKU-MMD model.
+    #[arg(long, conflicts_with_all = ["init", "freeze_backbone", "tune_backbone"])]
+    from_scratch: bool,
+    /// When starting from a model with other classes: train only the class queries and heads,
+    /// the backbone stays as loaded (the default, see the README).
+    #[arg(long, conflicts_with = "tune_backbone")]
     freeze_backbone: bool,
+    /// When starting from a model with other classes: train the backbone too (at a lower
+    /// learning rate by default).
+    #[arg(long)]
+    tune_backbone: bool,
     /// Continue an interrupted run of the same command from `OUT.state/` (saved every epoch).
     #[arg(long)]
     resume: bool,
@@ -91,18 +108,20 @@ pub struct TrainArgs {
     #[arg(long)]
     split: Option<String>,
     /// Fraction of the training recordings' groups carved out for validation when the folder
-    /// has no `val` split (see `skelseg::train::split` for the rule).
-    #[arg(long, default_value_t = 0.1)]
-    val_fraction: f64,
+    /// has no `val` split (default: `skelseg::train::split::default_val_fraction`, 0.2 below 100
+    /// recordings, else 0.1; see `skelseg::train::split` for the rule).
+    #[arg(long)]
+    val_fraction: Option<f64>,
     /// Fraction of steps that train on whole recordings instead of crops.
     #[arg(long, default_value_t = TrainConfig::default().whole_fraction)]
     whole_fraction: f64,
     /// Train without augmentation (rotation, scale, translation, noise, speed, slot swap).
     #[arg(long)]
     no_augment: bool,
-    /// Input normalisation: `body` (person-centred, causal) or `camera` (raw coordinates).
-    #[arg(long, value_enum, default_value_t = InputNorm::Body)]
-    norm: InputNorm,
+    /// Input normalisation: `body` (person-centred, causal; the default) or `camera` (raw
+    /// coordinates).
+    #[arg(long, value_enum)]
+    norm: Option<InputNorm>,
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -114,51 +133,104 @@ pub struct TrainArgs {
     json: bool,
 }
 
+/// Peak learning rate when a whole backbone is fine-tuned on new classes (`--tune-backbone`).
+const FINE_TUNE_LR: f64 = 2e-4;
+/// Wall-time budget of a run whose epochs are chosen from the data (`--max-minutes`).
+const DEFAULT_MAX_MINUTES: f64 = 15.0;
+
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
     let dataset = io::dataset::read_dataset(&args.data, args.format)
         .with_context(|| format!("reading the dataset {}", args.data.display()))?;
+    if !args.data.join(io::dataset::MAPPING_FILE).is_file() {
+        let mut instances = vec![0usize; dataset.classes.len()];
+        for labels in dataset.recordings.iter().filter_map(|r| r.frame_labels()) {
+            for (class, _, _) in skelseg::online::label_runs(&labels) {
+                if let Some(n) = instances.get_mut(class) {
+                    *n += 1;
+                }
+            }
+        }
+        for w in crate::data::near_duplicate_warnings(&dataset.classes, |c| instances[c]) {
+            tracing::warn!("{w}");
+        }
+    }
     let (train_recs, val_recs) =
         split_for_training(&dataset, &args.holdout, args.split.as_deref(), args.val_fraction)?;
+    let defaults = ModelConfig::default();
+    let architecture_given = args.dim.is_some()
+        || args.action_layers.is_some()
+        || args.boundary_layers.is_some()
+        || args.dropout.is_some()
+        || args.channel_dropout.is_some()
+        || args.spatial.is_some()
+        || args.temporal.is_some()
+        || args.norm.is_some();
     let model_cfg = ModelConfig {
         num_classes: dataset.classes.len() as i64,
-        hidden: args.dim,
-        action_layers: args.action_layers,
-        layer_dropout: args.dropout,
-        channel_dropout: args.channel_dropout,
-        boundary_layers: args.boundary_layers,
-        spatial: args.spatial,
-        temporal: args.temporal,
-        input_norm: args.norm,
-        ..ModelConfig::default()
+        hidden: args.dim.unwrap_or(defaults.hidden),
+        action_layers: args.action_layers.unwrap_or(defaults.action_layers),
+        layer_dropout: args.dropout.unwrap_or(defaults.layer_dropout),
+        channel_dropout: args.channel_dropout.unwrap_or(defaults.channel_dropout),
+        boundary_layers: args.boundary_layers.unwrap_or(defaults.boundary_layers),
+        spatial: args.spatial.unwrap_or(defaults.spatial),
+        temporal: args.temporal.unwrap_or(defaults.temporal),
+        input_norm: args.norm.unwrap_or(defaults.input_norm),
+        ..defaults
     };
-    let (model_cfg, fps) = match &args.init {
+    // Every layout skelseg reads maps to the canonical 25 joints the bundled model was trained
+    // on, so by default training starts from it (see the README, "Training").
+    let init = match &args.init {
+        Some(path) => Some(path.clone()),
+        None if args.from_scratch || architecture_given => None,
+        None => Some(bundled_pku_model()?),
+    };
+    let (model_cfg, fps, fine_tune) = match &init {
         Some(init) => {
             let meta = checkpoint::load_meta(init)?;
+            let fine_tune = meta.classes != dataset.classes.names();
             let cfg = ModelConfig {
                 num_classes: dataset.classes.len() as i64,
                 boundary_threshold: ModelConfig::default().boundary_threshold,
                 temperature: 1.0,
                 ..meta.model
             };
-            (cfg, meta.fps)
+            (cfg, meta.fps, fine_tune)
         }
-        None => (model_cfg, checkpoint::DEFAULT_FPS),
+        None => (model_cfg, checkpoint::DEFAULT_FPS, false),
+    };
+    if args.freeze_backbone && init.is_none() {
+        bail!("--freeze-backbone needs a model to start from (not --from-scratch)");
+    }
+    // Fine-tuning on new classes keeps the backbone frozen unless --tune-backbone.
+    let freeze_backbone = args.freeze_backbone || (fine_tune && !args.tune_backbone);
+    let start = match &init {
+        None => "a fresh model".to_owned(),
+        Some(p) if args.init.is_none() => format!("the bundled PKU-MMD model ({})", p.display()),
+        Some(p) => p.display().to_string(),
     };
     let train_set = sequences(&train_recs, &model_cfg, fps)?;
     let val_set = sequences(&val_recs, &model_cfg, fps)?;
     let lengths: Vec<usize> = train_set.iter().map(|s| s.len).collect();
     let sized = TrainConfig::for_data(&lengths);
+    let lr = args.lr.unwrap_or(if init.is_some() && !freeze_backbone && fine_tune {
+        FINE_TUNE_LR
+    } else {
+        TrainConfig::default().lr
+    });
+    let max_minutes =
+        args.max_minutes.unwrap_or(if args.epochs.is_some() { 0.0 } else { DEFAULT_MAX_MINUTES });
     let train_cfg = TrainConfig {
         epochs: args.epochs.unwrap_or(sized.epochs),
         batch: args.batch,
-        lr: args.lr,
+        lr,
         crop_frames: args.crop.unwrap_or(sized.crop_frames),
         patience: args.patience.unwrap_or(sized.patience),
         seed: args.seed,
         val_every: args.val_every,
         whole_fraction: args.whole_fraction,
         augment: if args.no_augment { train::Augment::none() } else { train::Augment::default() },
+        time_budget_secs: max_minutes.max(0.0) * 60.0,
         ..TrainConfig::default()
     };
     let frames: usize = train_set.iter().map(|s| s.len).sum();
@@ -184,6 +256,12 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             "mean_segment_frames": mean_segment_frames(&train_recs, dataset.classes.len(), fps),
             "source_layouts": source_layouts,
             "source_fps": source_fps,
+            "init": init.as_ref().map(|p| if args.init.is_none() {
+                "bundled:pku-mmd".to_owned()
+            } else {
+                p.display().to_string()
+            }),
+            "freeze_backbone": freeze_backbone,
     });
     meta.command = std::env::args().collect::<Vec<_>>().join(" ");
     let stop = Arc::new(AtomicBool::new(false));
@@ -203,8 +281,16 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             device_name(device)
         );
         eprintln!(
-            "{} epochs at most (early stop after {} without a better validation F1@50), crops of {} frames",
-            train_cfg.epochs, train_cfg.patience, train_cfg.crop_frames
+            "starting from {start}{}",
+            if freeze_backbone { ", backbone frozen (class queries and heads train)" } else { "" }
+        );
+        eprintln!(
+            "{} epochs at most (early stop after {} without a better validation F1@50), crops of {} frames, lr {}{}",
+            train_cfg.epochs,
+            train_cfg.patience,
+            train_cfg.crop_frames,
+            train_cfg.lr,
+            if max_minutes > 0.0 { format!(", at most {max_minutes} min") } else { String::new() }
         );
     }
     let bar = ProgressBar::new(0);
@@ -215,6 +301,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    let train_cfg_epochs = train_cfg.epochs;
     let job = train::TrainJob {
         model: model_cfg,
         train: train_cfg,
@@ -222,9 +309,9 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         device,
         meta,
         stop: &stop,
-        init: args.init.clone(),
+        init,
         resume: args.resume,
-        freeze_backbone: args.freeze_backbone,
+        freeze_backbone,
     };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last_line = std::time::Instant::now();
@@ -272,6 +359,8 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
                 " (interrupted)"
             } else if report.stopped_early {
                 " (early stop)"
+            } else if report.stopped_on_budget || report.planned_epochs < train_cfg_epochs {
+                " (time budget)"
             } else {
                 ""
             },
@@ -313,7 +402,7 @@ fn split_for_training<'a>(
     dataset: &'a Dataset,
     holdout: &[String],
     split: Option<&str>,
-    val_fraction: f64,
+    val_fraction: Option<f64>,
 ) -> Result<(Vec<&'a Recording>, Vec<&'a Recording>)> {
     let by_names = |names: &[&str]| -> Vec<&Recording> {
         dataset.recordings.iter().filter(|r| names.contains(&r.name.as_str())).collect()
@@ -343,7 +432,9 @@ fn split_for_training<'a>(
             }
             None => {
                 let names: Vec<&str> = pool.iter().map(|r| r.name.as_str()).collect();
-                let (train, val) = skelseg::train::split::carve_validation(&names, val_fraction);
+                let fraction = val_fraction
+                    .unwrap_or_else(|| skelseg::train::split::default_val_fraction(names.len()));
+                let (train, val) = skelseg::train::split::carve_validation(&names, fraction);
                 (by_names(&train), by_names(&val))
             }
         };
@@ -382,7 +473,8 @@ pub struct EvalArgs {
     online: bool,
     #[command(flatten)]
     stream: crate::stream::StreamOptions,
-    /// Write MS-TCN style prediction files (one label name per frame) into this folder.
+    /// Write MS-TCN style prediction files into this folder: one label name per recorded frame,
+    /// at the recording's own rate (predictions on the model's grid are carried back).
     #[arg(long)]
     write_pred: Option<PathBuf>,
     /// Device.
@@ -414,8 +506,19 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.write_pred {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (rec, pred) in recs.iter().zip(&preds) {
+            // One label per recorded frame: predictions on the model's grid go back to the
+            // recording's own rate.
+            let at_rate = skelseg::resample::resample_recording(rec, loaded.meta.fps);
+            let labels = if at_rate.frames.len() == rec.frames.len() {
+                pred.labels.clone()
+            } else {
+                let stamps = |r: &Recording| -> Vec<f64> {
+                    r.frames.iter().map(|f| f.timestamp_secs).collect()
+                };
+                skelseg::resample::to_source_frames(&stamps(&at_rate), &pred.labels, &stamps(rec))
+            };
             let names: Vec<&str> =
-                pred.labels.iter().map(|&c| dataset.classes.name(c).unwrap_or("?")).collect();
+                labels.iter().map(|&c| dataset.classes.name(c).unwrap_or("?")).collect();
             io::gt::write_labels(&dir.join(format!("{}.txt", rec.name)), &names)?;
         }
     }
