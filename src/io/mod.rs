@@ -9,7 +9,7 @@ pub mod labels;
 pub mod ndjson;
 pub mod ntu;
 pub mod pku;
-mod text;
+pub(crate) mod text;
 pub mod utkinect;
 
 pub use dataset::{DatasetFormat, read_dataset, read_recording, write_dataset};

@@ -350,7 +350,13 @@ pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
     let text = std::fs::read_to_string(&json_path).map_err(|e| {
         ckpt_error(path, format!("cannot read its config {}: {e}", json_path.display()))
     })?;
-    let meta: CheckpointMeta = serde_json::from_str(&text)
+    parse_meta(&text, path)
+}
+
+/// [`load_meta`] on the JSON text already read from beside `path`.
+pub(crate) fn parse_meta(text: &str, path: &Path) -> Result<CheckpointMeta> {
+    let json_path = meta_path(path);
+    let meta: CheckpointMeta = serde_json::from_str(text)
         .map_err(|e| Error::Json { location: json_path.display().to_string(), source: e })?;
     check_meta(path, &meta)?;
     Ok(meta)
