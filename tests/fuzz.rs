@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use skelseg::fuzz::{self, Outcome, TARGETS, TargetReport, TargetRun};
+use skelseg::fuzz::{self, Outcome, TARGETS, TargetRun};
 
 /// Inputs per target: about a second per target on a loaded 2-core machine.
 const INPUTS_PER_TARGET: u64 = 2_000;
