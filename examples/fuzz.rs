@@ -12,6 +12,8 @@
 //! The first failing input of each target and job is saved under `--failures`;
 //! `--progress FILE` is rewritten with the figures so far every few seconds.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,13 +88,7 @@ fn report_json(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .init();
+    common::init_logging("error");
     if args.list {
         for t in TARGETS {
             println!("{:<16} {}", t.name, t.about);
