@@ -32,7 +32,11 @@ fn frame(index: u64) -> Frame {
             // Moving, but within the 20 m bound on coordinates however long the bench runs.
             let sway = (index % 60) as f32 * 0.01;
             let joints: [Joint; NUM_JOINTS] = std::array::from_fn(|j| {
-                Joint::tracked([0.5 * b as f32 + 0.01 * j as f32 + sway, 1.0 - 0.05 * j as f32, 2.5])
+                Joint::tracked([
+                    0.5 * b as f32 + 0.01 * j as f32 + sway,
+                    1.0 - 0.05 * j as f32,
+                    2.5,
+                ])
             });
             Body { id: 100 + b, joints }
         })
@@ -87,8 +91,8 @@ fn bench_net(c: &mut Criterion) {
     let mut group = c.benchmark_group("net_ingest");
     group.throughput(Throughput::Elements(BATCH));
 
-    let mut tcp = NetSource::tcp_listen("127.0.0.1:0".parse().expect("address"), &cfg)
-        .expect("tcp listener");
+    let mut tcp =
+        NetSource::tcp_listen("127.0.0.1:0".parse().expect("address"), &cfg).expect("tcp listener");
     let mut client = TcpStream::connect(tcp.local_addr()).expect("tcp connect");
     client.set_nodelay(true).ok();
     // Frame numbers must increase per stream: every batch is renumbered.

@@ -69,8 +69,8 @@ pub const TARGETS: &[Target] = &[
         run: |b| {
             let path = Path::new("fuzz/label.txt");
             let plain = text(b, path).and_then(|t| pku::parse_labels(t, path, 1000, None));
-            let named = text(b, path)
-                .and_then(|t| pku::parse_labels(t, path, 1000, Some(&pku::classes())));
+            let named =
+                text(b, path).and_then(|t| pku::parse_labels(t, path, 1000, Some(&pku::classes())));
             if let Ok(intervals) = &plain {
                 assert!(intervals.iter().all(|iv| iv.start <= iv.end && iv.end < 1000));
             }

@@ -455,10 +455,7 @@ pub fn read_split_file(path: impl AsRef<Path>) -> Result<BTreeMap<String, Vec<St
 
 /// [`read_split_file`] on the text of a file read from `path` (named in errors; its stem keys
 /// the names).
-pub(crate) fn parse_split_file(
-    text: &str,
-    path: &Path,
-) -> Result<BTreeMap<String, Vec<String>>> {
+pub(crate) fn parse_split_file(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<String>>> {
     let name = stem(path);
     let sectioned = text.lines().any(|l| l.trim_end().ends_with(':'));
     if sectioned {

@@ -10,8 +10,7 @@ use crate::error::{Error, Result};
 /// Reads `path` as UTF-8 text; a file that is not UTF-8 is a located parse error.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    String::from_utf8(bytes)
-        .map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error().valid_up_to()))
 }
 
 /// [`read_text`] on bytes already in memory (read from `path`, named in errors).

@@ -122,7 +122,8 @@ impl<D: DatagramDecoder> Peers<D> {
             let stream = StreamId::new(format!("{}:{from}", D::KIND));
             tracing::info!(%stream, "new datagram peer");
             let decoder = D::new(&stream, &self.cfg);
-            self.peers.insert(from, Peer { stream, decoder, log: SkipLog::default(), last_seen: now });
+            self.peers
+                .insert(from, Peer { stream, decoder, log: SkipLog::default(), last_seen: now });
         }
         let Some(p) = self.peers.get_mut(&from) else { return };
         p.last_seen = now;
@@ -338,7 +339,10 @@ mod tests {
         t = send(&mut peers, &ingress, 3, &[0], t);
         assert_eq!(peers.len(), 2);
         let refused = D::frame_datagrams(0).len() as u64;
-        assert_eq!((stats(&ingress).connections, stats(&ingress).rejected_connections), (2, refused));
+        assert_eq!(
+            (stats(&ingress).connections, stats(&ingress).rejected_connections),
+            (2, refused)
+        );
         let events = drain(&ingress);
         assert_eq!(frames_of(&events, &stream::<D>(1)), [0, 1], "{}", D::KIND);
         assert_eq!(frames_of(&events, &stream::<D>(3)), [] as [u64; 0]);
