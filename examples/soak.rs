@@ -395,6 +395,9 @@ fn main() -> anyhow::Result<()> {
         "frames_finalised": stats.finalised,
         "frames_reported_by_stream_ended": sum(&|c| c.frames_reported),
         "unaccounted_frames": (tcp_sent + udp_sent) as i64 - (source_frames + skipped) as i64,
+        // Accepted, not dropped by the ingress policy, yet never processed: still queued in a
+        // source when the pipeline stopped reading it (0 when the pipeline kept up).
+        "frames_left_in_source_queues": (source_frames - dropped) as i64 - stats.frames as i64,
         "windows": stats.windows,
         "skipped_windows": stats.skipped_windows,
         "tcp_connects": sent.connects.load(Ordering::Relaxed),
