@@ -1,7 +1,7 @@
 //! Stable-Rust fuzzing of every parser skelseg runs on untrusted input (see RELIABILITY.md).
 //!
 //! ```text
-//! cargo run --release --example fuzz -- --target all --iterations 1000000 --seed 1 --json
+//! cargo run --release --example fuzz -- --target all --iterations 1000000 --seed 1 --jobs 2 --json
 //! cargo run --release --example fuzz -- --list
 //! cargo run --release --example fuzz -- --write-corpus fixtures/fuzz
 //! ```
