@@ -5,7 +5,7 @@
 //! into the synchronous consumer through the lossy ingress queue (newest wins, drops counted).
 //! Every TCP client and every UDP peer is its own stream with its own decoder; a bad line is
 //! counted and logged and the stream goes on; a disconnect ends only that stream. UDP and OSC
-//! share one datagram server ([`super::datagram`]); this module gives it the NDJSON decoder.
+//! share one datagram server (`source::datagram`); this module gives it the NDJSON decoder.
 //!
 //! ## Shutdown
 //! [`SourceHandle::shutdown`] (or dropping the source) stops accepting, ends every open stream
