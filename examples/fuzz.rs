@@ -1,16 +1,22 @@
 //! Stable-Rust fuzzing of every parser skelseg runs on untrusted input (see RELIABILITY.md).
 //!
 //! ```text
-//! cargo run --release --example fuzz -- --target all --iterations 1000000 --seed 1 --json
+//! cargo run --release --example fuzz -- --target all --iterations 1000000 --seed 1 --jobs 2 --json
 //! cargo run --release --example fuzz -- --list
 //! cargo run --release --example fuzz -- --write-corpus fixtures/fuzz
 //! ```
 //!
 //! Targets run round-robin in chunks, so every target advances together and `--max-minutes`
-//! stops them all with comparable counts. The first failing input of each target is saved under
-//! `--failures`; `--progress FILE` is rewritten with the figures so far after every round.
+//! stops them all with comparable counts. `--jobs N` splits every target's inputs over N
+//! threads, each with its own RNG stream (job 0 is exactly the one-job campaign's first share).
+//! The first failing input of each target and job is saved under `--failures`;
+//! `--progress FILE` is rewritten with the figures so far every few seconds.
+
+mod common;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -45,6 +51,9 @@ struct Args {
     /// Inputs per target per round.
     #[arg(long, default_value_t = 2_000)]
     chunk: u64,
+    /// Threads; each runs its share of every target's inputs.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -62,13 +71,16 @@ fn report_json(
     elapsed: Duration,
     done: bool,
 ) -> serde_json::Value {
+    let inputs = reports.iter().map(|r| r.inputs).sum::<u64>();
     serde_json::json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "seed": args.seed,
+        "jobs": args.jobs,
         "iterations_per_target": args.iterations,
         "finished": done,
         "elapsed_secs": elapsed.as_secs_f64(),
-        "inputs": reports.iter().map(|r| r.inputs).sum::<u64>(),
+        "inputs": inputs,
+        "inputs_per_sec": inputs as f64 / elapsed.as_secs_f64().max(1e-9),
         "panics": reports.iter().map(|r| r.panics).sum::<u64>(),
         "targets": reports,
     })
@@ -76,13 +88,7 @@ fn report_json(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .init();
+    common::init_logging("error");
     if args.list {
         for t in TARGETS {
             println!("{:<16} {}", t.name, t.about);
@@ -113,7 +119,10 @@ fn main() -> anyhow::Result<()> {
             ),
         }
     };
-    let mut runs = Vec::new();
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let mut corpora = Vec::new();
     for t in selected {
         let corpus = fuzz::corpus(t, &args.fixtures);
         if corpus.is_empty() {
@@ -124,40 +133,85 @@ fn main() -> anyhow::Result<()> {
                 t.name
             );
         }
-        runs.push(TargetRun::new(t, corpus, args.seed).context("creating the scratch folder")?);
+        corpora.push((t, corpus));
     }
     let started = Instant::now();
     let deadline = args.max_minutes.map(|m| started + Duration::from_secs_f64(m * 60.0));
-    let bar = indicatif::ProgressBar::new(args.iterations * runs.len() as u64);
+    let bar = indicatif::ProgressBar::new(args.iterations * corpora.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{bar:40} {pos}/{len} inputs, {per_sec}, eta {eta}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    // Each job publishes its reports (one per target) after every round.
+    let published: Arc<Mutex<Vec<Vec<TargetReport>>>> =
+        Arc::new(Mutex::new(vec![Vec::new(); args.jobs]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for job in 0..args.jobs {
+        let jobs = args.jobs as u64;
+        let share = args.iterations / jobs + u64::from((job as u64) < args.iterations % jobs);
+        let mut runs: Vec<TargetRun> = corpora
+            .iter()
+            .map(|(t, corpus)| TargetRun::job(t, corpus.clone(), args.seed, job))
+            .collect();
+        let (published, stop) = (Arc::clone(&published), Arc::clone(&stop));
+        let (chunk, failures) = (args.chunk.max(1), args.failures.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("fuzz-job-{job}"))
+            .spawn(move || {
+                loop {
+                    let mut ran = 0;
+                    for run in &mut runs {
+                        let n = (share - run.report().inputs).min(chunk);
+                        run.run(n, Some(&failures));
+                        ran += n;
+                    }
+                    let reports = runs.iter().map(|r| r.report().clone()).collect();
+                    if let Ok(mut slot) = published.lock() {
+                        slot[job] = reports;
+                    }
+                    if ran == 0 || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            })
+            .context("starting a fuzz job")?;
+        handles.push(handle);
+    }
+    let merged = || -> Vec<TargetReport> {
+        let slots = published.lock().map(|s| s.clone()).unwrap_or_default();
+        (0..corpora.len())
+            .filter_map(|t| TargetReport::merge(slots.iter().filter_map(|job| job.get(t))))
+            .collect()
+    };
     loop {
-        let mut ran = 0;
-        for run in &mut runs {
-            let left = args.iterations - run.report().inputs;
-            let n = left.min(args.chunk);
-            run.run(n, Some(&args.failures));
-            ran += n;
+        let finished = handles.iter().all(std::thread::JoinHandle::is_finished);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            stop.store(true, Ordering::Relaxed);
         }
-        bar.inc(ran);
-        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-        let done = ran == 0 || out_of_time;
+        let reports = merged();
+        bar.set_position(reports.iter().map(|r| r.inputs).sum());
         if let Some(path) = &args.progress {
-            let reports: Vec<_> = runs.iter().map(TargetRun::report).collect();
-            let json = report_json(&args, &reports, started.elapsed(), done);
+            let refs: Vec<_> = reports.iter().collect();
+            let json = report_json(&args, &refs, started.elapsed(), finished);
             std::fs::write(path, format!("{json:#}\n"))
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        if done {
+        if finished {
             break;
+        }
+        std::thread::sleep(Duration::from_millis(if args.progress.is_some() { 2000 } else { 200 }));
+    }
+    for handle in handles {
+        if handle.join().is_err() {
+            bail!("a fuzz job panicked outside a fuzzed input");
         }
     }
     bar.finish_and_clear();
-    let reports: Vec<_> = runs.iter().map(TargetRun::report).collect();
+    let owned = merged();
+    let reports: Vec<_> = owned.iter().collect();
     let panics: u64 = reports.iter().map(|r| r.panics).sum();
     if args.json {
         println!("{}", report_json(&args, &reports, started.elapsed(), true));
@@ -174,7 +228,10 @@ fn main() -> anyhow::Result<()> {
             if let Some(f) = &r.first_panic {
                 let saved =
                     f.saved.as_ref().map_or("not saved".into(), |p| p.display().to_string());
-                println!("  first panic at input {}: {} (input: {saved})", f.iteration, f.message);
+                println!(
+                    "  first panic at input {} of job {}: {} (input: {saved})",
+                    f.iteration, f.job, f.message
+                );
             }
         }
     }

@@ -8,6 +8,8 @@
 //! nice -n 19 cargo run --release --example soak -- --minutes 60 --streams 6 --churn --json
 //! ```
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -277,12 +279,7 @@ fn on_event(checks: &Mutex<HashMap<String, StreamCheck>>, event: &SegmentEvent) 
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    common::init_logging("warn");
     tch::set_num_threads(1);
     let loaded = skelseg::model::checkpoint::load(&args.model, tch::Device::Cpu)
         .with_context(|| format!("loading {}", args.model.display()))?;
@@ -398,6 +395,9 @@ fn main() -> anyhow::Result<()> {
         "frames_finalised": stats.finalised,
         "frames_reported_by_stream_ended": sum(&|c| c.frames_reported),
         "unaccounted_frames": (tcp_sent + udp_sent) as i64 - (source_frames + skipped) as i64,
+        // Accepted, not dropped by the ingress policy, yet never processed: still queued in a
+        // source when the pipeline stopped reading it (0 when the pipeline kept up).
+        "frames_left_in_source_queues": (source_frames - dropped) as i64 - stats.frames as i64,
         "windows": stats.windows,
         "skipped_windows": stats.skipped_windows,
         "tcp_connects": sent.connects.load(Ordering::Relaxed),

@@ -1,13 +1,18 @@
 //! One fuzz target per parser. A target takes raw bytes, feeds them to the parser the way the
-//! library meets them (a file on disk, a line from a socket, a datagram, a command-line string)
-//! and checks the few properties that hold for every input (a spec that parses prints back to
+//! library meets them (the bytes of a file, a line from a socket, a datagram, a command-line
+//! string) and checks the few properties that hold for every input (a spec that parses prints back to
 //! itself, a decoded frame encodes). Errors are the expected outcome for most inputs; only a
 //! panic (or a broken property, which panics) is a finding.
+//!
+//! File parsers are fed in memory, through the same function their path reader calls after
+//! `std::fs::read` (`read_X(path)` is `parse_X(text_of(read(path)), path)`), so the campaign
+//! spends its time in the parser rather than in the kernel's file system.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::io::text::text_of;
 use crate::io::{dataset, gt, ndjson, ntu, pku, utkinect};
 use crate::model::checkpoint;
 use crate::source::SourceSpec;
@@ -29,49 +34,19 @@ pub struct Target {
     pub name: &'static str,
     /// What it exercises.
     pub about: &'static str,
-    run: fn(&[u8], &Scratch) -> Outcome,
+    run: fn(&[u8]) -> Outcome,
 }
 
 impl Target {
     /// Runs one input (may panic: the campaign catches it).
-    pub fn run(&self, input: &[u8], scratch: &Scratch) -> Outcome {
-        (self.run)(input, scratch)
+    pub fn run(&self, input: &[u8]) -> Outcome {
+        (self.run)(input)
     }
 }
 
-/// A private folder for file targets (on tmpfs when there is one), removed on drop.
-#[derive(Debug)]
-pub struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    /// A fresh folder.
-    pub fn new() -> std::io::Result<Self> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = base.join(format!("skelseg-fuzz-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Scratch { dir })
-    }
-
-    /// Writes `input` as `name` in the folder and returns its path.
-    fn write(&self, name: &str, input: &[u8]) -> PathBuf {
-        let path = self.dir.join(name);
-        // A failed write is a harness problem, not a finding: the parser then sees no file.
-        if let Err(e) = std::fs::write(&path, input) {
-            tracing::warn!(path = %path.display(), "fuzz scratch write failed: {e}");
-        }
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.dir).ok();
-    }
+/// The UTF-8 text of a file at `path`, as the path readers check it.
+fn text<'a>(b: &'a [u8], path: &Path) -> crate::Result<&'a str> {
+    text_of(b, path)
 }
 
 fn outcome<T, E>(r: &Result<T, E>) -> Outcome {
@@ -83,18 +58,19 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "pku-skeleton",
         about: "PKU-MMD skeleton file",
-        run: |b, s| {
-            let path = s.write("skeleton.txt", b);
-            outcome(&pku::read_skeleton(&path))
+        run: |b| {
+            let path = Path::new("fuzz/skeleton.txt");
+            outcome(&text(b, path).and_then(|t| pku::parse_skeleton(t, path)))
         },
     },
     Target {
         name: "pku-labels",
         about: "PKU-MMD label file (ids, and names against a class map)",
-        run: |b, s| {
-            let path = s.write("label.txt", b);
-            let plain = pku::read_labels(&path, 1000);
-            let named = pku::read_labels_with(&path, 1000, Some(&pku::classes()));
+        run: |b| {
+            let path = Path::new("fuzz/label.txt");
+            let plain = text(b, path).and_then(|t| pku::parse_labels(t, path, 1000, None));
+            let named =
+                text(b, path).and_then(|t| pku::parse_labels(t, path, 1000, Some(&pku::classes())));
             if let Ok(intervals) = &plain {
                 assert!(intervals.iter().all(|iv| iv.start <= iv.end && iv.end < 1000));
             }
@@ -104,29 +80,29 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "ntu-skeleton",
         about: "NTU RGB+D .skeleton file",
-        run: |b, s| {
-            let path = s.write("S001C001P001R001A001.skeleton", b);
-            outcome(&ntu::read_skeleton(&path))
+        run: |b| {
+            let path = Path::new("fuzz/S001C001P001R001A001.skeleton");
+            outcome(&text(b, path).and_then(|t| ntu::parse_skeleton(t, path)))
         },
     },
     Target {
         name: "utkinect-joints",
         about: "UTKinect-Action3D joints file",
-        run: |b, s| {
-            let path = s.write("joints_s01_e01.txt", b);
-            outcome(&utkinect::read_joints(&path))
+        run: |b| {
+            let path = Path::new("fuzz/joints_s01_e01.txt");
+            outcome(&text(b, path).and_then(|t| utkinect::parse_joints(t, path)))
         },
     },
     Target {
         name: "utkinect-labels",
         about: "UTKinect-Action3D actionLabel.txt, then its intervals against a take",
-        run: |b, s| {
-            let path = s.write("actionLabel.txt", b);
-            let labels = utkinect::read_action_labels(&path);
+        run: |b| {
+            let path = Path::new("fuzz/actionLabel.txt");
+            let labels = text(b, path).and_then(|t| utkinect::parse_action_labels(t, path));
             if let Ok(takes) = &labels {
                 let take = fixed_take();
                 for intervals in takes.values() {
-                    if let Ok(ivs) = utkinect::intervals_for_take(&take, intervals, &path) {
+                    if let Ok(ivs) = utkinect::intervals_for_take(&take, intervals, path) {
                         let n = take.frames.len();
                         assert!(ivs.iter().all(|iv| iv.start <= iv.end && iv.end < n));
                     }
@@ -138,15 +114,12 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "ndjson-file",
         about: "skeleton-ndjson/1 whole file (strict reader)",
-        run: |b, s| {
-            let path = s.write("recording.ndjson", b);
-            outcome(&ndjson::read_recording(&path))
-        },
+        run: |b| outcome(&ndjson::read_recording_from(b, Path::new("fuzz/recording.ndjson"))),
     },
     Target {
         name: "ndjson-live",
         about: "skeleton-ndjson/1 line-by-line live decoder (skips counted), re-encoding",
-        run: |b, _| {
+        run: |b| {
             let mut decoder = ndjson::Decoder::new("fuzz".into()).with_max_line_bytes(16 * 1024);
             let mut accepted = false;
             let mut lines = b.split(|&c| c == b'\n').peekable();
@@ -170,7 +143,7 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "osc",
         about: "KinectV2-OSC datagrams: nesting check, rosc decoding, frame assembly",
-        run: |b, _| {
+        run: |b| {
             let mut assembler = osc::Assembler::new("osc:fuzz".into());
             let t0 = Instant::now();
             let mut out = Vec::new();
@@ -194,10 +167,11 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "gt-labels",
         about: "MS-TCN per-frame label files and prediction files",
-        run: |b, s| {
-            let path = s.write("gt.txt", b);
-            let names = gt::read_labels(&path);
-            let ids = gt::read_label_ids(&path, &crate::synth::classes());
+        run: |b| {
+            // `read_labels` reads with `read_to_string`: text that is not UTF-8 is an I/O error.
+            let Ok(t) = std::str::from_utf8(b) else { return Outcome::Rejected };
+            let names = gt::parse_labels(t, "fuzz/gt.txt");
+            let ids = gt::parse_label_ids(t, "fuzz/gt.txt", &crate::synth::classes());
             if let (Ok(names), Ok(ids)) = (&names, &ids) {
                 assert_eq!(names.len(), ids.len());
             }
@@ -207,9 +181,9 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "mapping",
         about: "mapping.txt (`id name` lines)",
-        run: |b, s| {
-            let path = s.write("mapping.txt", b);
-            let map = dataset::read_mapping(&path);
+        run: |b| {
+            let path = Path::new("fuzz/mapping.txt");
+            let map = text(b, path).and_then(|t| dataset::parse_mapping(t, path));
             if let Ok(map) = &map {
                 for (id, name) in map.names().iter().enumerate() {
                     assert_eq!(map.id(name), Some(id));
@@ -221,26 +195,26 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "split",
         about: "split files (name lists and PKU-MMD sectioned files)",
-        run: |b, s| {
-            let path = s.write("train.txt", b);
-            let any = dataset::read_split_file(&path);
-            let sectioned = pku::read_split(&path);
+        run: |b| {
+            let path = Path::new("fuzz/train.txt");
+            let any = text(b, path).and_then(|t| dataset::parse_split_file(t, path));
+            let sectioned = text(b, path).and_then(|t| pku::parse_split(t, path));
             if any.is_ok() || sectioned.is_ok() { Outcome::Accepted } else { Outcome::Rejected }
         },
     },
     Target {
         name: "checkpoint-json",
         about: "checkpoint metadata JSON: format, version, layout, classes, model config",
-        run: |b, s| {
-            s.write("model.json", b);
-            let weights = s.dir.join("model.safetensors");
-            outcome(&checkpoint::load_meta(&weights))
+        run: |b| {
+            // `load_meta` reads with `read_to_string`: text that is not UTF-8 is an I/O error.
+            let Ok(t) = std::str::from_utf8(b) else { return Outcome::Rejected };
+            outcome(&checkpoint::parse_meta(t, Path::new("fuzz/model.safetensors")))
         },
     },
     Target {
         name: "safetensors",
         about: "safetensors header (length, JSON, dtypes, shapes, offsets)",
-        run: |b, _| {
+        run: |b| {
             let parsed = checkpoint::parse_safetensors_header(
                 b,
                 b.len() as u64,
@@ -257,7 +231,7 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "source-spec",
         about: "--source strings; a parsed spec prints back to itself",
-        run: |b, _| {
+        run: |b| {
             let Ok(text) = std::str::from_utf8(b) else { return Outcome::Rejected };
             let spec = SourceSpec::from_str(text);
             if let Ok(spec) = &spec {
@@ -274,7 +248,7 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "config-json",
         about: "StreamConfig, ModelConfig and SynthConfig JSON, then validate()",
-        run: |b, _| {
+        run: |b| {
             let stream = serde_json::from_slice::<crate::stream::StreamConfig>(b)
                 .map_err(|e| e.to_string())
                 .and_then(|c| c.validate().map_err(|e| e.to_string()));

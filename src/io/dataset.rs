@@ -451,14 +451,19 @@ fn read_splits(
 /// split file with `Training videos:` style sections (keyed `STEM/train`, `STEM/val`, ...).
 pub fn read_split_file(path: impl AsRef<Path>) -> Result<BTreeMap<String, Vec<String>>> {
     let path = path.as_ref();
-    let text = read_text(path)?;
+    parse_split_file(&read_text(path)?, path)
+}
+
+/// [`read_split_file`] on the text of a file read from `path` (named in errors; its stem keys
+/// the names).
+pub(crate) fn parse_split_file(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<String>>> {
     let name = stem(path);
     let sectioned = text.lines().any(|l| l.trim_end().ends_with(':'));
     if sectioned {
-        let sections = pku::read_split(path)?;
+        let sections = pku::parse_split(text, path)?;
         return Ok(sections.into_iter().map(|(k, v)| (format!("{name}/{k}"), v)).collect());
     }
-    let names = numbered_lines(&text)
+    let names = numbered_lines(text)
         .flat_map(|(_, l)| l.split([',', ' ', '\t']))
         .map(str::trim)
         .filter(|n| !n.is_empty())
@@ -470,12 +475,16 @@ pub fn read_split_file(path: impl AsRef<Path>) -> Result<BTreeMap<String, Vec<St
 /// Reads a `mapping.txt`: `id name` per line, ids exactly 0..n-1 (any order), names unique.
 pub fn read_mapping(path: impl AsRef<Path>) -> Result<ClassMap> {
     let path = path.as_ref();
-    let text = read_text(path)?;
+    parse_mapping(&read_text(path)?, path)
+}
+
+/// [`read_mapping`] on the text of a file read from `path` (named in errors).
+pub(crate) fn parse_mapping(text: &str, path: &Path) -> Result<ClassMap> {
     if text.trim().is_empty() {
         return Err(empty_file(path, "`id name` lines"));
     }
     let mut by_id: BTreeMap<usize, (String, usize)> = BTreeMap::new();
-    for (line_no, line) in numbered_lines(&text) {
+    for (line_no, line) in numbered_lines(text) {
         let line = line.trim();
         if line.is_empty() {
             continue;

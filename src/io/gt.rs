@@ -71,13 +71,17 @@ fn parse_located(text: &str, origin: &str) -> Result<Vec<(usize, String)>> {
 /// at its `path:line`.
 pub fn read_label_ids(path: &Path, classes: &ClassMap) -> Result<Vec<usize>> {
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let origin = path.display().to_string();
-    parse_located(&text, &origin)?
+    parse_label_ids(&text, &path.display().to_string(), classes)
+}
+
+/// [`read_label_ids`] on text already in memory; `origin` names it in errors.
+pub(crate) fn parse_label_ids(text: &str, origin: &str, classes: &ClassMap) -> Result<Vec<usize>> {
+    parse_located(text, origin)?
         .into_iter()
         .map(|(line, name)| {
             classes.id(&name).ok_or_else(|| {
                 Error::parse(
-                    Location::file_line(path, line as u64),
+                    Location::file_line(origin, line as u64),
                     format!("one of the {} class names", classes.len()),
                     format!("{name:?}"),
                 )

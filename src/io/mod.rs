@@ -9,7 +9,7 @@ pub mod labels;
 pub mod ndjson;
 pub mod ntu;
 pub mod pku;
-mod text;
+pub(crate) mod text;
 pub mod utkinect;
 
 use std::path::Path;

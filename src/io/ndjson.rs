@@ -655,10 +655,15 @@ fn push_coord(out: &mut String, v: f32) {
 /// `fps` comes from the header, else from the median frame interval, else [`DEFAULT_FPS`].
 pub fn read_recording(path: &Path) -> Result<Recording> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    read_recording_from(BufReader::new(file), path)
+}
+
+/// [`read_recording`] from any reader (bytes in memory, a file) of a recording at `path`
+/// (named in errors).
+pub(crate) fn read_recording_from(mut reader: impl BufRead, path: &Path) -> Result<Recording> {
     let mut decoder = Decoder::for_file(path);
     let mut frames = Vec::new();
     let mut line = Vec::new();
-    let mut reader = BufReader::new(file);
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line).map_err(|e| Error::io(path, e))?;

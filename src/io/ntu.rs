@@ -111,11 +111,15 @@ pub fn action_from_name(name: &str) -> Option<usize> {
 /// frame.
 pub fn read_skeleton(path: impl AsRef<Path>) -> Result<Vec<Frame>> {
     let path = path.as_ref();
-    let text = read_text(path)?;
+    parse_skeleton(&read_text(path)?, path)
+}
+
+/// [`read_skeleton`] on the text of a file read from `path` (named in errors).
+pub(crate) fn parse_skeleton(text: &str, path: &Path) -> Result<Vec<Frame>> {
     if text.trim().is_empty() {
         return Err(empty_file(path, "a frame count"));
     }
-    let mut lines = Lines { path, inner: Box::new(numbered_lines(&text)), last: 0 };
+    let mut lines = Lines { path, inner: Box::new(numbered_lines(text)), last: 0 };
 
     let (at, line) = lines.next("the frame count")?;
     let frame_count: usize = at.integer(line.trim(), "the frame count")?;

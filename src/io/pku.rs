@@ -247,9 +247,18 @@ pub(crate) fn read_labels_with(
     n_frames: usize,
     classes: Option<&ClassMap>,
 ) -> Result<Vec<Interval>> {
-    let text = read_text(path)?;
+    parse_labels(&read_text(path)?, path, n_frames, classes)
+}
+
+/// [`read_labels_with`] on the text of a label file read from `path` (named in errors).
+pub(crate) fn parse_labels(
+    text: &str,
+    path: &Path,
+    n_frames: usize,
+    classes: Option<&ClassMap>,
+) -> Result<Vec<Interval>> {
     let mut intervals = Vec::new();
-    for (line_no, line) in numbered_lines(&text) {
+    for (line_no, line) in numbered_lines(text) {
         if line.trim().is_empty() {
             continue;
         }
@@ -310,13 +319,17 @@ pub fn write_labels(path: impl AsRef<Path>, intervals: &[Interval]) -> Result<()
 /// (other headers: lower-cased, without the trailing `:`).
 pub fn read_split(path: impl AsRef<Path>) -> Result<BTreeMap<String, Vec<String>>> {
     let path = path.as_ref();
-    let text = read_text(path)?;
+    parse_split(&read_text(path)?, path)
+}
+
+/// [`read_split`] on the text of a split file read from `path` (named in errors).
+pub(crate) fn parse_split(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<String>>> {
     if text.trim().is_empty() {
         return Err(empty_file(path, "a header line such as `Training videos:` and names"));
     }
     let mut splits: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut current: Option<String> = None;
-    for (line_no, line) in numbered_lines(&text) {
+    for (line_no, line) in numbered_lines(text) {
         let line = line.trim();
         if line.is_empty() {
             continue;

@@ -10,11 +10,17 @@ use crate::error::{Error, Location, Result};
 /// Reads `path` as UTF-8 text; a file that is not UTF-8 is a located parse error.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
-        At::new(path, line).expected("UTF-8 text", "invalid bytes")
-    })
+    String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error().valid_up_to()))
+}
+
+/// [`read_text`] on bytes already in memory (read from `path`, named in errors).
+pub(crate) fn text_of<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|e| not_utf8(path, bytes, e.valid_up_to()))
+}
+
+fn not_utf8(path: &Path, bytes: &[u8], valid: usize) -> Error {
+    let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
+    At::new(path, line).expected("UTF-8 text", "invalid bytes")
 }
 
 /// The error for a file without any data.

@@ -80,7 +80,12 @@ pub fn take_name(path: &Path) -> Option<String> {
 /// coordinates, a `frameNo` lower than the previous one, an empty file.
 pub fn read_joints(path: impl AsRef<Path>) -> Result<Take> {
     let path = path.as_ref();
-    let text = read_text(path)?;
+    parse_joints(&read_text(path)?, path)
+}
+
+/// [`read_joints`] on the text of a joints file read from `path` (named in errors; the take's
+/// name comes from it).
+pub(crate) fn parse_joints(text: &str, path: &Path) -> Result<Take> {
     if text.trim().is_empty() {
         return Err(empty_file(path, "rows of `frameNo` + 20 joints × xyz"));
     }
@@ -91,7 +96,7 @@ pub fn read_joints(path: impl AsRef<Path>) -> Result<Take> {
     let mut frames = Vec::new();
     let mut repeats_dropped = 0;
     let mut positions = [[0.0f32; 3]; 20];
-    for (line_no, line) in numbered_lines(&text) {
+    for (line_no, line) in numbered_lines(text) {
         if line.trim().is_empty() {
             continue;
         }
@@ -145,7 +150,14 @@ pub fn read_action_labels(
     path: impl AsRef<Path>,
 ) -> Result<BTreeMap<String, Vec<FrameNoInterval>>> {
     let path = path.as_ref();
-    let text = read_text(path)?;
+    parse_action_labels(&read_text(path)?, path)
+}
+
+/// [`read_action_labels`] on the text of a file read from `path` (named in errors).
+pub(crate) fn parse_action_labels(
+    text: &str,
+    path: &Path,
+) -> Result<BTreeMap<String, Vec<FrameNoInterval>>> {
     if text.trim().is_empty() {
         return Err(empty_file(
             path,
@@ -154,7 +166,7 @@ pub fn read_action_labels(
     }
     let mut takes: BTreeMap<String, Vec<FrameNoInterval>> = BTreeMap::new();
     let mut current: Option<String> = None;
-    for (line_no, raw) in numbered_lines(&text) {
+    for (line_no, raw) in numbered_lines(text) {
         let line = raw.trim();
         if line.is_empty() {
             continue;

@@ -355,7 +355,13 @@ pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
     let text = std::fs::read_to_string(&json_path).map_err(|e| {
         ckpt_error(path, format!("its config {}", json_path.display()), e.to_string())
     })?;
-    let meta: CheckpointMeta = serde_json::from_str(&text)
+    parse_meta(&text, path)
+}
+
+/// [`load_meta`] on the JSON text already read from beside `path`.
+pub(crate) fn parse_meta(text: &str, path: &Path) -> Result<CheckpointMeta> {
+    let json_path = meta_path(path);
+    let meta: CheckpointMeta = serde_json::from_str(text)
         .map_err(|e| Error::Json { path: json_path.clone(), source: e })?;
     check_meta(path, &meta)?;
     Ok(meta)

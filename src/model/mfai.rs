@@ -188,8 +188,12 @@ pub(crate) fn flops_per_window(cfg: &ModelConfig, w: u64) -> u64 {
         let bl = 1u64 << l;
         let win = bl + 2 * (bl / 2);
         let down = len * d * 3;
+        // Attention runs over whole blocks of `bl` queries: the last block's padded tail costs
+        // as much as valid frames (the deepest levels hold fewer frames than one block).
+        let blocks = len.div_ceil(bl) * bl;
         // conv k3, q/k/v (D → D/2), scores + values over the window, out (D/2 → D), 1×1
-        let asformer = len * (3 * d * d + 3 * d * d / 2 + 2 * win * d / 2 + d * d / 2 + d * d);
+        let asformer =
+            len * (3 * d * d + 3 * d * d / 2 + d * d / 2 + d * d) + blocks * 2 * win * d / 2;
         total += down + asformer;
     }
     for j in 0..cfg.decoder_layers as u32 {
@@ -278,5 +282,85 @@ mod tests {
         let used = |rev| lens[query_levels(rev, 6, 3)].to_vec();
         assert_eq!(used(2), vec![32, 64, 128]);
         assert_eq!(used(1), vec![64, 128, 256]);
+    }
+
+    /// Multiply-adds of one MFAI window counted independently of [`flops_per_window`]: every
+    /// convolution and linear weight of a freshly built model (from its `VarStore`, so a layer the
+    /// formula forgot or miscounted shows) times the positions it is applied to, plus the
+    /// products without weights, written from what `forward_t` executes (sliding attention over
+    /// whole blocks, including the padded tail of the last block; linear attention's `KV` and
+    /// read-out; the query decoder's attention and logits). Convention, as the formula's:
+    /// matrix products only (no norms, softmax, biases or element-wise work).
+    fn independent_macs(cfg: &ModelConfig, vs: &nn::VarStore, t: u64) -> u64 {
+        let (d, a) = (cfg.hidden as u64, cfg.num_classes as u64);
+        let q = a + 1;
+        let h = cfg.query_scales as usize;
+        let levels = cfg.encoder_layers as usize;
+        // Encoder level l (0-based) runs at t/2^(l+1); decoder block j writes level L-1-j.
+        let enc_len = |l: usize| t >> (l + 1);
+        let dec_len = |j: usize| t >> (levels - 1 - j);
+        let level_len = |i: usize| match cfg.temporal {
+            Temporal::Mfai => dec_len(query_levels(cfg.revision, levels, h).start + i),
+            Temporal::Fixed => t,
+        };
+        let mut total = 0;
+        for (name, w) in vs.variables() {
+            if w.dim() < 2 {
+                continue; // biases, norms, PReLU
+            }
+            let numel = w.numel() as u64; // per position: out × in/groups × kernel
+            let parts: Vec<&str> = name.split('.').collect();
+            let index = |s: &str| s.parse::<usize>().expect("layer index");
+            let positions = match parts.as_slice() {
+                ["input", ..] | ["action_block", ..] | ["boundary_block", ..] => t,
+                ["encoder", l, ..] => enc_len(index(l)),
+                ["decoder", j, ..] => dec_len(index(j)),
+                ["queries", "qblocks", i, "cross_attn", "k" | "v", _] => level_len(index(i)),
+                ["queries", "qblocks", ..] => q,
+                // FBlocks: frames are the queries, the action (A) or all (A+1) queries the keys;
+                // revision 1 runs its one FBlock at every stage.
+                ["queries", "fblock" | "fblocks", rest @ ..] => {
+                    let stages = if parts[1] == "fblock" { h as u64 } else { 1 };
+                    let keys = if rest.contains(&"attn_a") { a } else { q };
+                    let on_keys = rest.contains(&"k") || rest.contains(&"v");
+                    stages * if on_keys { keys } else { t }
+                }
+                ["queries", "query" | "query_pe"] => 0, // learned queries: no products
+                ["queries", "embed_action", ..] => h as u64 * a,
+                ["queries", "embed_boundary", ..] => h as u64,
+                _ => panic!("weight {name} not accounted for"),
+            };
+            total += numel * positions;
+        }
+        for l in 0..levels {
+            // Blocks of 2^l queries, each against a window of 2^l + 2·(2^l/2) keys, c = D/2.
+            let bl = 1u64 << l;
+            let (blocks, win) = (enc_len(l).div_ceil(bl), bl + 2 * (bl / 2));
+            total += 2 * blocks * bl * win * (d / 2);
+        }
+        let dh = d / cfg.heads as u64;
+        total += cfg.action_layers as u64 * 2 * t * d * dh; // φ(K)ᵀV and φ(Q)·KV per head
+        for i in 0..h {
+            total += 2 * q * q * d + 2 * q * level_len(i) * d; // QBlock self and cross attention
+            total += 2 * t * a * d + 2 * t * q * d; // FBlock: frames attend A and A+1 queries
+            total += a * d * t + d * t; // action and boundary logits
+        }
+        total
+    }
+
+    #[test]
+    fn flop_count_matches_an_independent_count_from_the_weights() {
+        for (temporal, revision) in [(Temporal::Mfai, 2), (Temporal::Mfai, 1), (Temporal::Fixed, 2)]
+        {
+            let cfg = ModelConfig { temporal, revision, ..ModelConfig::tiny(5) };
+            let vs = nn::VarStore::new(Device::Cpu);
+            let _mfai = Mfai::new(&vs.root(), &cfg);
+            // 100 frames pad to 128: the deepest levels hold fewer frames than a block.
+            for (w, t) in [(100, 128), (256, 256)] {
+                let formula = flops_per_window(&cfg, w);
+                let counted = independent_macs(&cfg, &vs, t);
+                assert_eq!(formula, counted, "{temporal:?} revision {revision}, {w} frames");
+            }
+        }
     }
 }

@@ -217,8 +217,9 @@ pub(crate) fn flops(cfg: &ModelConfig, t: u64, level_lens: &[u64]) -> u64 {
         let self_attn = 4 * q * d * d + 2 * q * q * d;
         let cross = 2 * q * d * d + 2 * len * d * d + 2 * q * len * d;
         let ffn = 8 * q * d * d;
-        // FBlock (action: A keys, boundary: A+1 keys) + embeddings + dot products
-        let fblock = 2 * (2 * t * d * d + 2 * q * d * d) + 2 * t * (a + q) * d;
+        // FBlock (action: A keys, boundary: A+1 keys: q/out on frames, k/v on keys) +
+        // embeddings + dot products
+        let fblock = 2 * 2 * t * d * d + 2 * (a + q) * d * d + 2 * t * (a + q) * d;
         let heads = q * (d * d / 4 * 2 + d * d) + (a + 1) * t * d;
         total += self_attn + cross + ffn + fblock + heads;
     }

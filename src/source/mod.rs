@@ -17,6 +17,7 @@
 //! logged with their location (peer, line, frame); the stream and every other stream go on.
 //! Gaps pass through: frame indices keep their jumps.
 
+mod datagram;
 mod ingress;
 pub mod limits;
 mod net;

@@ -3,14 +3,14 @@
 //! Each [`NetSource`] runs a current-thread tokio runtime on its own named thread and bridges
 //! into the synchronous consumer through the lossy ingress queue (newest wins, drops counted).
 //! Every TCP client and every UDP peer is its own stream with its own decoder; a bad line is
-//! counted and logged and the stream goes on; a disconnect ends only that stream.
+//! counted and logged and the stream goes on; a disconnect ends only that stream. UDP and OSC
+//! share one datagram server (`source::datagram`); this module gives it the NDJSON decoder.
 //!
 //! ## Shutdown
 //! [`SourceHandle::shutdown`] (or dropping the source) stops accepting, ends every open stream
 //! with [`EndReason::Shutdown`], and the consumer then sees [`SourcePoll::Finished`]. Dropping
 //! joins the runtime thread, which only waits for the tasks to notice the signal.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use crate::error::{Error, Result};
 use crate::io::ndjson::{Decoder, Rejected};
 
+use super::datagram::{self, DatagramDecoder, Decoded};
 use super::ingress::Ingress;
 use super::{EndReason, FrameSource, SourcePoll, SourceStats, StreamId};
 
@@ -136,7 +137,7 @@ impl NetSource {
         tracing::info!(%local_addr, "listening for skeleton-ndjson/1 over UDP");
         let cfg = cfg.clone();
         spawn("skelseg::source::udp", local_addr, &cfg.clone(), move |ingress, shutdown| {
-            serve_udp(socket, cfg, ingress, shutdown)
+            datagram::serve::<NdjsonDatagrams>(socket, cfg, ingress, shutdown)
         })
     }
 
@@ -148,7 +149,7 @@ impl NetSource {
         tracing::info!(%local_addr, "listening for KinectV2-OSC");
         let cfg = cfg.clone();
         spawn("skelseg::source::osc", local_addr, &cfg.clone(), move |ingress, shutdown| {
-            super::osc::serve_osc(socket, cfg, ingress, shutdown)
+            datagram::serve::<super::osc::OscDatagrams>(socket, cfg, ingress, shutdown)
         })
     }
 
@@ -487,81 +488,27 @@ async fn read_line_limited<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// Per-peer state of a UDP source.
-struct UdpPeer {
-    stream_id: StreamId,
-    decoder: Decoder,
-    log: SkipLog,
-    last_seen: Instant,
-}
+/// `skeleton-ndjson/1` datagrams: one JSON object (header or frame) per datagram, decoded by
+/// the same stateful [`Decoder`] as a TCP stream's lines.
+pub(crate) struct NdjsonDatagrams(Decoder);
 
-async fn serve_udp(
-    socket: std::net::UdpSocket,
-    cfg: NetConfig,
-    ingress: Arc<Ingress>,
-    mut rx_shutdown: watch::Receiver<bool>,
-) {
-    let socket = match tokio::net::UdpSocket::from_std(socket) {
-        Ok(socket) => socket,
-        Err(e) => {
-            tracing::error!("cannot register the UDP socket with tokio: {e}");
-            return;
-        }
-    };
-    // One byte more than the limit tells an oversize datagram (the kernel truncates it).
-    let mut datagram = vec![0_u8; cfg.max_line_bytes + 1];
-    let mut peers: HashMap<SocketAddr, UdpPeer> = HashMap::new();
-    let mut refused_logged = false;
-    loop {
-        let idle_deadline = peers.values().map(|p| p.last_seen + cfg.idle_timeout).min();
-        tokio::select! {
-            () = wait_shutdown(&mut rx_shutdown) => break,
-            () = sleep_until(idle_deadline) => {
-                let now = Instant::now();
-                peers.retain(|_, p| {
-                    let alive = now < p.last_seen + cfg.idle_timeout;
-                    if !alive {
-                        ingress.push_ended(p.stream_id.clone(), EndReason::Idle);
-                    }
-                    alive
-                });
-            }
-            received = socket.recv_from(&mut datagram) => {
-                let (len, peer) = match received {
-                    Ok(received) => received,
-                    Err(e) => {
-                        tracing::warn!("UDP receive failed: {e}");
-                        continue;
-                    }
-                };
-                if !peers.contains_key(&peer) {
-                    if peers.len() >= cfg.max_connections {
-                        ingress.counters.rejected_connection();
-                        if !refused_logged {
-                            refused_logged = true;
-                            tracing::warn!(%peer, limit = cfg.max_connections, "datagram refused: too many peers (further refusals only counted)");
-                        }
-                        continue;
-                    }
-                    ingress.counters.connection();
-                    let stream_id = StreamId::new(format!("udp:{peer}"));
-                    tracing::info!(stream = %stream_id, "new UDP peer");
-                    let decoder = Decoder::new(stream_id.to_string()).with_max_line_bytes(cfg.max_line_bytes);
-                    peers.insert(peer, UdpPeer { stream_id, decoder, log: SkipLog::default(), last_seen: Instant::now() });
-                }
-                let Some(p) = peers.get_mut(&peer) else { continue };
-                p.last_seen = Instant::now();
-                if len > cfg.max_line_bytes {
-                    let rejected = p.decoder.reject_oversize(len);
-                    p.log.skip(&ingress, &p.stream_id, &rejected);
-                } else {
-                    handle_line(&mut p.decoder, &datagram[..len], &p.stream_id, &ingress, &mut p.log);
-                }
-            }
+impl DatagramDecoder for NdjsonDatagrams {
+    const KIND: &'static str = "udp";
+
+    fn new(stream: &StreamId, cfg: &NetConfig) -> Self {
+        NdjsonDatagrams(Decoder::new(stream.to_string()).with_max_line_bytes(cfg.max_line_bytes))
+    }
+
+    fn on_datagram(&mut self, datagram: &[u8], _now: Instant, out: &mut Vec<Decoded>) {
+        match self.0.decode_checked(datagram) {
+            Ok(Some(frame)) => out.push(Decoded::Frame(frame)),
+            Ok(None) => {}
+            Err(rejected) => out.push(Decoded::Skip(rejected)),
         }
     }
-    for p in peers.into_values() {
-        ingress.push_ended(p.stream_id, EndReason::Shutdown);
+
+    fn on_oversize(&mut self, len: usize, _limit: usize, out: &mut Vec<Decoded>) {
+        out.push(Decoded::Skip(self.0.reject_oversize(len)));
     }
 }
 

@@ -9,21 +9,17 @@
 //! A body missing joints (lost datagrams) or with bad values is dropped and counted; the frame
 //! keeps the other bodies. Timestamps are arrival times since the sender's first message.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rosc::{OscMessage, OscPacket, OscType};
-use tokio::sync::watch;
 
 use crate::frame::{Body, Frame, Joint, NUM_JOINTS, Tracking};
-use crate::io::ndjson::{MAX_ABS_COORD_M, MAX_BODIES_PER_FRAME, SkipReason};
+use crate::io::ndjson::{MAX_ABS_COORD_M, MAX_BODIES_PER_FRAME, Rejected, SkipReason};
 use crate::skeleton::kinect_v2;
 
-use super::ingress::Ingress;
-use super::net::{NetConfig, SkipLog, sleep_until, wait_shutdown};
-use super::{EndReason, StreamId};
+use super::StreamId;
+use super::datagram::{DatagramDecoder, Decoded};
+use super::net::NetConfig;
 
 /// The KinectV2-OSC default port.
 pub const DEFAULT_PORT: u16 = 12345;
@@ -133,7 +129,7 @@ impl Assembler {
     }
 
     /// When the pending frame must be closed if nothing else arrives.
-    pub(crate) fn deadline(&self, frame_timeout: std::time::Duration) -> Option<Instant> {
+    pub(crate) fn deadline(&self, frame_timeout: Duration) -> Option<Instant> {
         let pending = self.current.is_some() || !self.bodies.is_empty();
         pending.then_some(self.last_message?).map(|t| t + frame_timeout)
     }
@@ -333,7 +329,7 @@ impl Assembler {
     pub(crate) fn on_tick(
         &mut self,
         now: Instant,
-        frame_timeout: std::time::Duration,
+        frame_timeout: Duration,
         out: &mut Vec<Assembled>,
     ) {
         if self.deadline(frame_timeout).is_some_and(|d| now >= d) {
@@ -408,118 +404,68 @@ fn parse_joint(args: &[OscType]) -> Result<Joint, (SkipReason, String)> {
     Ok(Joint { pos, tracking })
 }
 
-/// Per-sender state of the OSC source.
-struct OscPeer {
-    stream_id: StreamId,
+/// KinectV2-OSC datagrams for the shared datagram server: an [`Assembler`] per sender, whose
+/// skips become located, counted rejections.
+pub(crate) struct OscDatagrams {
+    origin: String,
     assembler: Assembler,
-    log: SkipLog,
-    last_seen: Instant,
+    frame_timeout: Duration,
+    assembled: Vec<Assembled>,
 }
 
-fn deliver(ingress: &Ingress, peer: &mut OscPeer, out: &mut Vec<Assembled>) {
-    for item in out.drain(..) {
-        match item {
-            Assembled::Frame(frame) => ingress.push_frame(&peer.stream_id, frame),
-            Assembled::Skip(reason, message) => {
-                let rejected = crate::io::ndjson::Rejected {
-                    reason,
-                    error: crate::Error::Skipped { stream: peer.stream_id.to_string(), message },
-                };
-                peer.log.skip(ingress, &peer.stream_id, &rejected);
-            }
-        }
+impl OscDatagrams {
+    fn convert(&mut self, out: &mut Vec<Decoded>) {
+        out.extend(self.assembled.drain(..).map(|item| match item {
+            Assembled::Frame(frame) => Decoded::Frame(frame),
+            Assembled::Skip(reason, message) => Decoded::Skip(Rejected {
+                reason,
+                error: crate::Error::Skipped { stream: self.origin.clone(), message },
+            }),
+        }));
     }
 }
 
-pub(crate) async fn serve_osc(
-    socket: std::net::UdpSocket,
-    cfg: NetConfig,
-    ingress: Arc<Ingress>,
-    mut rx_shutdown: watch::Receiver<bool>,
-) {
-    let socket = match tokio::net::UdpSocket::from_std(socket) {
-        Ok(socket) => socket,
-        Err(e) => {
-            tracing::error!("cannot register the OSC socket with tokio: {e}");
-            return;
-        }
-    };
-    let mut datagram = vec![0_u8; cfg.max_line_bytes + 1];
-    let mut peers: HashMap<SocketAddr, OscPeer> = HashMap::new();
-    let mut out = Vec::new();
-    let mut refused_logged = false;
-    loop {
-        let deadline = peers
-            .values()
-            .flat_map(|p| {
-                [p.assembler.deadline(cfg.osc_frame_timeout), Some(p.last_seen + cfg.idle_timeout)]
-            })
-            .flatten()
-            .min();
-        tokio::select! {
-            () = wait_shutdown(&mut rx_shutdown) => break,
-            () = sleep_until(deadline) => {
-                let now = Instant::now();
-                peers.retain(|_, p| {
-                    p.assembler.on_tick(now, cfg.osc_frame_timeout, &mut out);
-                    deliver(&ingress, p, &mut out);
-                    let alive = now < p.last_seen + cfg.idle_timeout;
-                    if !alive {
-                        ingress.push_ended(p.stream_id.clone(), EndReason::Idle);
-                    }
-                    alive
-                });
-            }
-            received = socket.recv_from(&mut datagram) => {
-                let (len, peer) = match received {
-                    Ok(received) => received,
-                    Err(e) => {
-                        tracing::warn!("OSC receive failed: {e}");
-                        continue;
-                    }
-                };
-                let now = Instant::now();
-                if !peers.contains_key(&peer) {
-                    if peers.len() >= cfg.max_connections {
-                        ingress.counters.rejected_connection();
-                        if !refused_logged {
-                            refused_logged = true;
-                            tracing::warn!(%peer, limit = cfg.max_connections, "OSC packet refused: too many senders (further refusals only counted)");
-                        }
-                        continue;
-                    }
-                    ingress.counters.connection();
-                    let stream_id = StreamId::new(format!("osc:{peer}"));
-                    tracing::info!(stream = %stream_id, "new OSC sender");
-                    let assembler = Assembler::new(stream_id.to_string());
-                    peers.insert(peer, OscPeer { stream_id, assembler, log: SkipLog::default(), last_seen: now });
-                }
-                let Some(p) = peers.get_mut(&peer) else { continue };
-                p.last_seen = now;
-                if len > cfg.max_line_bytes {
-                    p.assembler.messages += 1;
-                    let limit = cfg.max_line_bytes;
-                    let message = format_args!("packet of {len} bytes exceeds {limit} bytes");
-                    p.assembler.skip(&mut out, SkipReason::Oversize, message);
-                } else {
-                    p.assembler.on_datagram(&datagram[..len], now, &mut out);
-                }
-                deliver(&ingress, p, &mut out);
-            }
+impl DatagramDecoder for OscDatagrams {
+    const KIND: &'static str = "osc";
+
+    fn new(stream: &StreamId, cfg: &NetConfig) -> Self {
+        OscDatagrams {
+            origin: stream.to_string(),
+            assembler: Assembler::new(stream.to_string()),
+            frame_timeout: cfg.osc_frame_timeout,
+            assembled: Vec::new(),
         }
     }
-    let now = Instant::now();
-    for mut p in peers.into_values() {
-        p.assembler.flush(now, &mut out);
-        deliver(&ingress, &mut p, &mut out);
-        ingress.push_ended(p.stream_id, EndReason::Shutdown);
+
+    fn on_datagram(&mut self, datagram: &[u8], now: Instant, out: &mut Vec<Decoded>) {
+        self.assembler.on_datagram(datagram, now, &mut self.assembled);
+        self.convert(out);
+    }
+
+    fn on_oversize(&mut self, len: usize, limit: usize, out: &mut Vec<Decoded>) {
+        self.assembler.messages += 1;
+        let message = format_args!("packet of {len} bytes exceeds {limit} bytes");
+        self.assembler.skip(&mut self.assembled, SkipReason::Oversize, message);
+        self.convert(out);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.assembler.deadline(self.frame_timeout)
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<Decoded>) {
+        self.assembler.on_tick(now, self.frame_timeout, &mut self.assembled);
+        self.convert(out);
+    }
+
+    fn flush(&mut self, now: Instant, out: &mut Vec<Decoded>) {
+        self.assembler.flush(now, &mut self.assembled);
+        self.convert(out);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn joint_message(body: u64, j: usize, pos: [f32; 3], state: Option<&str>) -> OscPacket {
