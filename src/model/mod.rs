@@ -19,15 +19,18 @@ mod attention;
 mod boundary_block;
 pub mod checkpoint;
 mod config;
+mod conv;
 mod dsmi;
 mod handle;
 mod loss;
 mod mfai;
+mod profile;
 mod query;
 
 pub use config::{CURRENT_REVISION, InputNorm, ModelConfig, Spatial, Temporal};
 pub use handle::Model;
 pub use loss::{LossParts, loss};
+pub use profile::{BlockTime, profile_blocks};
 
 use tch::{Kind, Tensor, nn};
 use tracing::trace_span;
