@@ -73,11 +73,13 @@ impl ActionBlock {
     }
 
     pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let mut h = self.conv_in.forward(x) * mask;
+        let mut h = block("mfai.action_block/conv_in", None, || self.conv_in.forward(x) * mask);
         for layer in &self.layers {
-            h = layer.forward_t(&h, mask, train);
+            // The whole layer, beside its four parts: on the loaded machine of 2026-11-30 the
+            // layers took 3–6× the sum of their parts (BENCHMARKS.md, unresolved).
+            h = block("mfai.action_block/layer", None, || layer.forward_t(&h, mask, train));
         }
-        self.conv_out.forward(&h) * mask
+        block("mfai.action_block/conv_out", None, || self.conv_out.forward(&h) * mask)
     }
 }
 

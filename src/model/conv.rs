@@ -1,10 +1,9 @@
 //! Inference forms of the temporal convolutions that libtorch runs slowly on one window.
 //!
 //! Profiled on one 256-frame window (BENCHMARKS.md, "Where an MFAI window goes"): libtorch
-//! sends a dilated `Conv1d` to `slow_conv_dilated2d`, which took 2–6× the time of the same
-//! arithmetic as one matrix product, and more the wider the dilation; a stride-2 depthwise
-//! convolution on a short sequence cost more in dispatch than in arithmetic. The forms here give
-//! the same numbers (to float rounding: the sums run in another order) and are used for
+//! sends a dilated `Conv1d` to `slow_conv_dilated2d`, which took 2–3.5× the time of the same
+//! arithmetic as one matrix product; a stride-2 depthwise convolution on a short sequence cost
+//! more in dispatch than in arithmetic. The forms here give the same numbers (to float rounding: the sums run in another order) and are used for
 //! inference only; training keeps the convolution operators and their tested backward passes.
 
 use tch::Tensor;
