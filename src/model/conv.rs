@@ -3,8 +3,9 @@
 //! Profiled on one 256-frame window (BENCHMARKS.md, "Where an MFAI window goes"): libtorch
 //! sends a dilated `Conv1d` to `slow_conv_dilated2d`, which took 2–3.5× the time of the same
 //! arithmetic as one matrix product; a stride-2 depthwise convolution on a short sequence cost
-//! more in dispatch than in arithmetic. The forms here give the same numbers (to float rounding: the sums run in another order) and are used for
-//! inference only; training keeps the convolution operators and their tested backward passes.
+//! more in dispatch than in arithmetic. The forms here give the same numbers (to float rounding:
+//! the sums run in another order) and are used for inference only; training keeps the
+//! convolution operators and their tested backward passes.
 
 use tch::Tensor;
 use tch::nn::{self, Module};
@@ -30,7 +31,7 @@ fn shifted_matmul(conv: &nn::Conv1D, x: &Tensor, dilation: i64) -> Tensor {
     let xp = x.pad([pad, pad], "constant", None);
     let shifts: Vec<Tensor> = (0..k).map(|j| xp.narrow(2, j * dilation, t)).collect();
     let cols = Tensor::stack(&shifts, 2).view([n, c * k, t]); // (N, C·K, T)
-    let w = conv.ws.view([o, c * k]);
+    let w = conv.ws.reshape([o, c * k]); // a view: loaded weights are contiguous
     match (&conv.bs, n) {
         (Some(b), 1) => b.unsqueeze(1).addmm(&w, &cols.view([c * k, t])).unsqueeze(0),
         (Some(b), _) => w.matmul(&cols) + b.view([1, o, 1]),
@@ -47,7 +48,7 @@ pub(crate) fn depthwise_down(conv: &nn::Conv1D, x: &Tensor, train: bool) -> Tens
     }
     let c = x.size()[1];
     let taps = x.pad([1, 1], "constant", None).unfold(2, 3, 2); // (N, C, ⌈L/2⌉, 3)
-    (taps * conv.ws.view([1, c, 1, 3])).sum_dim_intlist(3, false, None)
+    (taps * conv.ws.reshape([1, c, 1, 3])).sum_dim_intlist(3, false, None)
 }
 
 #[cfg(test)]
