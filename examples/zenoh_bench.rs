@@ -41,7 +41,7 @@ fn recording(seed: u64, name: &str, frames: usize) -> Recording {
 
 fn percentile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
-    skelseg::online::percentile(v, q)
+    skelseg::metrics::percentile(v, q)
 }
 
 /// An in-process source: frames pushed through a bounded channel.

@@ -9,17 +9,25 @@
 //!
 //! ## Brief overview
 //!
-//! Data flows `source → Frame → modalities → model → stream → SegmentEvent`:
+//! Data flows `source → Frame → modalities → model → stream → SegmentEvent`, and the modules
+//! follow it:
 //!
-//! - [`Frame`]: the bodies of one instant, canonical Kinect v2 layout, metres. Build them from
-//!   your tracker, or get them from [`io`] (recordings) and [`source`] (sockets, replay,
-//!   simulator). [`skeleton`] maps other joint layouts to the canonical one.
-//! - [`Model`]: a trained checkpoint that owns its weights; `Model::load(path, device)`.
-//! - [`stream::StreamSegmenter`]: one stream on your thread, `push(frame)` returns events;
-//!   [`stream::Pipeline`]: many streams on worker threads, events on a channel or callback.
-//! - [`stream::SegmentEvent`]: `SegmentStarted`, `SegmentEnded` (committed, never retracted),
-//!   `FrameLabel`, `StreamEnded`.
-//! - [`Error`]: the one error type; every variant says where.
+//! - [`source`] (sockets, replay, simulator) and [`io`] (recordings, labels, datasets) give
+//!   [`Frame`]s: the bodies of one instant, canonical Kinect v2 layout, metres. Build them from
+//!   your tracker, or map another joint layout with [`skeleton`]; [`resample`] changes the frame
+//!   rate.
+//! - [`modality`]: the absolute, relative and motion modalities, derived per frame.
+//! - [`model`]: the InterAct network; [`Model`] is a trained checkpoint that owns its weights,
+//!   `Model::load(path, device)`.
+//! - [`stream`]: [`stream::StreamSegmenter`] runs one stream on your thread, `push(frame)`
+//!   returns events; [`stream::Pipeline`] runs many streams on worker threads, events on a
+//!   channel or callback. Both emit [`stream::SegmentEvent`]: `SegmentStarted`, `SegmentEnded`
+//!   (committed, never retracted), `FrameLabel`, `StreamEnded`.
+//! - [`postprocess`]: boundary peaks and refinement; `viz` (feature `viz`): the Rerun viewer;
+//!   `cluster` (feature `zenoh`): scale-out over Zenoh.
+//! - [`Error`]: the one error type; every variant says where. Malformed input is an
+//!   [`Error::Parse`] whose [`Location`] (file or stream, line, item), `expected` and `found`
+//!   are fields.
 //!
 //! ```
 //! use skelseg::stream::{SegmentEvent, StreamSegmenter};
@@ -49,43 +57,52 @@
 //! ## Features
 //!
 //! - `cli` (default): the `skelseg` binary's crates (clap, indicatif, ctrlc, anyhow,
-//!   tracing-subscriber). The library never needs them: apps depend on skelseg with
-//!   `default-features = false`.
-//! - `viz` (default): Rerun viewer output ([`viz`], [`stream::VizTap`]).
-//!
-//! Research tooling lives in its own modules: [`synth`] (synthetic training data), [`train`]
-//! (training, offline evaluation, calibration), [`online`] (online evaluation), [`metrics`] and
-//! [`postprocess`].
+//!   tracing-subscriber); turns on `synth` and `train`. The library never needs them: apps
+//!   depend on skelseg with `default-features = false`.
+//! - `viz` (default): Rerun viewer output (`viz`, [`stream::VizTap`]).
+//! - `zenoh`: the `zenoh:` source, event publication and worker failover (`cluster`).
+//! - Research tooling, on by default, off for an embedding app: `synth` (synthetic recordings,
+//!   `synth`, the `sim` source) and `train` (training, offline and online evaluation: `train`,
+//!   `online`). [`metrics`] (segment scores) is always there.
 //!
 //! ## libtorch
 //!
 //! The model runs on libtorch through [`tch`], re-exported so that apps use the same version:
 //! [`Device`] is `tch::Device`.
 
+// The data flow, in order: sources → frames → modalities → model → stream → events/viewer.
 #[cfg(feature = "zenoh")]
 pub mod cluster;
-pub mod error;
-pub mod frame;
-#[doc(hidden)]
-pub mod fuzz;
+mod error;
+mod frame;
 pub mod io;
-pub mod metrics;
 pub mod modality;
 pub mod model;
-pub mod online;
 pub mod postprocess;
 pub mod resample;
 pub mod skeleton;
 pub mod source;
 pub mod stream;
-pub mod synth;
-pub mod train;
 #[cfg(feature = "viz")]
 pub mod viz;
 
-pub use error::{Error, Result};
+// Scoring, shared by the runtime's reports and the research tooling.
+pub mod metrics;
+
+// Research tooling, each behind its feature (on by default; the binary needs them).
+#[cfg(feature = "synth")]
+#[doc(hidden)]
+pub mod fuzz;
+#[cfg(feature = "train")]
+pub mod online;
+#[cfg(feature = "synth")]
+pub mod synth;
+#[cfg(feature = "train")]
+pub mod train;
+
+pub use error::{Error, Input, Location, Result};
 pub use frame::{BODY_SLOTS, Body, Frame, Joint, NUM_JOINTS, Tracking};
-pub use model::Model;
+pub use model::handle::Model;
 /// The libtorch binding skelseg is built on, re-exported so apps need not pin it themselves.
 pub use tch;
 /// Where a model runs: `Device::Cpu`, `Device::Cuda(0)`, or `Device::cuda_if_available()`.

@@ -1,10 +1,10 @@
 //! Temporal action segmentation metrics: frame accuracy, Edit score and segmental F1@{10,25,50},
 //! plus two small figures for online segmentation (over-segmentation ratio, boundary delays).
 //!
-//! Follows `reference/architecture.md` §1 exactly, i.e. the anchors' own evaluation code:
-//! segment extraction with a background set (§1.1), Edit per sequence then averaged over
-//! sequences (macro, §1.2), F1 with greedy IoU matching and TP/FP/FN summed over all sequences
-//! (micro, §1.3), accuracy over all frames (micro, §1.4). The two anchor code bases differ only in
+//! Follows the anchors' own evaluation code exactly (MS-TCN `eval.py`, ASRF/DeST `libs/metric.py`):
+//! segment extraction with a background set, Edit per sequence then averaged over
+//! sequences (macro), F1 with greedy IoU matching and TP/FP/FN summed over all sequences
+//! (micro), accuracy over all frames (micro). The two anchor code bases differ only in
 //! where the last segment ends ([`Variant`]); the default is the ASRF/DeST one, which InterAct's
 //! numbers most likely come from.
 
@@ -18,12 +18,17 @@ use crate::error::{Error, Result};
 /// IoU thresholds of the reported F1 scores.
 pub const F1_THRESHOLDS: [f64; 3] = [0.10, 0.25, 0.50];
 
-/// Which anchor evaluation code to reproduce (architecture.md §1.1).
+/// Which anchor evaluation code to reproduce.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Variant {
-    /// MS-TCN `eval.py`: the last segment ends at `L` (exclusive), F1 = 2PR/(P+R).
+    /// MS-TCN's eval.py.
+    ///
+    /// The last segment ends at `L` (exclusive), F1 = 2PR/(P+R).
     Mstcn,
+    /// ASRF / DeST / InterAct code base (the last segment's end is one frame short).
+    ///
     /// ASRF / DeST `libs/metric.py` (and ASFormer): the last segment ends at `L-1`, one frame
     /// short, and F1 = 2PR/(P+R+1e-7). One deviation: a one-frame last segment keeps its frame
     /// (the reference gives it length 0, IoU 0/0 = NaN, and counts it as a false positive).
@@ -69,8 +74,8 @@ pub struct Segment<L> {
     pub end: usize,
 }
 
-/// Splits a per-frame label sequence into segments, leaving out labels in `bg`
-/// (architecture.md §1.1). An empty sequence has no segments.
+/// Splits a per-frame label sequence into segments, leaving out labels in `bg`.
+/// An empty sequence has no segments.
 pub fn segments<L: PartialEq + Clone>(labels: &[L], bg: &[L], variant: Variant) -> Vec<Segment<L>> {
     let Some(first) = labels.first() else {
         return Vec::new();
@@ -114,7 +119,7 @@ fn levenshtein<L: PartialEq>(p: &[L], y: &[L]) -> usize {
     prev[y.len()]
 }
 
-/// Edit score of one sequence in percent (architecture.md §1.2); 100 when neither side has a
+/// Edit score of one sequence in percent; 100 when neither side has a
 /// segment.
 pub fn edit_score<L: PartialEq>(pred: &[Segment<L>], gt: &[Segment<L>]) -> f64 {
     let p: Vec<&L> = pred.iter().map(|s| &s.label).collect();
@@ -169,7 +174,7 @@ fn iou<L: PartialEq>(p: &Segment<L>, g: &Segment<L>) -> f64 {
     inter / union
 }
 
-/// Greedy IoU matching of one sequence's segments at threshold `thr` (architecture.md §1.3):
+/// Greedy IoU matching of one sequence's segments at threshold `thr`:
 /// each predicted segment, in temporal order, takes the first GT segment of maximal IoU (zero
 /// for another label) if that IoU reaches `thr` and the GT segment is still free.
 pub fn match_segments<L: PartialEq>(
@@ -384,6 +389,15 @@ pub fn boundary_delays<L>(
         .collect()
 }
 
+/// Nearest-rank percentile of sorted values (NaN when empty).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,7 +419,7 @@ mod tests {
         (runs(&[(5, 8), (6, 12)]), runs(&[(5, 5), (6, 15)]))
     }
 
-    /// Checks the five figures (Acc, Edit, F1@10, F1@25, F1@50) to the 4 decimals of §1.5; the
+    /// Checks the five figures (Acc, Edit, F1@10, F1@25, F1@50) to 4 decimals; the
     /// ASRF `1e-7` only moves the 7th significant digit.
     fn assert_scores(s: &Scores, expected: [f64; 5]) {
         let got = [s.acc, s.edit, s.f1_10, s.f1_25, s.f1_50];
@@ -595,5 +609,13 @@ mod tests {
         assert_eq!("mstcn".parse::<Variant>().unwrap(), Variant::Mstcn);
         assert_eq!("ASRF".parse::<Variant>().unwrap(), Variant::Asrf);
         assert!("foo".parse::<Variant>().is_err());
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.95), 19.0);
+        assert_eq!(percentile(&v, 0.5), 10.0);
+        assert!(percentile(&[], 0.5).is_nan());
     }
 }

@@ -2,7 +2,7 @@
 //! relative to the SpineBase of the same body (rel) and the backward difference to the previous
 //! frame (motion), for the two body slots, with channel = `slot * 3 + axis`.
 //!
-//! Follows `reference/architecture.md` §2.3 / §11.2 and DESIGN.md "The model — Inputs", with the
+//! Follows the InterAct paper's modalities, with the
 //! documented deviation that motion is a *backward* difference `x_t − x_{t−1}` (causal), so the
 //! streaming path ([`ModalityState::push`]) and the batch path ([`batch`]) give bit-identical
 //! numbers. Motion is the displacement per nominal frame period: when the frame index advanced
@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{BODY_SLOTS, Frame, NUM_JOINTS};
-pub use crate::model::InputNorm;
+use crate::model::InputNorm;
 
 /// Channels per modality: 2 body slots × 3 axes.
 pub const NUM_CHANNELS: usize = BODY_SLOTS * 3;
@@ -459,7 +459,7 @@ mod tests {
     use super::*;
     use crate::frame::{Body, Joint, Tracking};
 
-    /// Tiny local PKU-MMD skeleton reader (data.md §1.2): 150 floats per line, body 2 absent
+    /// Tiny local PKU-MMD skeleton reader: 150 floats per line, body 2 absent
     /// when all zero. Body ids 0 and 1, frame index = line number.
     fn read_pku(path: &str) -> Vec<Frame> {
         let text = std::fs::read_to_string(path)

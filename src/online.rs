@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::Model;
 use crate::error::Result;
 use crate::io::Recording;
-use crate::metrics::{MetricsAccumulator, Scores, Variant};
-use crate::model::Model;
+use crate::metrics::{MetricsAccumulator, Scores, Variant, percentile};
 use crate::stream::{SegmentEvent, StreamConfig, StreamSegmenter, VizTap};
 
 /// A segment as committed by the streaming path.
@@ -195,15 +195,6 @@ pub fn label_runs(labels: &[usize]) -> Vec<(usize, usize, usize)> {
     out
 }
 
-/// Nearest-rank percentile of sorted values (NaN when empty).
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,13 +203,5 @@ mod tests {
     fn runs_split_labels_into_maximal_segments() {
         assert_eq!(label_runs(&[0, 0, 1, 1, 1, 0]), vec![(0, 0, 1), (1, 2, 4), (0, 5, 5)]);
         assert!(label_runs(&[]).is_empty());
-    }
-
-    #[test]
-    fn percentile_is_nearest_rank() {
-        let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.95), 19.0);
-        assert_eq!(percentile(&v, 0.5), 10.0);
-        assert!(percentile(&[], 0.5).is_nan());
     }
 }

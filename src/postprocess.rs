@@ -1,15 +1,15 @@
 //! Post-processing of per-frame predictions: ASRF boundary refinement and the boundary training
 //! target.
 //!
-//! [`refinement_with_boundary`] follows `reference/architecture.md` §7.4 (ASRF/DeST
-//! `libs/postprocess.py`): boundary peaks split the sequence and every piece takes its majority
-//! class. [`boundary_target`] is the peak-1 Gaussian target of §11.7 (ASQuery's window, §8.5),
-//! placed at the first frame of each new segment, where ASRF's hard target (§7.2) puts its ones
+//! [`refinement_with_boundary`] follows ASRF/DeST
+//! `libs/postprocess.py`: boundary peaks split the sequence and every piece takes its majority
+//! class. [`boundary_target`] is the peak-1 Gaussian target (ASQuery's window),
+//! placed at the first frame of each new segment, where ASRF's hard target puts its ones
 //! and where the refinement splits.
 
-/// Default standard deviation of the boundary target's Gaussian, in frames (ASQuery, §8.5).
+/// Default standard deviation of the boundary target's Gaussian, in frames (ASQuery).
 pub const BOUNDARY_SIGMA_FRAMES: f32 = 6.0;
-/// Default half-width of the boundary target's window, in frames (ASQuery, §8.5).
+/// Default half-width of the boundary target's window, in frames (ASQuery).
 pub const BOUNDARY_RADIUS_FRAMES: usize = 10;
 
 /// Boundary peaks as in ASRF's `argrelmax`: frame 0, plus every frame `t` in `1..T-1` that
@@ -33,7 +33,7 @@ pub fn is_boundary_peak(before: f32, current: f32, after: f32, threshold: f32) -
     cut(before) < current && cut(after) < current
 }
 
-/// ASRF `refinement_with_boundary` (architecture.md §7.4): splits `pred` at the boundary peaks
+/// ASRF `refinement_with_boundary`: splits `pred` at the boundary peaks
 /// of `boundary_prob` (probabilities in `[0, 1]`) above `threshold` and gives every piece its most
 /// frequent class; ties go to the smallest class id.
 ///

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use skelseg::io::{
-    self, ClassMap, Dataset, DatasetFormat, Interval, Recording, ntu, pku, utkinect,
-};
+use skelseg::io::dataset::{DatasetFormat, read_dataset, write_dataset};
+use skelseg::io::{self, ClassMap, Dataset, Interval, Recording, ntu, pku, utkinect};
 use skelseg::skeleton::Layout;
 use skelseg::{Error, Tracking};
 
@@ -80,7 +79,7 @@ fn ntu_clips_have_their_frame_counts_body_ids_and_tracking() {
 #[test]
 #[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn utkinect_takes_s01_to_s08_read_with_their_10_intervals() {
-    let ds = io::read_dataset(utk_dir(), DatasetFormat::Utkinect).unwrap();
+    let ds = read_dataset(utk_dir(), DatasetFormat::Utkinect).unwrap();
     let names: Vec<&str> = ds.recordings.iter().map(|r| r.name.as_str()).collect();
     let expected: Vec<String> =
         (1..=8).flat_map(|s| (1..=2).map(move |e| format!("s{s:02}_e{e:02}"))).collect();
@@ -160,7 +159,7 @@ fn read_recording_dispatches_on_extension_and_content() {
 #[test]
 #[ignore = "needs ../shared/data (real datasets, not redistributable)"]
 fn ntu_folder_reads_as_a_dataset_of_labelled_clips() {
-    let ds = io::read_dataset(data("ntu-rgbd-samples"), DatasetFormat::Ntu).unwrap();
+    let ds = read_dataset(data("ntu-rgbd-samples"), DatasetFormat::Ntu).unwrap();
     assert_eq!(ds.classes.len(), 61);
     assert_eq!(ds.recordings.len(), 5);
     for (r, (i, (name, n))) in ds.recordings.iter().zip(NTU_CLIPS.iter().enumerate()) {
@@ -247,7 +246,7 @@ fn dataset_folder_round_trips() {
     ]);
     let ds = Dataset { classes: classes.clone(), recordings, splits: splits.clone() };
     let dir = tempfile::tempdir().unwrap();
-    io::write_dataset(dir.path(), &ds).unwrap();
+    write_dataset(dir.path(), &ds).unwrap();
     assert!(dir.path().join("skeleton/s02_e01.txt").is_file());
     assert!(!dir.path().join("label/unlabelled.txt").exists());
     assert_eq!(
@@ -255,7 +254,7 @@ fn dataset_folder_round_trips() {
         "0 background\n1 wave\n2 sit\n"
     );
 
-    let back = io::read_dataset(dir.path(), DatasetFormat::Pku).unwrap();
+    let back = read_dataset(dir.path(), DatasetFormat::Pku).unwrap();
     assert_eq!(back.classes, classes);
     assert_eq!(back.splits, splits);
     assert_eq!(back.recordings.len(), 3);
@@ -287,7 +286,7 @@ fn pku_original_layout_reads_with_builtin_classes_and_split_sections() {
         "Training videos:\nA01N01-L, A01N01-M, \nValidation videos:\nA10N08-L, A05N04-M\n",
     )
     .unwrap();
-    let ds = io::read_dataset(root, DatasetFormat::Pku).unwrap();
+    let ds = read_dataset(root, DatasetFormat::Pku).unwrap();
     assert_eq!(ds.classes.len(), 52);
     let rec = &ds.recordings[0];
     assert_eq!(
@@ -378,6 +377,31 @@ fn truncated_real_files_are_reported_not_misread() {
     );
 }
 
+/// Issue 12: callers branch on the parts of a parse error, not on its text.
+#[test]
+fn parse_errors_carry_file_line_expected_and_found_as_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}\n{}\n", pku_line(None), pku_line(Some((3, "NaN"))));
+    let p = write(dir.path(), "nan.txt", &text);
+    match pku::read_skeleton(&p) {
+        Err(Error::Parse { location, expected, found }) => {
+            assert_eq!(location.path(), Some(p.as_path()));
+            assert_eq!(location.line, Some(2));
+            assert!(expected.starts_with("a finite number for"), "{expected}");
+            assert_eq!(found, "`NaN`");
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+    let empty = write(dir.path(), "e.skeleton", "");
+    match ntu::read_skeleton(&empty) {
+        Err(Error::Parse { location, found, .. }) => {
+            assert_eq!((location.path(), location.line), (Some(empty.as_path()), None));
+            assert_eq!(found, "an empty file");
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
 #[test]
 fn empty_files_are_errors_for_every_reader() {
     let dir = tempfile::tempdir().unwrap();
@@ -445,7 +469,7 @@ fn convention_folder(labels: &str) -> tempfile::TempDir {
 #[test]
 fn dataset_labels_accept_class_names_and_reject_unknown_ones() {
     let dir = convention_folder("wave,1,5,1\nsit down,6,20,1\n");
-    let ds = io::read_dataset(dir.path(), DatasetFormat::Pku).unwrap();
+    let ds = read_dataset(dir.path(), DatasetFormat::Pku).unwrap();
     assert_eq!(
         ds.recordings[0].intervals,
         Some(vec![
@@ -455,17 +479,17 @@ fn dataset_labels_accept_class_names_and_reject_unknown_ones() {
     );
     let dir = convention_folder("wave,1,5,1\njump,6,20,1\n");
     assert_err_mentions(
-        io::read_dataset(dir.path(), DatasetFormat::Pku),
+        read_dataset(dir.path(), DatasetFormat::Pku),
         &["r1.txt:2:", "unknown class `jump`"],
     );
     let dir = convention_folder("3,1,5,1\n");
     assert_err_mentions(
-        io::read_dataset(dir.path(), DatasetFormat::Pku),
+        read_dataset(dir.path(), DatasetFormat::Pku),
         &["r1.txt:1:", "below 3", "found 3"],
     );
     let dir = convention_folder("1,1,21,1\n");
     assert_err_mentions(
-        io::read_dataset(dir.path(), DatasetFormat::Pku),
+        read_dataset(dir.path(), DatasetFormat::Pku),
         &["r1.txt:1:", "1..20", "found 1..21"],
     );
 }

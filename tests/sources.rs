@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rosc::{OscMessage, OscPacket, OscType};
-use skelseg::frame::{Body, Frame, NUM_JOINTS};
 use skelseg::io::Recording;
 use skelseg::io::ndjson::{Axes, Header, Units, encode_frame, encode_header};
 use skelseg::skeleton::{Layout, kinect_v2};
@@ -16,6 +15,7 @@ use skelseg::source::{
     EndReason, FrameSource, NetConfig, NetSource, Proto, SourceEvent, SourcePoll, StreamId,
     send_recording,
 };
+use skelseg::{Body, Frame, NUM_JOINTS};
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 use skelseg::io::{self, Recording};
 use skelseg::model::checkpoint::{self, LoadedModel};
 use skelseg::source::{self, NetConfig, NetSource, Pacing, ReplaySource};
-use skelseg::stream::{
-    Engine, EngineConfig, PipelineBuilder, Schedule, SegmentEvent, StreamConfig, StreamSegmenter,
-    StreamState,
-};
+use skelseg::stream::{PipelineBuilder, SegmentEvent, StreamConfig, StreamSegmenter};
 use tch::Device;
 
 /// The bundled model, read once per test binary from a private copy (so two loads in one test
@@ -73,109 +70,6 @@ fn the_synchronous_segmenter_tiles_the_recording_and_flushes_at_the_end() {
     assert_eq!(seg.counters().finalised, 0, "finish resets the stream");
 }
 
-#[test]
-fn batching_streams_gives_the_same_probabilities_as_one_stream_at_a_time() {
-    let rec = bundled();
-    let frames = &rec.frames[..200];
-    let loaded = model();
-    let cfg = EngineConfig {
-        window_frames: 64,
-        hop_frames: 4,
-        lookahead_frames: 8,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
-    let _guard = tch::no_grad_guard();
-    // Stream b lags a by 37 frames, so their windows differ in content and fill level.
-    let (mut alone, mut a, mut b) =
-        (StreamState::new(&cfg), StreamState::new(&cfg), StreamState::new(&cfg));
-    let mut reference = Vec::new();
-    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
-    for (i, f) in frames.iter().enumerate() {
-        reference.extend(engine.push(&mut [(&mut alone, f)]).unwrap().remove(0));
-        if i >= 37 {
-            let mut out = engine.push(&mut [(&mut a, f), (&mut b, &frames[i - 37])]).unwrap();
-            got_b.extend(out.remove(1));
-            got_a.extend(out.remove(0));
-        } else {
-            got_a.extend(engine.push(&mut [(&mut a, f)]).unwrap().remove(0));
-        }
-    }
-    assert!(!reference.is_empty());
-    assert_eq!(got_a.len(), reference.len());
-    for (x, y) in got_a.iter().zip(&reference).chain(got_b.iter().zip(&reference)) {
-        assert_eq!(x.index, y.index);
-        for (p, q) in x.probs.iter().zip(&y.probs) {
-            assert!((p - q).abs() < 1e-4, "frame {}: {p} vs {q}", x.index);
-        }
-    }
-}
-
-#[test]
-fn a_skipping_burst_skips_windows_but_never_frames() {
-    let rec = bundled();
-    let loaded = model();
-    let cfg = EngineConfig::default();
-    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
-    let mut state = StreamState::new(&cfg);
-    let burst = &rec.frames[..300]; // more than a window at once
-    let mut finals =
-        engine.push_frames(&mut [(&mut state, burst, Schedule::Skip)]).unwrap().remove(0);
-    finals.extend(engine.flush(&mut state).unwrap());
-    let indices: Vec<u64> = finals.iter().map(|f| f.index).collect();
-    assert_eq!(indices, (0..300).collect::<Vec<u64>>());
-    assert!(state.counters().skipped_windows > 0, "{:?}", state.counters());
-}
-
-/// Largest absolute difference of the class and boundary probabilities of two runs.
-fn max_difference(a: &[skelseg::stream::FinalFrame], b: &[skelseg::stream::FinalFrame]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let mut worst = 0f32;
-    for (x, y) in a.iter().zip(b) {
-        assert_eq!((x.index, x.present), (y.index, y.present));
-        worst = worst.max((x.boundary_prob - y.boundary_prob).abs());
-        for (p, q) in x.probs.iter().zip(&y.probs) {
-            worst = worst.max((p - q).abs());
-        }
-    }
-    worst
-}
-
-#[test]
-fn a_burst_run_as_one_batch_gives_the_frames_and_windows_of_one_frame_at_a_time() {
-    let rec = bundled();
-    let frames = &rec.frames[..400];
-    let loaded = model();
-    let cfg = EngineConfig::default();
-    let engine = Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap();
-    let (mut alone, mut batched) = (StreamState::new(&cfg), StreamState::new(&cfg));
-    let mut reference = Vec::new();
-    for f in frames {
-        reference.extend(engine.push(&mut [(&mut alone, f)]).unwrap().remove(0));
-    }
-    reference.extend(engine.flush(&mut alone).unwrap());
-    // Bursts of uneven sizes, a whole window among them: DSMI over each burst at once, every
-    // window that comes due in one MFAI batch.
-    let mut got = Vec::new();
-    let mut rest = frames;
-    for size in [1, 7, 300, 3, 89] {
-        let (burst, tail) = rest.split_at(size);
-        rest = tail;
-        got.extend(
-            engine.push_frames(&mut [(&mut batched, burst, Schedule::Every)]).unwrap().remove(0),
-        );
-    }
-    assert!(rest.is_empty());
-    got.extend(engine.flush(&mut batched).unwrap());
-    assert_eq!(batched.counters(), alone.counters(), "the same windows ran");
-    assert_eq!(alone.counters().skipped_windows, 0);
-    // fp32 matrix products over a batch sum in another order than over one row: each product
-    // differs by a few ulps (~1e-7 relative), which the ~40 layers of DSMI and MFAI carry to at
-    // most ~1e-6 in a probability; 1e-5 leaves a margin and still catches a wrong window or
-    // frame (those differ by 1e-2 or more).
-    let worst = max_difference(&got, &reference);
-    assert!(worst < 1e-5, "largest difference {worst}");
-}
 #[test]
 fn pushing_a_recording_in_batches_gives_the_events_of_pushing_it_frame_by_frame() {
     let rec = bundled();

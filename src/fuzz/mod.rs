@@ -1,7 +1,7 @@
 //! Fuzzing on stable Rust: every parser of untrusted input is fed mutated copies of a seed corpus
 //! (the committed `fixtures/fuzz/TARGET/` files plus small pieces of the repository's fixtures),
 //! and a panic is a finding. `examples/fuzz.rs` runs long campaigns; `tests/fuzz.rs` runs a few
-//! thousand inputs per target in the test suite. See RELIABILITY.md.
+//! thousand inputs per target in the test suite.
 //!
 //! Not part of the stable API: the module exists so the harness can reach crate-internal
 //! decoders (the OSC frame assembler) that a user never calls directly.

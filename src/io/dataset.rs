@@ -36,7 +36,7 @@ use std::str::FromStr;
 use super::labels::{LabelFile, LabelFormat, Overlaps, classes_from_names, read_label_file};
 use super::text::{At, empty_file, numbered_lines, read_text};
 use super::{ClassMap, Dataset, Interval, Recording, ntu, pku, utkinect};
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::skeleton::Layout;
 
 /// Skeleton folder names, convention first, then PKU-MMD's own.
@@ -49,12 +49,19 @@ const SPLIT_DIRS: [&str; 2] = ["splits", "Split"];
 pub const MAPPING_FILE: &str = "mapping.txt";
 
 /// Which kind of dataset folder [`read_dataset`] reads.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DatasetFormat {
+    /// skeleton/ + label/ + mapping.txt + splits/ (PKU-MMD layout; what `skelseg synth` writes).
+    ///
     /// The convention folder, or PKU-MMD in its original layout.
     Pku,
-    /// UTKinect-Action3D (`joints/joints_sNN_eMM.txt` + `actionLabel.txt`).
+    /// UTKinect-Action3D: joints/ + actionLabel.txt.
+    ///
+    /// `joints/joints_sNN_eMM.txt` + `actionLabel.txt`.
     Utkinect,
+    /// NTU RGB+D .skeleton files (action id from the file name).
+    ///
     /// A folder of NTU RGB+D `.skeleton` clips.
     Ntu,
 }
@@ -257,10 +264,7 @@ fn read_convention_recordings(
             continue;
         }
         if recording.frames.is_empty() {
-            problems.push(Error::parse(
-                path.display().to_string(),
-                "empty recording: expected frames, found none",
-            ));
+            problems.push(Error::parse(Location::file(path), "frames", "an empty recording"));
             continue;
         }
         let label_path = label_dir.as_ref().and_then(|d| {
@@ -366,12 +370,9 @@ fn read_utkinect_recordings(dir: &Path) -> Result<Vec<Recording>> {
         let take = utkinect::read_joints(&path)?;
         let Some(ranges) = labels.get(&take.name) else {
             return Err(Error::parse(
-                label_path.display().to_string(),
-                format!(
-                    "expected labels for take `{}` ({}), found none",
-                    take.name,
-                    path.display()
-                ),
+                Location::file(&label_path),
+                format!("labels for take `{}` ({})", take.name, path.display()),
+                "none",
             ));
         };
         let intervals = utkinect::intervals_for_take(&take, ranges, &label_path)?;
@@ -410,7 +411,7 @@ fn read_ntu_recordings(dir: &Path, classes: &ClassMap) -> Result<Vec<Recording>>
 }
 
 /// One NTU clip: its action (from the name) covers every frame.
-fn read_ntu_clip(path: &Path) -> Result<Recording> {
+pub(super) fn read_ntu_clip(path: &Path) -> Result<Recording> {
     let name = stem(path);
     let frames = ntu::read_skeleton(path)?;
     let intervals = match ntu::action_from_name(&name) {
@@ -484,24 +485,25 @@ pub fn read_mapping(path: impl AsRef<Path>) -> Result<ClassMap> {
         let id: usize = at.integer(id, "the class id")?;
         let name = name.trim();
         if name.is_empty() {
-            return Err(at.err(format!("expected `id name`, found `{line}`")));
+            return Err(at.expected("`id name`", format!("`{line}`")));
         }
         if let Some((_, first)) = by_id.get(&id) {
-            return Err(at.err(format!(
-                "expected each id once, found id {id} again (first on line {first})"
-            )));
+            return Err(
+                at.expected("each id once", format!("id {id} again (first on line {first})"))
+            );
         }
         if let Some((other, (_, first))) = by_id.iter().find(|(_, (n, _))| n == name) {
-            return Err(at.err(format!(
-                "expected unique names, found `{name}` again (id {other}, line {first})"
-            )));
+            return Err(
+                at.expected("unique names", format!("`{name}` again (id {other}, line {first})"))
+            );
         }
         by_id.insert(id, (name.to_owned(), line_no));
     }
     if let Some(missing) = (0..by_id.len()).find(|i| !by_id.contains_key(i)) {
         return Err(Error::parse(
-            path.display().to_string(),
-            format!("expected ids 0..{} without gaps, found no id {missing}", by_id.len() - 1),
+            Location::file(path),
+            format!("ids 0..{} without gaps", by_id.len() - 1),
+            format!("no id {missing}"),
         ));
     }
     Ok(ClassMap::new(by_id.into_values().map(|(n, _)| n).collect()))
@@ -657,48 +659,7 @@ pub fn write_dataset_ndjson(
     Ok(())
 }
 
-/// Reads one recording, choosing the format by extension and content:
-///
-/// * `.skeleton` → NTU RGB+D (labelled with the action of its file name);
-/// * `.txt` named `joints_*` or with 61 numbers per line → UTKinect-Action3D, labelled from the
-///   `actionLabel.txt` beside it or one folder up when there is one;
-/// * `.txt` with 150 numbers per line → PKU-MMD, labelled from `../label/NAME.txt` (or PKU-MMD's
-///   own label folders) when there is one;
-/// * `.ndjson` / `.jsonl` → `skeleton-ndjson/1` ([`crate::io::ndjson::read_recording`]).
-pub fn read_recording(path: impl AsRef<Path>) -> Result<Recording> {
-    let path = path.as_ref();
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("skeleton") => read_ntu_clip(path),
-        Some("ndjson" | "jsonl") => crate::io::ndjson::read_recording(path),
-        Some("txt") if utkinect::take_name(path).is_some() => read_utkinect_file(path),
-        Some("txt") => {
-            let text = read_text(path)?;
-            let Some((line_no, first)) = numbered_lines(&text).find(|(_, l)| !l.trim().is_empty())
-            else {
-                return Err(empty_file(path, "lines of 150 (PKU-MMD) or 61 (UTKinect) numbers"));
-            };
-            match first.split_ascii_whitespace().count() {
-                pku::FLOATS_PER_LINE => read_pku_file(path, &text),
-                utkinect::VALUES_PER_ROW => read_utkinect_file(path),
-                n => Err(At::new(path, line_no).err(format!(
-                    "expected {} numbers per line (PKU-MMD) or {} (UTKinect-Action3D), found {n}",
-                    pku::FLOATS_PER_LINE,
-                    utkinect::VALUES_PER_ROW
-                ))),
-            }
-        }
-        _ => Err(Error::invalid(
-            "recording format",
-            format!(
-                "{}: expected a .skeleton (NTU), .txt (PKU-MMD, UTKinect) or .ndjson file",
-                path.display()
-            ),
-        )),
-    }
-}
-
-fn read_pku_file(path: &Path, text: &str) -> Result<Recording> {
+pub(super) fn read_pku_file(path: &Path, text: &str) -> Result<Recording> {
     let frames = pku::parse_skeleton(text, path)?;
     let name = stem(path);
     let label = path.parent().and_then(Path::parent).and_then(|root| {
@@ -711,7 +672,7 @@ fn read_pku_file(path: &Path, text: &str) -> Result<Recording> {
     Ok(Recording { name, source_layout: Layout::KinectV2_25, fps: pku::FPS, frames, intervals })
 }
 
-fn read_utkinect_file(path: &Path) -> Result<Recording> {
+pub(super) fn read_utkinect_file(path: &Path) -> Result<Recording> {
     let labels = utkinect::find_action_labels(path);
     utkinect::read_take(path, labels.as_deref())
 }

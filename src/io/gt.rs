@@ -3,13 +3,13 @@
 //!
 //! The reader also accepts MS-TCN's own prediction files (a `### Frame level recognition: ###`
 //! line, then all labels space-separated on the next line), so `skelseg metrics` scores MS-TCN
-//! outputs unchanged. Scoring follows `reference/architecture.md` §1 ([`crate::metrics`]).
+//! outputs unchanged. Scoring: [`crate::metrics`].
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::io::ClassMap;
 use crate::metrics::{NamedMetricsAccumulator, Scores, Variant};
 
@@ -32,19 +32,21 @@ pub fn parse_labels(text: &str, origin: &str) -> Result<Vec<String>> {
 fn parse_located(text: &str, origin: &str) -> Result<Vec<(usize, String)>> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim()));
     let Some((_, first)) = lines.next() else {
-        return Err(Error::parse(origin, "expected one label per line, found an empty file"));
+        return Err(Error::parse(Location::file(origin), "one label per line", "an empty file"));
     };
     if first == MSTCN_RECOGNITION_HEADER {
         let Some((n, labels)) = lines.next() else {
             return Err(Error::parse(
-                format!("{origin}:2"),
-                "expected the frame labels, found end of file",
+                Location::file_line(origin, 2),
+                "the frame labels",
+                "end of file",
             ));
         };
         if labels.is_empty() {
             return Err(Error::parse(
-                format!("{origin}:{n}"),
-                "expected the frame labels, found an empty line",
+                Location::file_line(origin, n as u64),
+                "the frame labels",
+                "an empty line",
             ));
         }
         return Ok(labels.split_whitespace().map(|l| (n, l.to_owned())).collect());
@@ -54,8 +56,9 @@ fn parse_located(text: &str, origin: &str) -> Result<Vec<(usize, String)>> {
         .map(|(n, l)| {
             if l.is_empty() {
                 Err(Error::parse(
-                    format!("{origin}:{n}"),
-                    "expected a label name, found an empty line",
+                    Location::file_line(origin, n as u64),
+                    "a label name",
+                    "an empty line",
                 ))
             } else {
                 Ok((n, l.to_owned()))
@@ -74,8 +77,9 @@ pub fn read_label_ids(path: &Path, classes: &ClassMap) -> Result<Vec<usize>> {
         .map(|(line, name)| {
             classes.id(&name).ok_or_else(|| {
                 Error::parse(
-                    format!("{origin}:{line}"),
-                    format!("expected one of the {} class names, found {name:?}", classes.len()),
+                    Location::file_line(path, line as u64),
+                    format!("one of the {} class names", classes.len()),
+                    format!("{name:?}"),
                 )
             })
         })
@@ -222,7 +226,16 @@ mod tests {
         let labels = parse_labels("### Frame level recognition: ###\nx x y y y\n", "p").unwrap();
         assert_eq!(labels, ["x", "x", "y", "y", "y"]);
         let err = parse_labels("### Frame level recognition: ###\n", "p").unwrap_err();
-        assert!(matches!(&err, Error::Parse { location, .. } if location == "p:2"), "{err:?}");
+        match &err {
+            Error::Parse { location, expected, found } => {
+                assert_eq!(location, &Location::file_line("p", 2));
+                assert_eq!(
+                    (expected.as_str(), found.as_str()),
+                    ("the frame labels", "end of file")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

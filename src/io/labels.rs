@@ -95,17 +95,17 @@ pub fn read_label_file(path: impl AsRef<Path>) -> Result<LabelFile> {
             let at = At::new(path, line_no);
             let fields = fields(line);
             if fields.len() != 3 {
-                return Err(at.err(format!(
-                    "expected 3 comma-separated fields `label,start_s,end_s`, found {}",
-                    fields.len()
-                )));
+                return Err(at.expected(
+                    "3 comma-separated fields `label,start_s,end_s`",
+                    format!("{}", fields.len()),
+                ));
             }
             let start = at.number(fields[1], "the start (seconds)")?;
             let end = at.number(fields[2], "the end (seconds)")?;
             if !(start.is_finite() && end.is_finite() && start >= 0.0 && end >= start) {
-                return Err(at.err(format!(
-                    "expected 0 <= start_s <= end_s, found start {start}, end {end}"
-                )));
+                return Err(
+                    at.expected("0 <= start_s <= end_s", format!("start {start}, end {end}"))
+                );
             }
             file.entries.push(Entry {
                 line: line_no,
@@ -129,8 +129,9 @@ pub fn read_label_file(path: impl AsRef<Path>) -> Result<LabelFile> {
         for (line_no, line) in numbered_lines(text.trim_end()) {
             let name = line.trim();
             if name.is_empty() {
-                return Err(At::new(path, line_no)
-                    .err("expected a class name per frame, found a blank line"));
+                return Err(
+                    At::new(path, line_no).expected("a class name per frame", "a blank line")
+                );
             }
             file.per_frame.push((line_no, name.to_owned()));
         }
@@ -178,9 +179,10 @@ impl LabelFile {
             let (start, end) = match e.span {
                 Span::Frames(start, end) => {
                     if end > n {
-                        return Err(at.err(format!(
-                            "expected an interval within the recording's frames 1..{n}, found {start}..{end} (past the end)"
-                        )));
+                        return Err(at.expected(
+                            format!("an interval within the recording's frames 1..{n}"),
+                            format!("{start}..{end} (past the end)"),
+                        ));
                     }
                     (start - 1, end - 1)
                 }
@@ -193,15 +195,19 @@ impl LabelFile {
         for pair in by_start.windows(2) {
             let ((l0, a), (l1, b)) = (pair[0], pair[1]);
             if b.start <= a.end {
-                let message = format!(
-                    "expected intervals that do not overlap, found frames {}..{} overlapping line {l0} ({}..{})",
+                let found = format!(
+                    "frames {}..{} overlapping line {l0} ({}..{})",
                     b.start + 1,
                     b.end + 1,
                     a.start + 1,
                     a.end + 1
                 );
+                let expected = "intervals that do not overlap";
+                let message = format!("expected {expected}, found {found}");
                 match overlaps {
-                    Overlaps::Refuse => return Err(At::new(&self.path, *l1).err(message)),
+                    Overlaps::Refuse => {
+                        return Err(At::new(&self.path, *l1).expected(expected, found));
+                    }
                     Overlaps::LaterWins => {
                         tracing::warn!(location = %At::new(&self.path, *l1).location(), "{message}: the later line wins")
                     }
@@ -214,10 +220,10 @@ impl LabelFile {
     fn resolve_per_frame(&self, classes: &ClassMap, n: usize) -> Result<Vec<Interval>> {
         if self.per_frame.len() != n {
             let line = self.per_frame.len().min(n) + 1;
-            return Err(At::new(&self.path, line).err(format!(
-                "expected one class name per frame ({n} lines for {n} frames), found {} lines",
-                self.per_frame.len()
-            )));
+            return Err(At::new(&self.path, line).expected(
+                format!("one class name per frame ({n} lines for {n} frames)"),
+                format!("{} lines", self.per_frame.len()),
+            ));
         }
         let mut ids = Vec::with_capacity(n);
         for (line, name) in &self.per_frame {
@@ -250,15 +256,16 @@ fn seconds_to_frames(
 ) -> Result<(usize, usize)> {
     let frames = &recording.frames;
     let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
-        return Err(at.err("expected a recording with frames, found none"));
+        return Err(at.expected("a recording with frames", "none"));
     };
     let half = 0.5 / recording.fps.max(1e-3);
     let t = |i: usize| frames[i].timestamp_secs - first.timestamp_secs;
     let duration = last.timestamp_secs - first.timestamp_secs;
     if end > duration + 2.0 * half {
-        return Err(at.err(format!(
-            "expected an interval within the recording's {duration:.3} s, found {start}..{end} s (past the end)"
-        )));
+        return Err(at.expected(
+            format!("an interval within the recording's {duration:.3} s"),
+            format!("{start}..{end} s (past the end)"),
+        ));
     }
     // A frame belongs when its time lies in [start - half, end + half): the frames nearest to
     // both ends, a frame exactly halfway going to the later interval. Timestamps come in
@@ -268,10 +275,10 @@ fn seconds_to_frames(
         frames.partition_point(|f| f.timestamp_secs - first.timestamp_secs < start - half - eps);
     let to = frames.partition_point(|f| f.timestamp_secs - first.timestamp_secs < end + half - eps);
     if to == 0 || from >= to {
-        return Err(at.err(format!(
-            "expected an interval holding at least one frame, found {start}..{end} s (frames near it at {:.3} s)",
-            t(from.min(frames.len() - 1))
-        )));
+        return Err(at.expected(
+            "an interval holding at least one frame",
+            format!("{start}..{end} s (frames near it at {:.3} s)", t(from.min(frames.len() - 1))),
+        ));
     }
     Ok((from, to - 1))
 }
@@ -282,17 +289,17 @@ fn class_id(at: &At<'_>, token: &str, classes: &ClassMap) -> Result<usize> {
         return if id < classes.len() {
             Ok(id)
         } else {
-            Err(at.err(format!(
-                "expected a class id below {} (the class map's size), found {id}",
-                classes.len()
-            )))
+            Err(at.expected(
+                format!("a class id below {} (the class map's size)", classes.len()),
+                format!("{id}"),
+            ))
         };
     }
     classes.id(token).ok_or_else(|| {
         let hint = closest_name(token, classes)
             .map(|c| format!(" (did you mean `{c}`?)"))
             .unwrap_or_default();
-        at.err(format!("expected a known class name, found unknown class `{token}`{hint}"))
+        at.expected("a known class name", format!("unknown class `{token}`{hint}"))
     })
 }
 

@@ -12,12 +12,14 @@ pub mod pku;
 mod text;
 pub mod utkinect;
 
-pub use dataset::{DatasetFormat, read_dataset, read_recording, write_dataset};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::skeleton::Layout;
+use text::{At, empty_file, numbered_lines, read_text};
 
 /// A labelled interval of frames, both ends inclusive, 0-based frame positions within the
 /// recording's `frames`.
@@ -109,4 +111,48 @@ pub struct Dataset {
     pub recordings: Vec<Recording>,
     /// Split name (`train`, `val`, `test`, ...) → recording names.
     pub splits: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Reads one recording, choosing the format by extension and content:
+///
+/// * `.skeleton` → NTU RGB+D (labelled with the action of its file name);
+/// * `.txt` named `joints_*` or with 61 numbers per line → UTKinect-Action3D, labelled from the
+///   `actionLabel.txt` beside it or one folder up when there is one;
+/// * `.txt` with 150 numbers per line → PKU-MMD, labelled from `../label/NAME.txt` (or PKU-MMD's
+///   own label folders) when there is one;
+/// * `.ndjson` / `.jsonl` → `skeleton-ndjson/1` ([`ndjson::read_recording`]).
+pub fn read_recording(path: impl AsRef<Path>) -> Result<Recording> {
+    let path = path.as_ref();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("skeleton") => dataset::read_ntu_clip(path),
+        Some("ndjson" | "jsonl") => ndjson::read_recording(path),
+        Some("txt") if utkinect::take_name(path).is_some() => dataset::read_utkinect_file(path),
+        Some("txt") => {
+            let text = read_text(path)?;
+            let Some((line_no, first)) = numbered_lines(&text).find(|(_, l)| !l.trim().is_empty())
+            else {
+                return Err(empty_file(path, "lines of 150 (PKU-MMD) or 61 (UTKinect) numbers"));
+            };
+            match first.split_ascii_whitespace().count() {
+                pku::FLOATS_PER_LINE => dataset::read_pku_file(path, &text),
+                utkinect::VALUES_PER_ROW => dataset::read_utkinect_file(path),
+                n => Err(At::new(path, line_no).expected(
+                    format!(
+                        "{} numbers per line (PKU-MMD) or {} (UTKinect-Action3D)",
+                        pku::FLOATS_PER_LINE,
+                        utkinect::VALUES_PER_ROW
+                    ),
+                    format!("{n}"),
+                )),
+            }
+        }
+        _ => Err(Error::invalid(
+            "recording format",
+            format!(
+                "{}: expected a .skeleton (NTU), .txt (PKU-MMD, UTKinect) or .ndjson file",
+                path.display()
+            ),
+        )),
+    }
 }

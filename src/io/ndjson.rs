@@ -1,4 +1,4 @@
-//! The `skeleton-ndjson/1` codec (reference/data.md §3.1): one JSON object per line, an optional
+//! The `skeleton-ndjson/1` codec: one JSON object per line, an optional
 //! header line naming layout, units and axes, then frame objects shaped like the Azure Kinect
 //! `offline_processor` frames.
 //!
@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::frame::{Body, Frame, Joint, NUM_JOINTS, Tracking};
 use crate::io::Recording;
 use crate::skeleton::{Layout, kinect_v2};
@@ -178,15 +178,16 @@ impl Decoder {
     }
 
     /// Decodes one line of raw bytes, telling why it was rejected. Counts the line.
+    // `Rejected` carries the located error (about 130 bytes); the copy is small next to decoding
+    // a JSON line, and boxing would allocate on every rejected line.
+    #[allow(clippy::result_large_err)]
     pub fn decode_checked(&mut self, line: &[u8]) -> Result<Option<Frame>, Rejected> {
         self.line_no += 1;
         if line.len() > self.max_line_bytes {
             return Err(self.oversize_error(line.len()));
         }
         let Ok(text) = std::str::from_utf8(line) else {
-            return Err(
-                self.reject(SkipReason::Malformed, "expected UTF-8 text, found invalid bytes")
-            );
+            return Err(self.reject(SkipReason::Malformed, "UTF-8 text", "invalid bytes"));
         };
         let text = text.trim();
         if text.is_empty() {
@@ -201,7 +202,8 @@ impl Decoder {
             Some("frame") | None => self.decode_frame(object).map(Some),
             Some(other) => Err(self.reject(
                 SkipReason::Malformed,
-                format!("expected \"type\" \"header\" or \"frame\", found {other:?}"),
+                "\"type\" \"header\" or \"frame\"",
+                format!("{other:?}"),
             )),
         }
     }
@@ -218,29 +220,45 @@ impl Decoder {
         self.line_no += 1;
         self.reject(
             SkipReason::Malformed,
-            format!(
-                "connection closed in the middle of a line ({len_bytes} bytes without a newline)"
-            ),
+            "a line ending in a newline",
+            format!("the connection closed after {len_bytes} bytes without one"),
         )
     }
 
     fn oversize_error(&self, len_bytes: usize) -> Rejected {
         self.reject(
             SkipReason::Oversize,
-            format!("line of {len_bytes} bytes exceeds the limit of {} bytes", self.max_line_bytes),
+            format!("a line of at most {} bytes", self.max_line_bytes),
+            format!("{len_bytes} bytes"),
         )
     }
 
-    fn location(&self) -> String {
+    fn location(&self) -> Location {
         if self.file_style {
-            format!("{}:{}", self.origin, self.line_no)
+            Location::file_line(&self.origin, self.line_no)
         } else {
-            format!("{} line {}", self.origin, self.line_no)
+            Location::stream(&self.origin, Some(self.line_no))
         }
     }
 
-    fn reject(&self, reason: SkipReason, message: impl Into<String>) -> Rejected {
-        Rejected { reason, error: Error::parse(self.location(), message) }
+    fn reject(
+        &self,
+        reason: SkipReason,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Rejected {
+        Rejected { reason, error: Error::parse(self.location(), expected, found) }
+    }
+
+    /// [`Decoder::reject`] at `item` of the line (`frame 17`).
+    fn reject_in(
+        &self,
+        reason: SkipReason,
+        item: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Rejected {
+        Rejected { reason, error: Error::parse(self.location().with_item(item), expected, found) }
     }
 
     /// JSON has no NaN/Infinity, but Python's `json.dumps` writes them: such a line is a
@@ -250,24 +268,30 @@ impl Decoder {
         if non_finite && e.is_syntax() {
             return self.reject(
                 SkipReason::InvalidJoints,
-                "expected finite joint coordinates, found NaN or Infinity",
+                "finite joint coordinates",
+                "NaN or Infinity",
             );
         }
         if e.is_data() {
-            return self.reject(SkipReason::Malformed, format!("unexpected field value: {e}"));
+            return self.reject(
+                SkipReason::Malformed,
+                "fields of the documented types",
+                e.to_string(),
+            );
         }
-        self.reject(
-            SkipReason::Malformed,
-            format!("expected one JSON object, found invalid JSON: {e}"),
-        )
+        self.reject(SkipReason::Malformed, "one JSON object", format!("invalid JSON: {e}"))
     }
 
+    // `Rejected` carries the located error (about 130 bytes); the copy is small next to decoding
+    // a JSON line, and boxing would allocate on every rejected line.
+    #[allow(clippy::result_large_err)]
     fn apply_header(&mut self, object: WireObject) -> Result<(), Rejected> {
         let format = object.format.unwrap_or_else(|| FORMAT.to_owned());
         if format != FORMAT {
             return Err(self.reject(
                 SkipReason::Malformed,
-                format!("expected format {FORMAT:?}, found {format:?}"),
+                format!("format {FORMAT:?}"),
+                format!("{format:?}"),
             ));
         }
         let layout = match object.layout.as_deref() {
@@ -276,9 +300,10 @@ impl Decoder {
                 self.reject(
                     SkipReason::Malformed,
                     format!(
-                        "expected a layout ({}), found {name:?}",
+                        "a layout ({})",
                         Layout::ALL.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
                     ),
+                    format!("{name:?}"),
                 )
             })?,
         };
@@ -288,7 +313,8 @@ impl Decoder {
             Some(other) => {
                 return Err(self.reject(
                     SkipReason::Malformed,
-                    format!("expected units \"m\" or \"mm\", found {other:?}"),
+                    "units \"m\" or \"mm\"",
+                    format!("{other:?}"),
                 ));
             }
         };
@@ -298,19 +324,15 @@ impl Decoder {
             Some(other) => {
                 return Err(self.reject(
                     SkipReason::Malformed,
-                    format!(
-                        "expected axes \"kinect_camera\" or \"depth_camera_opencv\", found {other:?} \
-                         (2D image coordinates are not supported)"
-                    ),
+                    "axes \"kinect_camera\" or \"depth_camera_opencv\"",
+                    format!("{other:?} (2D image coordinates are not supported)"),
                 ));
             }
         };
         if let Some(fps) = object.fps
             && !(fps.is_finite() && fps > 0.0)
         {
-            return Err(
-                self.reject(SkipReason::Malformed, format!("expected a positive fps, found {fps}"))
-            );
+            return Err(self.reject(SkipReason::Malformed, "a positive fps", format!("{fps}")));
         }
         let header = Header {
             format,
@@ -328,10 +350,8 @@ impl Decoder {
             }
             return Err(self.reject(
                 SkipReason::Malformed,
-                format!(
-                    "expected no new header after {} frames, found a different one",
-                    self.frames_decoded
-                ),
+                format!("no new header after {} frames", self.frames_decoded),
+                "a different one",
             ));
         }
         tracing::debug!(origin = %self.origin, ?header.layout, ?header.units, ?header.axes, "ndjson header");
@@ -339,21 +359,28 @@ impl Decoder {
         Ok(())
     }
 
+    // `Rejected` carries the located error (about 130 bytes); the copy is small next to decoding
+    // a JSON line, and boxing would allocate on every rejected line.
+    #[allow(clippy::result_large_err)]
     fn decode_frame(&mut self, object: WireObject) -> Result<Frame, Rejected> {
         let fps = self.header.fps.unwrap_or(DEFAULT_FPS);
         let index = object.frame_id.unwrap_or_else(|| self.last_index.map_or(0, |i| i + 1));
         let frame_label = format!("frame {index}");
         let Some(wire_bodies) = object.bodies else {
-            return Err(self.reject(
+            return Err(self.reject_in(
                 SkipReason::Malformed,
-                format!("{frame_label}: expected a \"bodies\" array, found none"),
+                &frame_label,
+                "a \"bodies\" array",
+                "none",
             ));
         };
         let timestamp_secs = match object.timestamp_usec {
             Some(usec) if !usec.is_finite() => {
-                return Err(self.reject(
+                return Err(self.reject_in(
                     SkipReason::Malformed,
-                    format!("{frame_label}: expected a finite timestamp_usec, found {usec}"),
+                    &frame_label,
+                    "a finite timestamp_usec",
+                    format!("{usec}"),
                 ));
             }
             Some(usec) => (usec - self.first_timestamp_usec.unwrap_or(usec)) * 1e-6,
@@ -362,36 +389,40 @@ impl Decoder {
         if let Some(last) = self.last_index
             && index <= last
         {
-            return Err(self.reject(
+            return Err(self.reject_in(
                 SkipReason::OutOfOrder,
-                format!("{frame_label}: expected a frame id after {last}, found {index}"),
+                &frame_label,
+                format!("a frame id after {last}"),
+                format!("{index}"),
             ));
         }
         if let Some(last) = self.last_timestamp_secs
             && timestamp_secs <= last
         {
-            return Err(self.reject(
+            return Err(self.reject_in(
                 SkipReason::OutOfOrder,
-                format!(
-                    "{frame_label}: expected a timestamp after {:.6} s, found {timestamp_secs:.6} s",
-                    last
-                ),
+                &frame_label,
+                format!("a timestamp after {:.6} s", last),
+                format!("{timestamp_secs:.6} s"),
             ));
         }
         if wire_bodies.len() > MAX_BODIES_PER_FRAME {
-            return Err(self.reject(
+            return Err(self.reject_in(
                 SkipReason::Malformed,
-                format!(
-                    "{frame_label}: expected at most {MAX_BODIES_PER_FRAME} bodies, found {}",
-                    wire_bodies.len()
-                ),
+                &frame_label,
+                format!("at most {MAX_BODIES_PER_FRAME} bodies"),
+                format!("{}", wire_bodies.len()),
             ));
         }
         let mut bodies = Vec::with_capacity(wire_bodies.len());
         for (b, wire) in wire_bodies.into_iter().enumerate() {
             let id = wire.body_id.unwrap_or(b as u64);
-            let joints = self.body_joints(&wire).map_err(|(reason, msg)| {
-                self.reject(reason, format!("{frame_label} body {id}: {msg}"))
+            let joints = self.body_joints(&wire).map_err(|p| {
+                let item = match p.joint {
+                    Some(j) => format!("{frame_label} body {id}: joint {j}"),
+                    None => format!("{frame_label} body {id}"),
+                };
+                self.reject_in(p.reason, item, p.expected, p.found)
             })?;
             bodies.push(Body { id, joints });
         }
@@ -405,14 +436,15 @@ impl Decoder {
     }
 
     /// Converts one wire body to canonical joints: count check, units, axes, validation, layout.
-    fn body_joints(&self, wire: &WireBody) -> Result<[Joint; NUM_JOINTS], (SkipReason, String)> {
+    fn body_joints(&self, wire: &WireBody) -> Result<[Joint; NUM_JOINTS], BodyProblem> {
         let layout = self.header.layout;
         let expected = layout.joint_count();
         let found = wire.joint_positions.len();
         if found != expected {
-            return Err((
-                SkipReason::InvalidJoints,
-                format!("expected {expected} joints ({}), found {found}", layout.name()),
+            return Err(BodyProblem::new(
+                None,
+                format!("{expected} joints ({})", layout.name()),
+                found.to_string(),
             ));
         }
         let scale = match self.header.units {
@@ -426,23 +458,19 @@ impl Decoder {
         let mut positions = Vec::with_capacity(found);
         for (j, coords) in wire.joint_positions.iter().enumerate() {
             let [Some(x), Some(y), Some(z)] = coords.as_slice() else {
-                return Err((
-                    SkipReason::InvalidJoints,
-                    format!(
-                        "joint {j}: expected 3 numbers [x, y, z], found {} values",
-                        coords.len()
-                    ),
+                return Err(BodyProblem::new(
+                    Some(j),
+                    "3 numbers [x, y, z]".into(),
+                    format!("{} values", coords.len()),
                 ));
             };
             // Opencv → Kinect: x right → left and y down → up; z is forward in both.
             let p = [(x * scale * flip) as f32, (y * scale * flip) as f32, (z * scale) as f32];
             if p.iter().any(|c| !c.is_finite() || c.abs() > MAX_ABS_COORD_M) {
-                return Err((
-                    SkipReason::InvalidJoints,
-                    format!(
-                        "joint {j}: expected finite coordinates within {MAX_ABS_COORD_M} m, found [{}, {}, {}] m",
-                        p[0], p[1], p[2]
-                    ),
+                return Err(BodyProblem::new(
+                    Some(j),
+                    format!("finite coordinates within {MAX_ABS_COORD_M} m"),
+                    format!("[{}, {}, {}] m", p[0], p[1], p[2]),
                 ));
             }
             positions.push(p);
@@ -456,9 +484,23 @@ impl Decoder {
             }
             (None, None) => None,
         };
-        layout
-            .to_canonical(&positions, tracking.as_deref())
-            .map_err(|e| (SkipReason::InvalidJoints, e.to_string()))
+        layout.to_canonical(&positions, tracking.as_deref()).map_err(|e| {
+            BodyProblem::new(None, format!("joints {} can map", layout.name()), e.to_string())
+        })
+    }
+}
+
+/// Why a wire body was rejected (always [`SkipReason::InvalidJoints`]).
+struct BodyProblem {
+    reason: SkipReason,
+    joint: Option<usize>,
+    expected: String,
+    found: String,
+}
+
+impl BodyProblem {
+    fn new(joint: Option<usize>, expected: String, found: String) -> Self {
+        BodyProblem { reason: SkipReason::InvalidJoints, joint, expected, found }
     }
 }
 
@@ -467,11 +509,12 @@ fn tracking_codes(
     expected: usize,
     field: &str,
     map: impl Fn(i64) -> Option<Tracking>,
-) -> Result<Vec<Tracking>, (SkipReason, String)> {
+) -> Result<Vec<Tracking>, BodyProblem> {
     if codes.len() != expected {
-        return Err((
-            SkipReason::InvalidJoints,
-            format!("expected {expected} {field} values, found {}", codes.len()),
+        return Err(BodyProblem::new(
+            None,
+            format!("{expected} {field} values"),
+            codes.len().to_string(),
         ));
     }
     codes
@@ -479,7 +522,7 @@ fn tracking_codes(
         .enumerate()
         .map(|(j, &c)| {
             map(c).ok_or_else(|| {
-                (SkipReason::InvalidJoints, format!("joint {j}: {field} code {c} is out of range"))
+                BodyProblem::new(Some(j), format!("a {field} code in range"), c.to_string())
             })
         })
         .collect()
@@ -700,7 +743,7 @@ pub fn write_recording(path: &Path, recording: &Recording) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// Frame 0 of `shared/data/pku-mmd/A10N08-L.txt`, body 1, as in reference/data.md §3.1.
+    /// Frame 0 of `shared/data/pku-mmd/A10N08-L.txt`, body 1.
     const PKU_FRAME0: &str = r#"{"type":"frame","frame_id":0,"timestamp_usec":0,"bodies":[{"body_id":1,"joint_positions":[[-0.3046,0.2126,2.7289],[-0.2907,0.5545,2.6891],[-0.2764,0.8865,2.6323],[-0.2833,1.0237,2.6543],[-0.3532,0.7612,2.7854],[-0.3998,0.4656,2.8316],[-0.4374,0.1963,2.6892],[-0.4732,-0.0735,2.5863],[-0.2676,0.701,2.5078],[-0.3704,0.4444,2.4997],[-0.4885,0.2589,2.5238],[-0.4922,0.1909,2.5477],[-0.3217,0.2082,2.7144],[-0.2834,-0.2041,2.8453],[-0.2602,-0.56,2.8818],[-0.3592,-0.6017,2.819],[-0.2787,0.2105,2.6633],[-0.363,-0.198,2.6436],[-0.3278,-0.5976,2.6664],[-0.3896,-0.6611,2.6433],[-0.28,0.805,2.6496],[-0.4755,-0.1202,2.5714],[-0.5209,-0.0697,2.5818],[-0.5067,0.1165,2.5797],[-0.4424,0.1728,2.5256]],"joint_tracking":[2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2]}]}"#;
 
     fn positions_line(

@@ -1,4 +1,4 @@
-//! NTU RGB+D raw `.skeleton` files (data.md §1.6; `shahroudy/NTURGB-D`
+//! NTU RGB+D raw `.skeleton` files (`shahroudy/NTURGB-D`
 //! `Matlab/read_skeleton_file.m`).
 //!
 //! ```text
@@ -18,7 +18,7 @@ use std::path::Path;
 
 use super::ClassMap;
 use super::text::{At, empty_file, numbered_lines, read_text};
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::frame::{Body, Frame, Joint, NUM_JOINTS, Tracking};
 
 /// Frame rate of NTU RGB+D (Kinect v2).
@@ -124,9 +124,11 @@ pub fn read_skeleton(path: impl AsRef<Path>) -> Result<Vec<Frame>> {
         let (at, line) = lines.next(&format!("the body count of frame {f} of {frame_count}"))?;
         let body_count: usize = at.integer(line.trim(), format!("the body count of frame {f}"))?;
         if body_count > MAX_BODIES {
-            return Err(at.err(format!(
-                "frame {f}: expected a body count of at most {MAX_BODIES}, found {body_count}"
-            )));
+            return Err(at.err_in(
+                format!("frame {f}"),
+                format!("a body count of at most {MAX_BODIES}"),
+                format!("{body_count}"),
+            ));
         }
         let mut bodies = Vec::with_capacity(body_count);
         for b in 0..body_count {
@@ -135,10 +137,10 @@ pub fn read_skeleton(path: impl AsRef<Path>) -> Result<Vec<Frame>> {
         frames.push(Frame { index: f as u64, timestamp_secs: f as f64 / FPS, bodies });
     }
     if let Some((at, extra)) = lines.next_non_blank() {
-        return Err(at.err(format!(
-            "expected the end of the file after {frame_count} frames, found `{}`",
-            extra.chars().take(40).collect::<String>()
-        )));
+        return Err(at.expected(
+            format!("the end of the file after {frame_count} frames"),
+            format!("`{}`", extra.chars().take(40).collect::<String>()),
+        ));
     }
     Ok(frames)
 }
@@ -147,10 +149,7 @@ fn read_body(lines: &mut Lines<'_, '_>, f: usize, b: usize) -> Result<Body> {
     let (at, line) = lines.next(&format!("the info line of body {b} of frame {f}"))?;
     let fields: Vec<&str> = line.split_ascii_whitespace().collect();
     if fields.len() != 10 {
-        return Err(at.err(format!(
-            "frame {f}, body {b}: expected 10 values (bodyID clipedEdges handLeftConfidence handLeftState handRightConfidence handRightState isRestricted leanX leanY trackingState), found {}",
-            fields.len()
-        )));
+        return Err(at.err_in(format!("frame {f}, body {b}"), "10 values (bodyID clipedEdges handLeftConfidence handLeftState handRightConfidence handRightState isRestricted leanX leanY trackingState)", format!("{}", fields.len())));
     }
     let id: u64 = at.integer(fields[0], format!("the body id of frame {f}, body {b}"))?;
     for (k, token) in fields.iter().enumerate().skip(1) {
@@ -160,19 +159,18 @@ fn read_body(lines: &mut Lines<'_, '_>, f: usize, b: usize) -> Result<Body> {
     let joint_count: usize =
         at.integer(line.trim(), format!("the joint count of frame {f}, body {b}"))?;
     if joint_count != NUM_JOINTS {
-        return Err(at.err(format!(
-            "frame {f}, body {b}: expected a joint count of {NUM_JOINTS}, found {joint_count}"
-        )));
+        return Err(at.err_in(
+            format!("frame {f}, body {b}"),
+            format!("a joint count of {NUM_JOINTS}"),
+            format!("{joint_count}"),
+        ));
     }
     let mut joints = [Joint::default(); NUM_JOINTS];
     for (j, joint) in joints.iter_mut().enumerate() {
         let (at, line) = lines.next(&format!("joint {j} of frame {f}, body {b}"))?;
         let fields: Vec<&str> = line.split_ascii_whitespace().collect();
         if fields.len() != 12 {
-            return Err(at.err(format!(
-                "frame {f}, body {b}, joint {j}: expected 12 values (x y z depthX depthY colorX colorY orientW orientX orientY orientZ trackingState), found {}",
-                fields.len()
-            )));
+            return Err(at.err_in(format!("frame {f}, body {b}, joint {j}"), "12 values (x y z depthX depthY colorX colorY orientW orientX orientY orientZ trackingState)", format!("{}", fields.len())));
         }
         let mut pos = [0.0f32; 3];
         for (k, c) in pos.iter_mut().enumerate() {
@@ -189,9 +187,11 @@ fn read_body(lines: &mut Lines<'_, '_>, f: usize, b: usize) -> Result<Body> {
             format_args!("the tracking state of frame {f}, body {b}, joint {j}"),
         )?;
         let tracking = Tracking::from_code(code).ok_or_else(|| {
-            at.err(format!(
-                "frame {f}, body {b}, joint {j}: expected a tracking state 0, 1 or 2, found {code}"
-            ))
+            at.err_in(
+                format!("frame {f}, body {b}, joint {j}"),
+                "a tracking state 0, 1 or 2",
+                format!("{code}"),
+            )
         })?;
         *joint = Joint { pos, tracking };
     }
@@ -216,8 +216,9 @@ impl<'p, 't> Lines<'p, 't> {
     fn next(&mut self, expected: &str) -> Result<(At<'p>, &'t str)> {
         self.next_non_blank().ok_or_else(|| {
             Error::parse(
-                format!("{}:{}", self.path.display(), self.last + 1),
-                format!("unexpected end of file (truncated?): expected {expected}"),
+                Location::file_line(self.path, (self.last + 1) as u64),
+                expected,
+                "end of file (truncated?)",
             )
         })
     }

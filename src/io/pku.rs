@@ -1,4 +1,4 @@
-//! PKU-MMD skeleton, label and split files (data.md §1.2–§1.5), read and written.
+//! PKU-MMD skeleton, label and split files, read and written.
 //!
 //! * Skeleton file: one line per frame, 150 space-separated floats = 2 body slots × 25 Kinect v2
 //!   joints × xyz, metres. An all-zero slot means "no body". 30 fps.
@@ -23,7 +23,7 @@ pub const FPS: f64 = 30.0;
 /// Floats per skeleton line: 2 body slots × 25 joints × xyz.
 pub const FLOATS_PER_LINE: usize = BODY_SLOTS * NUM_JOINTS * 3;
 
-/// The 51 PKU-MMD action names in id order 1..=51 (`Actions.xlsx`, data.md §1.4).
+/// The 51 PKU-MMD action names in id order 1..=51 (`Actions.xlsx`).
 pub const ACTIONS: [&str; 51] = [
     "bow",
     "brushing hair",
@@ -110,17 +110,17 @@ pub(crate) fn parse_skeleton(text: &str, path: &Path) -> Result<Vec<Frame>> {
         for (col, token) in line.split_ascii_whitespace().enumerate() {
             if col >= FLOATS_PER_LINE {
                 let found = line.split_ascii_whitespace().count();
-                return Err(at.err(format!("expected {FLOATS_PER_LINE} numbers, found {found}")));
+                return Err(at.expected(format!("{FLOATS_PER_LINE} numbers"), format!("{found}")));
             }
             values.push(at.finite_f32(token, ValueName(col))?);
         }
         if values.len() != FLOATS_PER_LINE {
             let truncated =
                 if unterminated && line_no == n_lines { " (truncated file?)" } else { "" };
-            return Err(at.err(format!(
-                "expected {FLOATS_PER_LINE} numbers, found {}{truncated}",
-                values.len()
-            )));
+            return Err(at.expected(
+                format!("{FLOATS_PER_LINE} numbers"),
+                format!("{}{truncated}", values.len()),
+            ));
         }
         let index = frames.len();
         let bodies = values
@@ -211,10 +211,10 @@ pub(crate) fn parse_label_line<'a>(at: &At, line: &'a str) -> Result<(&'a str, u
         fields.pop(); // a trailing comma
     }
     if !(3..=4).contains(&fields.len()) {
-        return Err(at.err(format!(
-            "expected 4 comma-separated fields `label,start,end,confidence`, found {}",
-            fields.len()
-        )));
+        return Err(at.expected(
+            "4 comma-separated fields `label,start,end,confidence`",
+            format!("{}", fields.len()),
+        ));
     }
     let mut start: usize = at.integer(fields[1], "the start frame")?;
     let mut end: usize = at.integer(fields[2], "the end frame")?;
@@ -222,9 +222,9 @@ pub(crate) fn parse_label_line<'a>(at: &At, line: &'a str) -> Result<(&'a str, u
         at.number(conf, "the confidence")?;
     }
     if start == 0 || end == 0 {
-        return Err(at.err(format!(
-            "expected 1-based frame numbers (at least 1), found start {start}, end {end}"
-        )));
+        return Err(
+            at.expected("1-based frame numbers (at least 1)", format!("start {start}, end {end}"))
+        );
     }
     if start > end {
         tracing::warn!(location = %at.location(), start, end, "label interval with start > end: swapped");
@@ -257,9 +257,10 @@ pub(crate) fn read_labels_with(
         let (label, start, end) = parse_label_line(&at, line)?;
         let class = parse_class(&at, label, classes)?;
         if end > n_frames {
-            return Err(at.err(format!(
-                "expected an interval within the recording's frames 1..{n_frames}, found {start}..{end}"
-            )));
+            return Err(at.expected(
+                format!("an interval within the recording's frames 1..{n_frames}"),
+                format!("{start}..{end}"),
+            ));
         }
         intervals.push(Interval { class, start: start - 1, end: end - 1 });
     }
@@ -273,16 +274,17 @@ fn parse_class(at: &At<'_>, token: &str, classes: Option<&ClassMap>) -> Result<u
     match (token.parse::<usize>(), classes) {
         (Ok(id), None) => Ok(id),
         (Ok(id), Some(map)) if id < map.len() => Ok(id),
-        (Ok(id), Some(map)) => Err(at.err(format!(
-            "expected a class id below {} (the class map's size), found {id}",
-            map.len()
-        ))),
+        (Ok(id), Some(map)) => Err(at.expected(
+            format!("a class id below {} (the class map's size)", map.len()),
+            format!("{id}"),
+        )),
         (Err(_), Some(map)) => map.id(token).ok_or_else(|| {
-            at.err(format!(
-                "expected a class id or a class name of the mapping, found unknown class `{token}`"
-            ))
+            at.expected(
+                "a class id or a class name of the mapping",
+                format!("unknown class `{token}`"),
+            )
         }),
-        (Err(_), None) => Err(at.err(format!("expected an integer class id, found `{token}`"))),
+        (Err(_), None) => Err(at.expected("an integer class id", format!("`{token}`"))),
     }
 }
 
@@ -327,7 +329,7 @@ pub fn read_split(path: impl AsRef<Path>) -> Result<BTreeMap<String, Vec<String>
         }
         let Some(key) = current.as_ref() else {
             return Err(At::new(path, line_no)
-                .err(format!("expected a header such as `Training videos:`, found `{line}`")));
+                .expected("a header such as `Training videos:`", format!("`{line}`")));
         };
         let names = splits.entry(key.clone()).or_default();
         names.extend(

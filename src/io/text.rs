@@ -5,7 +5,7 @@ use std::fmt::Display;
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 
 /// Reads `path` as UTF-8 text; a file that is not UTF-8 is a located parse error.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
@@ -13,16 +13,13 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
-        At::new(path, line).err("expected UTF-8 text, found invalid bytes")
+        At::new(path, line).expected("UTF-8 text", "invalid bytes")
     })
 }
 
 /// The error for a file without any data.
 pub(crate) fn empty_file(path: &Path, expected: &str) -> Error {
-    Error::parse(
-        path.display().to_string(),
-        format!("empty file: expected {expected}, found no data"),
-    )
+    Error::parse(Location::file(path), expected, "an empty file")
 }
 
 /// Lines numbered from 1, without their line ending.
@@ -43,21 +40,33 @@ impl<'a> At<'a> {
     }
 
     /// `path:line`.
-    pub(crate) fn location(&self) -> String {
-        format!("{}:{}", self.path.display(), self.line)
+    pub(crate) fn location(&self) -> Location {
+        Location::file_line(self.path, self.line as u64)
     }
 
-    /// A parse error here.
-    pub(crate) fn err(&self, message: impl Into<String>) -> Error {
-        Error::parse(self.location(), message)
+    /// A parse error here: what was expected, what was found.
+    pub(crate) fn expected(&self, expected: impl Into<String>, found: impl Into<String>) -> Error {
+        Error::parse(self.location(), expected, found)
+    }
+
+    /// A parse error at `item` of this line (`frame 3, body 1`).
+    pub(crate) fn err_in(
+        &self,
+        item: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Error {
+        Error::parse(self.location().with_item(item), expected, found)
     }
 
     /// A finite `f32`; `what` names the value in the error (`x of joint 3`).
     pub(crate) fn finite_f32(&self, token: &str, what: impl Display) -> Result<f32> {
         match token.parse::<f32>() {
             Ok(v) if v.is_finite() => Ok(v),
-            Ok(_) => Err(self.err(format!("expected a finite number for {what}, found `{token}`"))),
-            Err(_) => Err(self.err(format!("expected a number for {what}, found `{token}`"))),
+            Ok(_) => {
+                Err(self.expected(format!("a finite number for {what}"), format!("`{token}`")))
+            }
+            Err(_) => Err(self.expected(format!("a number for {what}"), format!("`{token}`"))),
         }
     }
 
@@ -65,14 +74,14 @@ impl<'a> At<'a> {
     pub(crate) fn number(&self, token: &str, what: impl Display) -> Result<f64> {
         token
             .parse::<f64>()
-            .map_err(|_| self.err(format!("expected a number for {what}, found `{token}`")))
+            .map_err(|_| self.expected(format!("a number for {what}"), format!("`{token}`")))
     }
 
     /// An integer of type `T` (`usize`, `u64`, ...).
     pub(crate) fn integer<T: FromStr>(&self, token: &str, what: impl Display) -> Result<T> {
         token
             .parse::<T>()
-            .map_err(|_| self.err(format!("expected an integer for {what}, found `{token}`")))
+            .map_err(|_| self.expected(format!("an integer for {what}"), format!("`{token}`")))
     }
 }
 

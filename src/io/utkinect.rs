@@ -1,4 +1,4 @@
-//! UTKinect-Action3D: joints files and `actionLabel.txt` (data.md §4.1, the data's SOURCE.txt).
+//! UTKinect-Action3D: joints files and `actionLabel.txt` (as the dataset's SOURCE.txt describes them).
 //!
 //! * `joints_sNN_eMM.txt`: one row per depth frame, `frameNo` then 20 Kinect v1 joints × xyz in
 //!   metres (61 numbers). `frameNo` steps by 2–8 and repeats: a repeated row is dropped (counted
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::text::{At, empty_file, numbered_lines, read_text};
 use super::{ClassMap, Interval, Recording};
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::frame::{Body, Frame};
 use crate::skeleton::Layout;
 
@@ -98,10 +98,10 @@ pub fn read_joints(path: impl AsRef<Path>) -> Result<Take> {
         let at = At::new(path, line_no);
         let fields: Vec<&str> = line.split_ascii_whitespace().collect();
         if fields.len() != VALUES_PER_ROW {
-            return Err(at.err(format!(
-                "expected {VALUES_PER_ROW} numbers (frameNo + 20 joints × xyz), found {}",
-                fields.len()
-            )));
+            return Err(at.expected(
+                format!("{VALUES_PER_ROW} numbers (frameNo + 20 joints × xyz)"),
+                format!("{}", fields.len()),
+            ));
         }
         let frame_no: u64 = at.integer(fields[0], "the frame number")?;
         if let Some(&prev) = frame_numbers.last() {
@@ -110,9 +110,10 @@ pub fn read_joints(path: impl AsRef<Path>) -> Result<Take> {
                 continue;
             }
             if frame_no < prev {
-                return Err(at.err(format!(
-                    "expected a frame number of at least {prev} (the previous row's), found {frame_no}"
-                )));
+                return Err(at.expected(
+                    format!("a frame number of at least {prev} (the previous row's)"),
+                    format!("{frame_no}"),
+                ));
             }
         }
         for (j, p) in positions.iter_mut().enumerate() {
@@ -161,30 +162,33 @@ pub fn read_action_labels(
         let at = At::new(path, line_no);
         let Some((action, bounds)) = line.split_once(':') else {
             if line.split_whitespace().count() != 1 {
-                return Err(at.err(format!(
-                    "expected a take name such as `s01_e01` or `action: start end`, found `{line}`"
-                )));
+                return Err(at.expected(
+                    "a take name such as `s01_e01` or `action: start end`",
+                    format!("`{line}`"),
+                ));
             }
             if takes.contains_key(line) {
-                return Err(at.err(format!("expected each take once, found `{line}` again")));
+                return Err(at.expected("each take once", format!("`{line}` again")));
             }
             takes.insert(line.to_owned(), Vec::new());
             current = Some(line.to_owned());
             continue;
         };
         let Some(take) = current.as_ref().and_then(|t| takes.get_mut(t)) else {
-            return Err(at.err(format!("expected a take name such as `s01_e01` before `{line}`")));
+            return Err(
+                at.expected("a take name such as `s01_e01`", format!("`{line}` before any"))
+            );
         };
         let action = action.trim();
         let class = ACTIONS.iter().position(|a| *a == action).map(|i| i + 1).ok_or_else(|| {
-            at.err(format!(
-                "expected one of the actions {}, found unknown class `{action}`",
-                ACTIONS.join(", ")
-            ))
+            at.expected(
+                format!("one of the actions {}", ACTIONS.join(", ")),
+                format!("unknown class `{action}`"),
+            )
         })?;
         let tokens: Vec<&str> = bounds.split_whitespace().collect();
         if tokens.len() != 2 {
-            return Err(at.err(format!("expected `{action}: start end`, found `{line}`")));
+            return Err(at.expected(format!("`{action}: start end`"), format!("`{line}`")));
         }
         if tokens.iter().all(|t| t.eq_ignore_ascii_case("nan")) {
             tracing::warn!(location = %at.location(), action, "interval `NaN NaN` skipped");
@@ -193,7 +197,7 @@ pub fn read_action_labels(
         let first: u64 = at.integer(tokens[0], "the start frame number")?;
         let last: u64 = at.integer(tokens[1], "the end frame number")?;
         if first > last {
-            return Err(at.err(format!("expected start <= end, found {first} > {last}")));
+            return Err(at.expected("start <= end", format!("{first} > {last}")));
         }
         take.push(FrameNoInterval { class, first, last, line: line_no });
     }
@@ -216,18 +220,18 @@ pub fn intervals_for_take(
         .map(|l| {
             let at = At::new(label_path, l.line);
             if l.first < min || l.last > max {
-                return Err(at.err(format!(
-                    "expected an interval within take {}'s frames {min}..{max}, found {}..{}",
-                    take.name, l.first, l.last
-                )));
+                return Err(at.expected(
+                    format!("an interval within take {}'s frames {min}..{max}", take.name),
+                    format!("{}..{}", l.first, l.last),
+                ));
             }
             let start = take.frame_numbers.partition_point(|&n| n < l.first);
             let after = take.frame_numbers.partition_point(|&n| n <= l.last);
             if after <= start {
-                return Err(at.err(format!(
-                    "expected an interval covering frames of take {}, found {}..{} between two frames",
-                    take.name, l.first, l.last
-                )));
+                return Err(at.expected(
+                    format!("an interval covering frames of take {}", take.name),
+                    format!("{}..{} between two frames", l.first, l.last),
+                ));
             }
             Ok(Interval { class: l.class, start, end: after - 1 })
         })
@@ -250,8 +254,9 @@ pub fn read_take(joints_path: impl AsRef<Path>, labels: Option<&Path>) -> Result
             let all = read_action_labels(label_path)?;
             let Some(ranges) = all.get(&take.name) else {
                 return Err(Error::parse(
-                    label_path.display().to_string(),
-                    format!("expected labels for take `{}`, found none", take.name),
+                    Location::file(label_path),
+                    format!("labels for take `{}`", take.name),
+                    "none",
                 ));
             };
             Some(intervals_for_take(&take, ranges, label_path)?)

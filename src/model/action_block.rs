@@ -1,5 +1,5 @@
-//! The action block: DeST's linear-attention refinement on the finest decoder output
-//! (architecture.md §3.5, §11.6): `Conv1d(D→D, 1)` → L × `AttModule` (linear attention, encoder
+//! The action block: DeST's linear-attention refinement on the finest decoder output:
+//! `Conv1d(D→D, 1)` → L × `AttModule` (linear attention, encoder
 //! mode, dilation 2^i) → `Conv1d(D→D, 1)`, masked. Gives `F_a (N, D, T)`.
 //!
 //! Deviations: masked instance norm and masked keys/values (the anchor leaks padding).

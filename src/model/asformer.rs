@@ -1,7 +1,7 @@
-//! One ASFormer encoder layer (architecture.md §4.1–§4.2): dilated conv, masked instance norm,
+//! One ASFormer encoder layer: dilated conv, masked instance norm,
 //! sliding-window (block + halo) attention vectorised over blocks and batch, 1×1 conv, residual.
 //!
-//! The window behaviour is the released one (§4.1): queries of block `b` (positions
+//! The window behaviour is the released one: queries of block `b` (positions
 //! `[b·bl, (b+1)·bl)`) see keys `[b·bl − bl/2, (b+1)·bl + bl/2 − 1)`. Deviation: instance norm over
 //! valid frames only (the anchor includes padding), and padded keys get a -1e9 bias instead of
 //! `log(1e-6)`.

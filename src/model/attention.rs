@@ -1,6 +1,6 @@
 //! Attention and normalisation building blocks shared by DSMI and MFAI: standard multi-head
-//! attention with a key padding mask (architecture.md §11.10, §8.2), DeST's linear attention
-//! (§3.5), a masked instance norm (§11.10), channel dropout and the sinusoidal frame PE (§8.2).
+//! attention with a key padding mask, DeST's linear attention
+//!, a masked instance norm, channel dropout and the sinusoidal frame PE.
 
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -90,7 +90,7 @@ impl MultiHeadAttention {
     }
 }
 
-/// DeST's linear attention (architecture.md §3.5): `φ = sigmoid`, per-head `KV = Σ_s φ(k_s) v_sᵀ`,
+/// DeST's linear attention: `φ = sigmoid`, per-head `KV = Σ_s φ(k_s) v_sᵀ`,
 /// normaliser `1 / (φ(q_t)·Σ_s φ(k_s) + 1e-6)`. Tokens `(N, T, C)`.
 ///
 /// Deviation: padded keys and values are zeroed before the sums (DeST leaks them).

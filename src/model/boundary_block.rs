@@ -1,4 +1,4 @@
-//! The boundary block: an ETSPNet-style dense dilated stack (architecture.md §6, §11.6):
+//! The boundary block: an ETSPNet-style dense dilated stack:
 //! `f0 = Conv1d(D→D, 1)(x)`, `o_1 = DRL(1)(f0)`, `o_i = DRL(2^(i−1))(f0 + o_{i−1})`,
 //! `F_b = Conv1d(L·D → D, 1)(PReLU(concat o_i)) + f0`. Gives `F_b (N, D, T)`.
 //!

@@ -97,13 +97,13 @@ pub fn meta_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
 }
 
-fn ckpt_error(path: &Path, message: impl Into<String>) -> Error {
-    Error::Checkpoint { path: path.to_path_buf(), message: message.into() }
+fn ckpt_error(path: &Path, expected: impl Into<String>, found: impl Into<String>) -> Error {
+    Error::Checkpoint { path: path.to_path_buf(), expected: expected.into(), found: found.into() }
 }
 
 fn check_extension(path: &Path) -> Result<()> {
     if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
-        return Err(ckpt_error(path, "expected a .safetensors path"));
+        return Err(ckpt_error(path, "a .safetensors path", format!("`{}`", path.display())));
     }
     Ok(())
 }
@@ -113,11 +113,8 @@ fn check_class_count(path: &Path, meta: &CheckpointMeta) -> Result<()> {
     if meta.classes.len() as i64 != meta.model.num_classes {
         return Err(ckpt_error(
             path,
-            format!(
-                "{} class names for a model with {} classes",
-                meta.classes.len(),
-                meta.model.num_classes
-            ),
+            format!("one class name per model class ({})", meta.model.num_classes),
+            format!("{} class names", meta.classes.len()),
         ));
     }
     Ok(())
@@ -143,9 +140,9 @@ pub fn check_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
     if meta.format != FORMAT {
         return Err(ckpt_error(
             path,
+            format!("format {FORMAT:?}"),
             format!(
-                "format {:?}, expected {FORMAT:?} (not a skelseg checkpoint, or one from an \
-                 incompatible skelseg)",
+                "format {:?} (not a skelseg checkpoint, or one from an incompatible skelseg)",
                 meta.format
             ),
         ));
@@ -158,16 +155,15 @@ pub fn check_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
         let Some(theirs) = parse_version(&meta.skelseg_version) else {
             return Err(ckpt_error(
                 path,
-                format!(
-                    "skelseg_version {:?} is not a version (expected MAJOR.MINOR.PATCH)",
-                    meta.skelseg_version
-                ),
+                "skelseg_version MAJOR.MINOR.PATCH",
+                format!("skelseg_version {:?}, which is not a version", meta.skelseg_version),
             ));
         };
         let current = parse_version(ours).unwrap_or((0, 0, 0));
         if (theirs.0, theirs.1) > (current.0, current.1) {
             return Err(ckpt_error(
                 path,
+                format!("a checkpoint written by skelseg {ours} or older"),
                 format!(
                     "written by skelseg {}, newer than this skelseg {ours}: upgrade skelseg to \
                      load it",
@@ -179,13 +175,18 @@ pub fn check_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
     if meta.layout != MODEL_LAYOUT && meta.layout != MODEL_LAYOUT_OLD {
         return Err(ckpt_error(
             path,
-            format!("layout {:?}, expected {MODEL_LAYOUT:?} (the layout models read)", meta.layout),
+            format!("layout {MODEL_LAYOUT:?} (the layout models read)"),
+            format!("layout {:?}", meta.layout),
         ));
     }
-    meta.model.validate().map_err(|e| ckpt_error(path, format!("its config is invalid: {e}")))?;
+    meta.model.validate().map_err(|e| ckpt_error(path, "a valid model config", e.to_string()))?;
     check_class_count(path, meta)?;
     if let Some((i, _)) = meta.classes.iter().enumerate().find(|(_, c)| c.trim().is_empty()) {
-        return Err(ckpt_error(path, format!("class {i} has an empty name")));
+        return Err(ckpt_error(
+            path,
+            "a name for every class",
+            format!("class {i} has an empty name"),
+        ));
     }
     Ok(())
 }
@@ -226,7 +227,7 @@ pub fn parse_safetensors_header(
     file_len: u64,
     path: &Path,
 ) -> Result<Vec<TensorInfo>> {
-    let bad = |message: String| ckpt_error(path, format!("bad safetensors header: {message}"));
+    let bad = |message: String| ckpt_error(path, "a valid safetensors header", message);
     let Some(prefix) = bytes.get(..8) else {
         return Err(bad(format!(
             "the file has {file_len} bytes, too short for the 8-byte header length"
@@ -245,14 +246,14 @@ pub fn parse_safetensors_header(
     let value: serde_json::Value =
         serde_json::from_slice(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let serde_json::Value::Object(map) = value else {
-        return Err(bad("expected a JSON object".into()));
+        return Err(bad("a header that is not a JSON object".into()));
     };
     let data_len = usize::try_from(file_len - header_end as u64).unwrap_or(usize::MAX);
     let mut tensors = Vec::with_capacity(map.len());
     for (name, entry) in map {
         if name == "__metadata__" {
             if !entry.as_object().is_some_and(|m| m.values().all(serde_json::Value::is_string)) {
-                return Err(bad("__metadata__ must map names to strings".into()));
+                return Err(bad("a __metadata__ that does not map names to strings".into()));
             }
             continue;
         }
@@ -309,11 +310,15 @@ pub fn parse_safetensors_header(
 fn read_safetensors_header(path: &Path) -> Result<Vec<TensorInfo>> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)
-        .map_err(|e| ckpt_error(path, format!("cannot read weights: {e}")))?;
+        .map_err(|e| ckpt_error(path, "readable safetensors weights", e.to_string()))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut prefix = [0u8; 8];
     file.read_exact(&mut prefix).map_err(|_| {
-        ckpt_error(path, format!("bad safetensors header: the file has only {file_len} bytes"))
+        ckpt_error(
+            path,
+            "a valid safetensors header",
+            format!("the file has only {file_len} bytes"),
+        )
     })?;
     let header_len = u64::from_le_bytes(prefix).min(MAX_SAFETENSORS_HEADER_BYTES.saturating_add(1));
     let mut bytes = prefix.to_vec();
@@ -330,7 +335,7 @@ pub fn save(path: &Path, vs: &nn::VarStore, meta: &CheckpointMeta) -> Result<()>
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    vs.save(path).map_err(|e| ckpt_error(path, format!("cannot write weights: {e}")))?;
+    vs.save(path).map_err(|e| ckpt_error(path, "a writable weights file", e.to_string()))?;
     save_meta(path, meta)?;
     tracing::info!(path = %path.display(), "checkpoint saved");
     Ok(())
@@ -340,7 +345,7 @@ pub fn save(path: &Path, vs: &nn::VarStore, meta: &CheckpointMeta) -> Result<()>
 pub fn save_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
     let json_path = meta_path(path);
     let text = serde_json::to_string_pretty(meta)
-        .map_err(|e| Error::Json { location: json_path.display().to_string(), source: e })?;
+        .map_err(|e| Error::Json { path: json_path.clone(), source: e })?;
     std::fs::write(&json_path, text + "\n").map_err(|e| Error::io(&json_path, e))
 }
 
@@ -348,10 +353,10 @@ pub fn save_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
 pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
     let json_path = meta_path(path);
     let text = std::fs::read_to_string(&json_path).map_err(|e| {
-        ckpt_error(path, format!("cannot read its config {}: {e}", json_path.display()))
+        ckpt_error(path, format!("its config {}", json_path.display()), e.to_string())
     })?;
     let meta: CheckpointMeta = serde_json::from_str(&text)
-        .map_err(|e| Error::Json { location: json_path.display().to_string(), source: e })?;
+        .map_err(|e| Error::Json { path: json_path.clone(), source: e })?;
     check_meta(path, &meta)?;
     Ok(meta)
 }
@@ -366,30 +371,29 @@ pub fn load(path: &Path, device: Device) -> Result<LoadedModel> {
     let vs = nn::VarStore::new(device);
     let model = InterAct::new(&vs.root(), &meta.model)?;
     let stored = Tensor::read_safetensors(path)
-        .map_err(|e| ckpt_error(path, format!("cannot read weights: {e}")))?;
+        .map_err(|e| ckpt_error(path, "readable safetensors weights", e.to_string()))?;
     let stored: HashMap<String, Tensor> = stored.into_iter().collect();
     let expected: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     for (name, var) in &expected {
         let Some(t) = stored.get(name) else {
             return Err(ckpt_error(
                 path,
-                format!("tensor {name} missing (the config expects shape {:?})", var.size()),
+                format!("tensor {name} of shape {:?} (the config's)", var.size()),
+                "no such tensor",
             ));
         };
         if t.size() != var.size() {
             return Err(ckpt_error(
                 path,
-                format!(
-                    "tensor {name} has shape {:?} in the file, the config expects {:?}",
-                    t.size(),
-                    var.size()
-                ),
+                format!("tensor {name} of shape {:?} (the config's)", var.size()),
+                format!("shape {:?} in the file", t.size()),
             ));
         }
         if t.kind() != var.kind() {
             return Err(ckpt_error(
                 path,
-                format!("tensor {name} has kind {:?}, expected {:?}", t.kind(), var.kind()),
+                format!("tensor {name} of kind {:?}", var.kind()),
+                format!("kind {:?}", t.kind()),
             ));
         }
     }
@@ -398,10 +402,8 @@ pub fn load(path: &Path, device: Device) -> Result<LoadedModel> {
     if let Some(first) = extra.first() {
         return Err(ckpt_error(
             path,
-            format!(
-                "{} tensor(s) the config does not use, first {first} (config and weights disagree)",
-                extra.len()
-            ),
+            "only the tensors the config uses",
+            format!("{} more, first {first} (config and weights disagree)", extra.len()),
         ));
     }
     tch::no_grad(|| -> Result<()> {
@@ -462,8 +464,16 @@ mod tests {
         wider.model.hidden = 32;
         std::fs::write(meta_path(&path), serde_json::to_string(&wider).expect("json"))
             .expect("write");
-        let err = load(&path, Device::Cpu).expect_err("must fail").to_string();
-        assert!(err.contains("has shape") && err.contains("expects"), "{err}");
+        match load(&path, Device::Cpu) {
+            Err(Error::Checkpoint { expected, found, .. }) => {
+                assert!(
+                    expected.contains("of shape") && expected.contains("config's"),
+                    "{expected}"
+                );
+                assert!(found.starts_with("shape ") && found.ends_with("in the file"), "{found}");
+            }
+            other => panic!("expected a checkpoint error, got {other:?}"),
+        }
         // Different class count: the query tensor no longer fits.
         let mut classes = meta.clone();
         classes.model.num_classes = 4;
@@ -478,7 +488,7 @@ mod tests {
         std::fs::write(meta_path(&path), serde_json::to_string(&deeper).expect("json"))
             .expect("write");
         let err = load(&path, Device::Cpu).expect_err("must fail").to_string();
-        assert!(err.contains("missing"), "{err}");
+        assert!(err.contains("no such tensor"), "{err}");
     }
 
     #[test]
@@ -499,12 +509,13 @@ mod tests {
         (path, meta)
     }
 
-    /// The message of a checkpoint error on `path`, or a panic naming what came instead.
+    /// `expected …, found …` of a checkpoint error on `path`, or a panic naming what came
+    /// instead.
     fn ckpt_message(result: Result<impl std::fmt::Debug>, path: &Path) -> String {
         match result {
-            Err(Error::Checkpoint { path: p, message }) => {
+            Err(Error::Checkpoint { path: p, expected, found }) => {
                 assert_eq!(p, path);
-                message
+                format!("expected {expected}, found {found}")
             }
             other => panic!("expected a checkpoint error on {}, got {other:?}", path.display()),
         }
@@ -568,7 +579,7 @@ mod tests {
         tensors[0].1 = tensors[0].1.to_kind(tch::Kind::Double);
         Tensor::write_safetensors(&tensors, &path).expect("write");
         let message = ckpt_message(load(&path, Device::Cpu), &path);
-        assert_eq!(message, format!("tensor {name} has kind Double, expected Float"));
+        assert_eq!(message, format!("expected tensor {name} of kind Float, found kind Double"));
     }
 
     #[test]
@@ -580,7 +591,7 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() - 10]).expect("write");
         let message = ckpt_message(load(&path, Device::Cpu), &path);
         assert!(
-            message.starts_with("bad safetensors header: tensor ")
+            message.starts_with("expected a valid safetensors header, found tensor ")
                 && message.contains("outside the"),
             "{message}"
         );
@@ -642,7 +653,7 @@ mod tests {
                 "overflows",
             ),
             (file(r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}}"#, 8), "not a size"),
-            (file(r#"[1,2]"#, 0), "expected a JSON object"),
+            (file(r#"[1,2]"#, 0), "not a JSON object"),
             (file(r#"{"a":"#, 0), "invalid JSON"),
             (b"\x01\x02".to_vec(), "too short"),
         ];

@@ -1,32 +1,44 @@
 //! The InterAct model configuration: every hyper-parameter in one serde struct, saved beside the
-//! weights (architecture.md §11.1; DESIGN.md "The model").
+//! weights.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// How the spatial module turns the three modalities into per-frame features.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Spatial {
-    /// DSMI: per-modality multi-scale graph convolution + attention fusion over joint tokens.
+    /// DSMI: multi-scale graph convolution per modality + attention fusion (InterAct).
+    ///
+    /// Per-modality multi-scale graph convolution + attention fusion over joint tokens.
     #[default]
     Dsmi,
+    /// Per-modality graph convolution, fused by concatenation.
+    ///
     /// Graph convolutions as DSMI, but the three `S_m` are concatenated and mixed by an MLP
     /// instead of the attention fusion (ablation).
     Concat,
-    /// No spatial module (the paper's InterAct*): the modalities are flattened per frame and
+    /// No spatial module (InterAct*).
+    ///
+    /// The paper's InterAct*: the modalities are flattened per frame and
     /// embedded to D by one 1×1 convolution.
     None,
 }
 
 /// How the temporal module lets frames and action queries interact.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Temporal {
+    /// Multi-resolution frame–action interaction (InterAct).
+    ///
     /// MFAI: the H QBlocks attend coarse to fine to the last H decoder outputs.
     #[default]
     Mfai,
+    /// Single-resolution interaction.
+    ///
     /// Single-resolution frame-action interaction: every QBlock attends to the finest decoder
     /// output (ablation).
     Fixed,
@@ -92,16 +104,21 @@ fn default_temperature() -> f64 {
 pub const CURRENT_REVISION: u32 = 2;
 
 /// How joint coordinates are normalised before the modalities are derived.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum InputNorm {
-    /// Camera-space coordinates as the sensor gives them (revision-1 checkpoints).
-    #[default]
-    Camera,
+    /// Person-centred frame, fixed when a person first appears.
+    ///
     /// A per-stream body frame fixed causally when a person first appears: origin at their
     /// SpineBase, rotated about the vertical axis to face the sensor, scaled by torso length
     /// (see [`crate::modality::Anchor`]).
     Body,
+    /// Camera-space coordinates.
+    ///
+    /// As the sensor gives them (revision-1 checkpoints).
+    #[default]
+    Camera,
 }
 
 /// Hyper-parameters of [`InterAct`](super::InterAct). Serialised into the checkpoint's JSON;
@@ -211,8 +228,7 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
-    /// PKU-MMD v2 (52 classes incl. "NONE"), the setting of the paper's Table 2
-    /// (DESIGN.md "Anchors"); D = 64 is architecture.md §11.1's recommendation.
+    /// PKU-MMD v2 (52 classes incl. "NONE"), the setting of the paper's Table 2; D = 64.
     pub fn pku_mmd_v2() -> Self {
         Self { num_classes: 52, ..Self::default() }
     }

@@ -1,5 +1,5 @@
-//! DSMI, the spatial module: per-modality multi-scale graph convolution (architecture.md §3.2,
-//! §11.3), interactive attention fusion over the joint tokens of each frame (§11.4), joints →
+//! DSMI, the spatial module: per-modality multi-scale graph convolution,
+//! interactive attention fusion over the joint tokens of each frame, joints →
 //! frame collapse. Everything is per frame (no temporal operator), so the streaming runtime can
 //! run it once per incoming frame and cache the `(N, D)` result.
 //!
@@ -93,7 +93,7 @@ fn frame_rows(x: &Tensor) -> Tensor {
     x.permute([0, 2, 1, 3]).reshape([s[0] * s[2], s[1] * s[3]])
 }
 
-/// One fusion step (architecture.md §11.4): pre-LN self-attention over the V joint tokens of each
+/// One fusion step: pre-LN self-attention over the V joint tokens of each
 /// frame, then MLP `width → D → D`. Tokens `(N·T, V, width)` → `(N·T, V, D)`.
 #[derive(Debug)]
 struct JointFusion {
@@ -323,7 +323,7 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
-    /// The graph convolution as architecture.md §3.2 writes it: einsum('vu,nctu->nctv'), then
+    /// The graph convolution as the paper writes it: einsum('vu,nctu->nctv'), then
     /// channel = k·C + c, 1×1 conv, BatchNorm, ReLU; `(N, D, T, V)`.
     fn reference_gcn(gcn: &MultiScaleGcn, x: &Tensor, train: bool) -> Tensor {
         let (n, c, t, v) = x.size4().expect("4-d");

@@ -1,4 +1,4 @@
-//! Training loss (architecture.md §8.4–§8.5, §11.7): sigmoid focal loss (α 0.25, γ 2) and dice
+//! Training loss: sigmoid focal loss (α 0.25, γ 2) and dice
 //! loss on the action logits, BCE-with-logits on the boundary logits against a peak-1 Gaussian
 //! target, at every stage (averaged), padded frames ignored, all weights 1.
 

@@ -1,4 +1,4 @@
-//! MFAI, the temporal module (architecture.md §11.5–§11.6): a C2F-style encoder/decoder with
+//! MFAI, the temporal module: a C2F-style encoder/decoder with
 //! ASFormer layers, H QBlocks over the last H decoder outputs (coarse to fine), action and
 //! boundary blocks on the finest output, FBlock and dot-product heads.
 //!

@@ -1,4 +1,4 @@
-//! The InterAct model (architecture.md §11; DESIGN.md "The model"): DSMI, the per-frame spatial
+//! The InterAct model: DSMI, the per-frame spatial
 //! module, and MFAI, the multi-scale frame-action interaction temporal module, in tch.
 //!
 //! - [`InterAct::dsmi`]: three modalities `(N, 6, T, 25)` → features `(N, D, T)`. Per frame, so
@@ -7,7 +7,8 @@
 //! - [`InterAct::mfai`]: features `(N, D, T)` + mask `(N, T)` → [`Output`], one [`Stage`] per
 //!   QBlock (final last). Any T ≥ 1: padded internally to a multiple of `2^encoder_layers`.
 //! - [`loss()`]: focal + dice on the action logits, BCE on the boundary logits, every stage.
-//! - [`Model`]: a loaded checkpoint that owns its weights, what apps load and stream with.
+//! - [`crate::Model`] (re-exported at the crate root): a loaded checkpoint that owns its
+//!   weights, what apps load and stream with.
 //! - [`checkpoint`]: `NAME.safetensors` + `NAME.json` (config, classes, layout, data, command).
 //!
 //! Parameter and compute budget: [`InterAct::num_parameters`], [`dsmi_flops_per_frame`],
@@ -21,14 +22,13 @@ pub mod checkpoint;
 mod config;
 mod conv;
 mod dsmi;
-mod handle;
+pub(crate) mod handle;
 mod loss;
 mod mfai;
 mod profile;
 mod query;
 
 pub use config::{CURRENT_REVISION, InputNorm, ModelConfig, Spatial, Temporal};
-pub use handle::Model;
 pub use loss::{LossParts, loss};
 pub use profile::{BlockTime, profile_blocks};
 
@@ -63,7 +63,7 @@ impl Output {
     }
 
     /// Calibrated class probabilities of the final stage, `softmax(P_a / temperature)` over
-    /// classes: `(N, A, T)` (see [`crate::train::calibrate`] for how the temperature is fitted).
+    /// classes: `(N, A, T)` (the temperature is fitted after training, `train::calibrate`).
     pub fn final_action_probs(&self) -> Result<Tensor> {
         Ok((&self.final_stage()?.action_logits / self.temperature).softmax(1, Kind::Float))
     }

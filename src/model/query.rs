@@ -1,4 +1,4 @@
-//! Action and boundary queries (architecture.md §8.2–§8.3, §11.6): learnable `Q = [Q_a; Q_b]`
+//! Action and boundary queries: learnable `Q = [Q_a; Q_b]`
 //! with a learnable query PE, H QBlocks (pre-LN self-attention over the A+1 queries,
 //! cross-attention to the frames with a key padding mask and a sinusoidal key PE, FFN), the
 //! FBlock (frames attend to the queries, FACT-style frame-action interaction, as a residual MHA)
@@ -79,7 +79,7 @@ impl Embed {
 }
 
 /// FBlock: frames attend to the queries (residual pre-LN MHA). Action frames see the A action
-/// queries; boundary frames see all A+1 (a single key would make the softmax trivial, §11.6).
+/// queries; boundary frames see all A+1 (a single key would make the softmax trivial).
 #[derive(Debug)]
 struct FBlock {
     ln_a: nn::LayerNorm,

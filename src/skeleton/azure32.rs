@@ -1,5 +1,5 @@
 //! Azure Kinect Body Tracking: 32 joints in `k4abt_joint_id_t` order, and its mapping to the
-//! canonical Kinect v2 layout (data.md §2.5).
+//! canonical Kinect v2 layout.
 //!
 //! The mapping only picks joints; it does not convert units or axes. Azure positions are in
 //! millimetres with +x right, +y down: convert with `(-x, -y, z) / 1000` before mapping (the
@@ -82,7 +82,7 @@ pub const BONES: [(usize, usize); JOINT_COUNT - 1] = [
     (26, 31),
 ];
 
-/// Source joint of every canonical joint (v2 index → Azure index), data.md §2.5. Every v2 joint
+/// Source joint of every canonical joint (v2 index → Azure index). Every v2 joint
 /// has an Azure counterpart, so nothing is filled; clavicles and face joints are dropped.
 pub const TO_CANONICAL: [usize; NUM_JOINTS] =
     [0, 1, 3, 26, 5, 6, 7, 8, 12, 13, 14, 15, 18, 19, 20, 21, 22, 23, 24, 25, 2, 9, 10, 16, 17];

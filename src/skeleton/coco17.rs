@@ -1,5 +1,5 @@
 //! COCO-17 person keypoints (AlphaPose, mmpose, RTMPose), and the mapping to the canonical
-//! Kinect v2 layout (data.md §2.6).
+//! Kinect v2 layout.
 
 use super::layouts::Source;
 use crate::frame::{Joint, NUM_JOINTS};
@@ -52,7 +52,7 @@ pub const BONES: [(usize, usize); 19] = [
     (4, 6),
 ];
 
-/// COCO-17 → Kinect v2 (data.md §2.6). Limbs are copied. SpineBase = hip midpoint, SpineShoulder
+/// COCO-17 → Kinect v2. Limbs are copied. SpineBase = hip midpoint, SpineShoulder
 /// = shoulder midpoint, Head = ear midpoint (nose when an ear is not tracked), SpineMid and Neck
 /// interpolated, hands extrapolated 20 % of the forearm beyond the wrist: all inferred. Feet sit
 /// on the ankles and hand tips/thumbs on the hands, not tracked.

@@ -1,5 +1,5 @@
 //! The skeleton as a graph: hop distances and the normalised k-hop adjacencies of DeST's
-//! multi-scale graph convolution (architecture.md §3.2; InterAct eq. for `A^(k)`).
+//! multi-scale graph convolution (InterAct eq. for `A^(k)`).
 
 use crate::frame::NUM_JOINTS;
 

@@ -1,5 +1,5 @@
 //! Kinect v1 body: 20 joints in `NUI_SKELETON_POSITION_INDEX` order (UTKinect-Action3D, MSRC-12,
-//! G3D), and its mapping to the canonical Kinect v2 layout (data.md §2.4).
+//! G3D), and its mapping to the canonical Kinect v2 layout.
 
 use super::layouts::Source;
 use crate::frame::{Joint, NUM_JOINTS};
@@ -56,7 +56,7 @@ pub const BONES: [(usize, usize); JOINT_COUNT - 1] = [
     (18, 19),
 ];
 
-/// Kinect v1 → v2 (data.md §2.4). Indices 0..19 coincide except 2: v1 ShoulderCenter becomes
+/// Kinect v1 → v2. Indices 0..19 coincide except 2: v1 ShoulderCenter becomes
 /// SpineShoulder (20), and Neck (2) is placed 35 % of the way from ShoulderCenter to Head
 /// (inferred). Hand tips and thumbs do not exist in v1: they sit on the hand, not tracked.
 pub(super) fn to_canonical(src: &Source<'_>) -> [Joint; NUM_JOINTS] {

@@ -1,5 +1,5 @@
 //! What every [`Layout`] knows: its name, joint names, bones, and its mapping onto the canonical
-//! Kinect v2 layout (data.md §2.4–§2.6).
+//! Kinect v2 layout.
 //!
 //! The fill rule for joints a layout lacks is documented on [`Layout::to_canonical`].
 

@@ -1,5 +1,4 @@
-//! MediaPipe Pose (BlazePose) 33 landmarks, and the mapping to the canonical Kinect v2 layout
-//! (data.md §2.6).
+//! MediaPipe Pose (BlazePose) 33 landmarks, and the mapping to the canonical Kinect v2 layout.
 //!
 //! The mapping does not convert axes: MediaPipe world landmarks (metres, origin between the
 //! hips, image axes) become Kinect camera space with `(-x, -y, z)`.
@@ -87,7 +86,7 @@ pub const BONES: [(usize, usize); 35] = [
     (28, 32),
 ];
 
-/// MediaPipe-33 → Kinect v2 (data.md §2.6). Limbs, feet (foot index), hand tips (index finger)
+/// MediaPipe-33 → Kinect v2. Limbs, feet (foot index), hand tips (index finger)
 /// and thumbs are copied. SpineBase = hip midpoint, SpineShoulder = shoulder midpoint, Head =
 /// ear midpoint, hands = mean of wrist, pinky and index, SpineMid and Neck interpolated: all
 /// inferred. Nothing is left as a placeholder.
@@ -124,7 +123,7 @@ pub(super) fn to_canonical(src: &Source<'_>) -> [Joint; NUM_JOINTS] {
     out
 }
 
-/// Kinect v2 → MediaPipe-33, the inverse of [`to_canonical`] where it has one: limbs, hand tips
+/// Kinect v2 → MediaPipe-33, the inverse of the mapping to Kinect v2 where it has one: limbs, hand tips
 /// and thumbs are copied, the pinky is placed so that the hand mean comes back, the ears sit
 /// 7 cm either side of the head across the shoulder line, the face points and heels sit on
 /// their neighbours. For writing stand-in recordings in a non-Kinect layout (`skelseg synth

@@ -1,4 +1,4 @@
-//! OpenPose BODY_25 keypoints, and the mapping to the canonical Kinect v2 layout (data.md §2.6).
+//! OpenPose BODY_25 keypoints, and the mapping to the canonical Kinect v2 layout.
 
 use super::layouts::Source;
 use crate::frame::{Joint, NUM_JOINTS};
@@ -64,7 +64,7 @@ pub const BONES: [(usize, usize); JOINT_COUNT - 1] = [
     (11, 24),
 ];
 
-/// BODY_25 → Kinect v2 (data.md §2.6). MidHip is SpineBase and OpenPose's Neck (the shoulder
+/// BODY_25 → Kinect v2. MidHip is SpineBase and OpenPose's Neck (the shoulder
 /// midpoint) is SpineShoulder, both copied. Head = ear midpoint (nose when an ear is not tracked),
 /// SpineMid and Neck interpolated, hands extrapolated 20 % of the forearm beyond the wrist, feet
 /// = toe midpoints: all inferred. Hand tips and thumbs sit on the hands, not tracked.

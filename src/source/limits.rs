@@ -1,5 +1,4 @@
-//! Every bound on what the network can make skelseg hold or do, in one place (RELIABILITY.md
-//! gives the threat model). Network input is untrusted: each size and count a peer controls is
+//! Every bound on what the network can make skelseg hold or do, in one place. Network input is untrusted: each size and count a peer controls is
 //! bounded here or in [`super::NetConfig`], and what goes over a bound is skipped and counted in
 //! [`super::SourceStats`], never buffered without limit.
 //!

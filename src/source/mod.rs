@@ -1,10 +1,10 @@
 //! Frame sources: where skeleton frames come from.
 //!
-//! One trait, [`FrameSource`], for every origin: file replay paced in real time ([`replay`]),
-//! `skeleton-ndjson/1` over TCP or UDP and KinectV2-OSC over UDP ([`net`], [`osc`]), and the
-//! built-in simulator. A source yields [`SourceEvent`]s tagged with a [`StreamId`] (one per
+//! One trait, [`FrameSource`], for every origin: file replay paced in real time
+//! ([`ReplaySource`]), `skeleton-ndjson/1` over TCP or UDP and KinectV2-OSC over UDP
+//! ([`NetSource`], [`osc`]), and the built-in simulator (feature `synth`). A source yields [`SourceEvent`]s tagged with a [`StreamId`] (one per
 //! sensor, TCP client, UDP peer or recording) and tells a blocked consumer when it is finished
-//! for good. Sources are opened from a textual [`spec::SourceSpec`] (`tcp-listen:127.0.0.1:7000`).
+//! for good. Sources are opened from a textual [`SourceSpec`] (`tcp-listen:127.0.0.1:7000`).
 //!
 //! ## Backpressure
 //! Network ingress is lossy, newest wins: a bounded queue evicts the oldest queued frame (of the
@@ -19,12 +19,13 @@
 
 mod ingress;
 pub mod limits;
-pub mod net;
+mod net;
 pub mod osc;
-pub mod replay;
-pub mod send;
-pub mod sim;
-pub mod spec;
+mod replay;
+mod send;
+#[cfg(feature = "synth")]
+mod sim;
+mod spec;
 #[cfg(feature = "zenoh")]
 pub mod zenoh;
 
@@ -37,6 +38,7 @@ use crate::frame::Frame;
 pub use net::{NetConfig, NetSource, SourceHandle};
 pub use replay::{Pacing, ReplaySource};
 pub use send::{Proto, SendStats, send_recording};
+#[cfg(feature = "synth")]
 pub use sim::SimSource;
 pub use spec::{OpenOptions, SourceSpec};
 

@@ -1,5 +1,4 @@
-//! `skeleton-ndjson/1` over TCP (listen or connect) and UDP, on tokio (DESIGN.md "Sources and
-//! wire formats"; reference/ecosystem.md §3).
+//! `skeleton-ndjson/1` over TCP (listen or connect) and UDP, on tokio.
 //!
 //! Each [`NetSource`] runs a current-thread tokio runtime on its own named thread and bridges
 //! into the synchronous consumer through the lossy ingress queue (newest wins, drops counted).

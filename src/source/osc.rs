@@ -1,4 +1,4 @@
-//! KinectV2-OSC over UDP (reference/data.md §3 and §3.1), decoded with `rosc`.
+//! KinectV2-OSC over UDP, decoded with `rosc`.
 //!
 //! The sender emits, per tracked body and frame, 25 messages
 //! `/bodies/{TrackingId}/joints/{JointType} x y z [trackingState]` (metres, Kinect camera space;
@@ -423,7 +423,7 @@ fn deliver(ingress: &Ingress, peer: &mut OscPeer, out: &mut Vec<Assembled>) {
             Assembled::Skip(reason, message) => {
                 let rejected = crate::io::ndjson::Rejected {
                     reason,
-                    error: crate::Error::parse(peer.stream_id.to_string(), message),
+                    error: crate::Error::Skipped { stream: peer.stream_id.to_string(), message },
                 };
                 peer.log.skip(ingress, &peer.stream_id, &rejected);
             }

@@ -12,12 +12,13 @@ use crate::io::Recording;
 use crate::io::ndjson::{Header, MAX_LINE_BYTES, encode_frame, encode_header};
 
 /// Transport of [`send_recording`].
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Proto {
-    /// One line per frame over a TCP connection.
+    /// One NDJSON line per frame over a TCP connection.
     #[default]
     Tcp,
-    /// One datagram per frame.
+    /// One NDJSON object per UDP datagram.
     Udp,
 }
 

@@ -140,10 +140,20 @@ impl SourceSpec {
             }
             SourceSpec::Udp(addr) => Box::new(NetSource::udp(*addr, &options.net)?),
             SourceSpec::Osc(addr) => Box::new(NetSource::osc(*addr, &options.net)?),
-            SourceSpec::Sim => Box::new(super::sim::SimSource::new(0, options.pacing)),
+            SourceSpec::Sim => open_sim(options)?,
             SourceSpec::Zenoh(keyexpr) => open_zenoh(keyexpr, options)?,
         })
     }
+}
+
+#[cfg(feature = "synth")]
+fn open_sim(options: &OpenOptions) -> Result<Box<dyn FrameSource>> {
+    Ok(Box::new(super::sim::SimSource::new(0, options.pacing)))
+}
+
+#[cfg(not(feature = "synth"))]
+fn open_sim(_: &OpenOptions) -> Result<Box<dyn FrameSource>> {
+    Err(Error::invalid("source spec", "`sim` needs skelseg's `synth` feature"))
 }
 
 fn resolve(target: &str) -> Result<SocketAddr> {

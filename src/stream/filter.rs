@@ -41,7 +41,7 @@ struct Axis {
 
 /// The filter over every joint coordinate of every body of one stream, keyed by body id.
 #[derive(Clone, Debug)]
-pub struct JointFilter {
+pub(crate) struct JointFilter {
     cfg: OneEuroConfig,
     bodies: HashMap<u64, [[Axis; 3]; NUM_JOINTS]>,
     last_secs: Option<f64>,

@@ -8,8 +8,11 @@
 //!   own threads, events on a channel and/or a callback.
 //!
 //! Both emit [`SegmentEvent`]s and take their settings as a [`StreamConfig`], by default the one
-//! the checkpoint implies ([`StreamConfig::from_checkpoint`]). [`Engine`], [`StreamState`] and
-//! [`Segmenter`] are the stages inside, for benchmarks and custom schedulers.
+//! the checkpoint implies ([`StreamConfig::from_checkpoint`]).
+//!
+//! Inside, per stream: joint smoothing ([`OneEuroConfig`]) → modalities → DSMI per frame, cached
+//! → MFAI over a sliding window every hop ([`EngineConfig`]) → finalised frame probabilities →
+//! the stable segmenter ([`SegmenterConfig`]) → [`SegmentEvent`]s. Those stages are internal.
 
 pub(crate) mod engine;
 mod events;
@@ -19,10 +22,10 @@ pub(crate) mod segmenter;
 mod sync;
 mod tap;
 
-pub use engine::{Engine, EngineConfig, MAX_HOP_FACTOR, Schedule, StreamCounters, StreamState};
+pub use engine::{EngineConfig, MAX_HOP_FACTOR, StreamCounters};
 pub use events::SegmentEvent;
-pub use filter::{JointFilter, OneEuroConfig};
+pub use filter::OneEuroConfig;
 pub use pipeline::{EventCallback, Pipeline, PipelineBuilder, PipelineStats, default_workers};
-pub use segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
+pub use segmenter::SegmenterConfig;
 pub use sync::{StreamConfig, StreamSegmenter, StreamSegmenterBuilder};
 pub use tap::VizTap;

@@ -58,11 +58,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 use serde::Serialize;
 use tch::nn;
 
+use crate::Model;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::io::ClassMap;
 use crate::model::InterAct;
-use crate::model::{Model, ModelConfig};
+use crate::model::ModelConfig;
 use crate::source::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId};
 use crate::stream::engine::{Engine, Schedule, StreamState};
 use crate::stream::events::{SegmentEvent, StreamEvents};
@@ -120,7 +121,7 @@ impl PipelineStats {
     pub fn latency_percentile_ms(&self, q: f64) -> f64 {
         let mut v = self.latency_ms.clone();
         v.sort_by(f64::total_cmp);
-        crate::online::percentile(&v, q)
+        crate::metrics::percentile(&v, q)
     }
 
     fn add(&mut self, state: &StreamState) {

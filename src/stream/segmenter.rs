@@ -13,7 +13,7 @@
 //! precedes it to absorb them). A stream that ends undecided is committed whole, with its most
 //! frequent label. Either way the committed segments tile the stream.
 //!
-//! Boundary peaks are ASRF's (`reference/architecture.md` §7.4, [`is_boundary_peak`]): local
+//! Boundary peaks are ASRF's ([`is_boundary_peak`]): local
 //! maxima of the boundary probability at or above the threshold. Whether a frame is a local
 //! maximum is known only once the next finalised frame is, so a peak counts from the push after
 //! its frame on; labels are not held back for it. The first frame of a stream is never a peak
@@ -48,7 +48,8 @@ pub struct SegmenterConfig {
     pub boundary_threshold: f32,
     /// A peak counts for a candidate when it lies within this many frames of the candidate's start.
     pub boundary_radius: usize,
-    /// Emit a [`SegmenterOutput::Frame`] for every finalised frame.
+    /// Emit a [`SegmentEvent::FrameLabel`](crate::stream::SegmentEvent::FrameLabel) for every
+    /// finalised frame.
     pub per_frame: bool,
     /// After this many consecutive frames without any body, the open segment is closed and
     /// nothing is segmented until someone is back (0 = never).
@@ -146,7 +147,7 @@ impl SegmenterConfig {
 
 /// One finalised frame as the segmenter sees it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FinalFrame {
+pub(crate) struct FinalFrame {
     /// Frame index in its stream.
     pub index: u64,
     /// Sensor time in seconds.
@@ -161,7 +162,7 @@ pub struct FinalFrame {
 
 /// A segment boundary event in frame terms (the stream layer adds stream and label names).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub enum SegmenterOutput {
+pub(crate) enum SegmenterOutput {
     /// A segment of `class` began at `start`.
     Started {
         /// Class id.
@@ -309,7 +310,7 @@ impl Opening {
 
 /// The online segmenter of one stream. Feed it finalised frames in order.
 #[derive(Clone, Debug)]
-pub struct Segmenter {
+pub(crate) struct Segmenter {
     cfg: SegmenterConfig,
     current: Option<Run>,
     candidate: Option<Run>,
@@ -336,11 +337,6 @@ impl Segmenter {
             last_peak: None,
             absent_frames: 0,
         }
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &SegmenterConfig {
-        &self.cfg
     }
 
     /// Class of the open segment, if any (none before the first commit).

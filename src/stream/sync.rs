@@ -6,10 +6,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use crate::Model;
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::io::ClassMap;
-use crate::model::Model;
 use crate::model::checkpoint::CheckpointMeta;
 use crate::source::EndReason;
 use crate::stream::engine::{Engine, EngineConfig, Schedule, StreamCounters, StreamState};

@@ -5,7 +5,7 @@
 //! Coordinates here are the *body frame*: +x to the person's right, +y up, +z behind the person
 //! (the person looks along −z), floor at y = 0 and the rest stance centred on x = z = 0. With the
 //! person facing the sensor this frame coincides with Kinect camera space up to a translation,
-//! so ShoulderLeft.x < ShoulderRight.x as in real data (reference/data.md §1.2).
+//! so ShoulderLeft.x < ShoulderRight.x as in real data.
 //!
 //! Each bone has its own rotation relative to its parent bone (`G[c] = G[p] · R[c]`,
 //! `pos[c] = pos[p] + G[c] · offset[c]`); the arms are placed by two-bone inverse kinematics from

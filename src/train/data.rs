@@ -115,7 +115,7 @@ pub fn random_crop(len: usize, max_len: usize, rng: &mut impl Rng) -> Crop {
     }
 }
 
-/// Training augmentation, drawn per crop (DESIGN.md "The model"; issue 8). Every transform is
+/// Training augmentation, drawn per crop (issue 8). Every transform is
 /// one a sensor could produce: the person turned or placed elsewhere, a taller or shorter
 /// person, tracker jitter, a faster or slower performance, the two people in the other slots.
 /// Rotation, scale and translation act on all three modalities consistently (they are linear in

@@ -1,15 +1,21 @@
 //! Training and offline evaluation of the InterAct model.
 //!
-//! [`data`] turns recordings into tensors and batches (random temporal crops, padding masks),
-//! [`trainer`] runs AdamW with a warm-up + cosine schedule and keeps the best checkpoint by
-//! validation F1@50, and [`eval`] runs full-sequence inference and the segmentation metrics.
+//! [`SequenceTensors`] and [`Batch`] turn recordings into tensors and batches (random temporal
+//! crops, padding masks), [`train()`] runs AdamW with a warm-up + cosine schedule and keeps the
+//! best checkpoint by validation F1@50, and [`evaluate`] runs full-sequence inference and the
+//! segmentation metrics. [`calibrate`] fits the temperature; [`split`] carves validation sets.
 
 pub mod calibrate;
-pub mod data;
-pub mod eval;
+mod data;
+mod eval;
 pub mod split;
-pub mod trainer;
+mod trainer;
 
-pub use data::{Augment, Batch, SequenceTensors};
-pub use eval::{Prediction, THRESHOLD_GRID, evaluate, predict, refine, sweep_thresholds};
-pub use trainer::{TrainConfig, TrainProgress, TrainReport, train};
+pub use data::{Augment, Batch, Crop, SequenceTensors, random_crop, speed_crop};
+pub use eval::{
+    Prediction, THRESHOLD_GRID, evaluate, frame_logits, predict, refine, sweep_thresholds,
+};
+pub use trainer::{
+    SizedDefaults, TARGET_TRAINING_FRAMES, TrainConfig, TrainJob, TrainProgress, TrainReport,
+    state_dir, train,
+};

@@ -236,7 +236,11 @@ fn save_state(dir: &std::path::Path, vs: &nn::VarStore, state: &ResumeState) -> 
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let weights = dir.join("weights.safetensors");
     let tmp = dir.join("weights.safetensors.tmp");
-    vs.save(&tmp).map_err(|e| Error::Checkpoint { path: tmp.clone(), message: e.to_string() })?;
+    vs.save(&tmp).map_err(|e| Error::Checkpoint {
+        path: tmp.clone(),
+        expected: "a writable weights file".into(),
+        found: e.to_string(),
+    })?;
     std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
     let json = serde_json::to_string_pretty(state)
         .map_err(|e| Error::invalid("training state", e.to_string()))?;
@@ -250,7 +254,11 @@ fn load_state(dir: &std::path::Path, vs: &mut nn::VarStore) -> Result<ResumeStat
     let state: ResumeState = serde_json::from_str(&text)
         .map_err(|e| Error::invalid("training state", format!("{}: {e}", path.display())))?;
     let weights = dir.join("weights.safetensors");
-    vs.load(&weights).map_err(|e| Error::Checkpoint { path: weights, message: e.to_string() })?;
+    vs.load(&weights).map_err(|e| Error::Checkpoint {
+        path: weights,
+        expected: "readable training-state weights".into(),
+        found: e.to_string(),
+    })?;
     Ok(state)
 }
 
@@ -309,16 +317,16 @@ pub fn train(
         if comparable(&meta.model) != comparable(&job.model) {
             return Err(Error::Checkpoint {
                 path: init.clone(),
-                message: "its model config differs from the one being trained (only the classes \
-                          may differ)"
-                    .into(),
+                expected: "the model config being trained (only the classes may differ)".into(),
+                found: "a different model config".into(),
             });
         }
         let fresh = copy_matching(&mut vs, &loaded.vs);
         if meta.model.num_classes == job.model.num_classes && !fresh.is_empty() {
             return Err(Error::Checkpoint {
                 path: init.clone(),
-                message: format!("tensor {} does not match the model being trained", fresh[0]),
+                expected: "tensors that match the model being trained".into(),
+                found: format!("tensor {}, which does not", fresh[0]),
             });
         }
         if !fresh.is_empty() {

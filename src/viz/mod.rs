@@ -1,4 +1,4 @@
-//! Rerun viewer output (DESIGN.md "Visualisation", reference/ecosystem.md §2).
+//! Rerun viewer output.
 //!
 //! Pipeline threads hand plain [`VizMsg`]s to a [`VizSender`]; one thread, `skelseg::viz`, turns
 //! them into Rerun log calls. Rerun's time cursor is per thread, so all logging happens there.

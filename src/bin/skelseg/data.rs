@@ -238,33 +238,15 @@ pub struct MetricsArgs {
     #[arg(long = "bg")]
     background: Vec<String>,
     /// End-of-sequence convention of the segment extraction.
-    #[arg(long, value_enum, default_value_t = VariantArg::Asrf)]
-    variant: VariantArg,
+    #[arg(long, value_enum, default_value_t = Variant::Asrf)]
+    variant: Variant,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum VariantArg {
-    /// MS-TCN's eval.py (the last segment's end is one frame short).
-    Mstcn,
-    /// ASRF / DeST / InterAct code base.
-    Asrf,
-}
-
-impl From<VariantArg> for Variant {
-    fn from(v: VariantArg) -> Self {
-        match v {
-            VariantArg::Mstcn => Variant::Mstcn,
-            VariantArg::Asrf => Variant::Asrf,
-        }
-    }
-}
-
 pub fn metrics(args: MetricsArgs) -> Result<ExitCode> {
-    let scores =
-        io::gt::evaluate_dirs(&args.pred, &args.gt, &args.background, args.variant.into())?;
+    let scores = io::gt::evaluate_dirs(&args.pred, &args.gt, &args.background, args.variant)?;
     if args.json {
         print_json(&scores)?;
     } else {
@@ -332,7 +314,7 @@ struct CheckReport {
 /// Exits with failure when there is a problem, so scripts can gate on it.
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
     use std::collections::BTreeMap;
-    let scan = io::dataset::scan_dataset(&args.data, io::DatasetFormat::Pku)
+    let scan = io::dataset::scan_dataset(&args.data, io::dataset::DatasetFormat::Pku)
         .with_context(|| format!("reading the dataset {}", args.data.display()))?;
     let ds = &scan.dataset;
     let mut classes: Vec<ClassCheck> = ds

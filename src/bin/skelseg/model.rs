@@ -9,10 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use skelseg::io::dataset::DatasetFormat;
 use skelseg::io::{self, ClassMap, Dataset, Recording};
 use skelseg::metrics::Scores;
 use skelseg::modality::ModalityConfig;
-use skelseg::model::{ModelConfig, Spatial, Temporal, checkpoint};
+use skelseg::model::{InputNorm, ModelConfig, Spatial, Temporal, checkpoint};
 use skelseg::online::{OnlineReport, evaluate_online};
 use skelseg::stream::StreamConfig;
 use skelseg::train::{self, SequenceTensors, TrainConfig};
@@ -20,62 +21,14 @@ use skelseg::train::{self, SequenceTensors, TrainConfig};
 use crate::common::{DeviceArg, bundled_model, bundled_sequence, device_name, print_json};
 use crate::data::print_scores;
 
-/// Dataset folder formats.
-#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
-pub enum FormatArg {
-    /// skeleton/ + label/ + mapping.txt + splits/ (PKU-MMD layout; what `skelseg synth` writes).
-    #[default]
-    Pku,
-    /// UTKinect-Action3D: joints/ + actionLabel.txt.
-    Utkinect,
-    /// NTU RGB+D .skeleton files (action id from the file name).
-    Ntu,
-}
-
-impl From<FormatArg> for io::dataset::DatasetFormat {
-    fn from(f: FormatArg) -> Self {
-        match f {
-            FormatArg::Pku => io::dataset::DatasetFormat::Pku,
-            FormatArg::Utkinect => io::dataset::DatasetFormat::Utkinect,
-            FormatArg::Ntu => io::dataset::DatasetFormat::Ntu,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum SpatialArg {
-    /// DSMI: multi-scale graph convolution per modality + attention fusion (InterAct).
-    Dsmi,
-    /// Per-modality graph convolution, fused by concatenation.
-    Concat,
-    /// No spatial module (InterAct*).
-    None,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum TemporalArg {
-    /// Multi-resolution frame–action interaction (InterAct).
-    Mfai,
-    /// Single-resolution interaction.
-    Fixed,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum NormArg {
-    /// Person-centred frame, fixed when a person first appears.
-    Body,
-    /// Camera-space coordinates.
-    Camera,
-}
-
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Dataset folder.
     #[arg(long)]
     data: PathBuf,
     /// Dataset folder format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Pku)]
-    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = DatasetFormat::Pku)]
+    format: DatasetFormat,
     /// Where to write the best checkpoint (`.safetensors`; the `.json` goes beside it).
     #[arg(long)]
     out: PathBuf,
@@ -114,11 +67,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     val_every: usize,
     /// Spatial module (ablation).
-    #[arg(long, value_enum, default_value_t = SpatialArg::Dsmi)]
-    spatial: SpatialArg,
+    #[arg(long, value_enum, default_value_t = Spatial::Dsmi)]
+    spatial: Spatial,
     /// Temporal module (ablation).
-    #[arg(long, value_enum, default_value_t = TemporalArg::Mfai)]
-    temporal: TemporalArg,
+    #[arg(long, value_enum, default_value_t = Temporal::Mfai)]
+    temporal: Temporal,
     /// Recordings whose name contains one of these are left out of training and validation
     /// (comma-separated, e.g. `s01,s02` for a UTKinect cross-validation test fold).
     #[arg(long, value_delimiter = ',')]
@@ -148,8 +101,8 @@ pub struct TrainArgs {
     #[arg(long)]
     no_augment: bool,
     /// Input normalisation: `body` (person-centred, causal) or `camera` (raw coordinates).
-    #[arg(long, value_enum, default_value_t = NormArg::Body)]
-    norm: NormArg,
+    #[arg(long, value_enum, default_value_t = InputNorm::Body)]
+    norm: InputNorm,
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -163,7 +116,7 @@ pub struct TrainArgs {
 
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
-    let dataset = io::dataset::read_dataset(&args.data, args.format.into())
+    let dataset = io::dataset::read_dataset(&args.data, args.format)
         .with_context(|| format!("reading the dataset {}", args.data.display()))?;
     let (train_recs, val_recs) =
         split_for_training(&dataset, &args.holdout, args.split.as_deref(), args.val_fraction)?;
@@ -174,19 +127,9 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         layer_dropout: args.dropout,
         channel_dropout: args.channel_dropout,
         boundary_layers: args.boundary_layers,
-        spatial: match args.spatial {
-            SpatialArg::Dsmi => Spatial::Dsmi,
-            SpatialArg::Concat => Spatial::Concat,
-            SpatialArg::None => Spatial::None,
-        },
-        temporal: match args.temporal {
-            TemporalArg::Mfai => Temporal::Mfai,
-            TemporalArg::Fixed => Temporal::Fixed,
-        },
-        input_norm: match args.norm {
-            NormArg::Body => skelseg::model::InputNorm::Body,
-            NormArg::Camera => skelseg::model::InputNorm::Camera,
-        },
+        spatial: args.spatial,
+        temporal: args.temporal,
+        input_norm: args.norm,
         ..ModelConfig::default()
     };
     let (model_cfg, fps) = match &args.init {
@@ -272,7 +215,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let job = train::trainer::TrainJob {
+    let job = train::TrainJob {
         model: model_cfg,
         train: train_cfg,
         out: args.out.clone(),
@@ -423,8 +366,8 @@ pub struct EvalArgs {
     #[arg(long)]
     data: PathBuf,
     /// Dataset folder format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Pku)]
-    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = DatasetFormat::Pku)]
+    format: DatasetFormat,
     /// Evaluate only this split (`test`, `val`, ...); without it, every recording.
     #[arg(long)]
     split: Option<String>,
@@ -517,8 +460,8 @@ pub struct CalibrateArgs {
     #[arg(long)]
     data: PathBuf,
     /// Dataset folder format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Pku)]
-    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = DatasetFormat::Pku)]
+    format: DatasetFormat,
     /// Use only this split.
     #[arg(long)]
     split: Option<String>,
@@ -543,7 +486,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     let (loaded, dataset) = load_labelled(&args.model, &args.data, args.format, device)?;
     let recs = select(&dataset, args.split.as_deref(), &args.select)?;
     let seqs = sequences(&recs, &loaded.meta.model, loaded.meta.fps)?;
-    let (logits, labels) = train::eval::frame_logits(&loaded.model, &seqs, device)?;
+    let (logits, labels) = train::frame_logits(&loaded.model, &seqs, device)?;
     // Fit on the raw logits: a temperature already in the checkpoint is replaced, not stacked.
     let fit =
         train::calibrate::fit_temperature(&logits, &labels).context("no frames to calibrate on")?;
@@ -580,11 +523,11 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
 fn load_labelled(
     model_path: &Path,
     data: &Path,
-    format: FormatArg,
+    format: DatasetFormat,
     device: tch::Device,
 ) -> Result<(checkpoint::LoadedModel, Dataset)> {
     let loaded = checkpoint::load(model_path, device)?;
-    let dataset = io::dataset::read_dataset(data, format.into())
+    let dataset = io::dataset::read_dataset(data, format)
         .with_context(|| format!("reading the dataset {}", data.display()))?;
     check_classes(&loaded.meta.classes, &dataset.classes, model_path)?;
     Ok((loaded, dataset))

@@ -267,8 +267,8 @@ pub struct SendArgs {
     #[arg(long)]
     to: String,
     /// Transport.
-    #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
-    proto: ProtoArg,
+    #[arg(long, value_enum, default_value_t = source::Proto::Tcp)]
+    proto: source::Proto,
     /// Frames per second (0 = as fast as possible).
     #[arg(long, default_value_t = 30.0)]
     fps: f64,
@@ -277,14 +277,6 @@ pub struct SendArgs {
     json: bool,
     #[command(flatten)]
     zenoh: crate::zenoh_cli::ZenohArgs,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum ProtoArg {
-    /// One NDJSON line per frame over a TCP connection.
-    Tcp,
-    /// One NDJSON object per UDP datagram.
-    Udp,
 }
 
 pub fn send(args: SendArgs) -> Result<ExitCode> {
@@ -296,12 +288,8 @@ pub fn send(args: SendArgs) -> Result<ExitCode> {
         .to
         .parse()
         .with_context(|| format!("--to {}: expected IP:PORT or zenoh:KEY", args.to))?;
-    let proto = match args.proto {
-        ProtoArg::Tcp => source::Proto::Tcp,
-        ProtoArg::Udp => source::Proto::Udp,
-    };
     let fps = (args.fps > 0.0).then_some(args.fps);
-    let stats = source::send_recording(&rec, to, proto, fps)?;
+    let stats = source::send_recording(&rec, to, args.proto, fps)?;
     if args.json {
         print_json(&stats)?;
     } else {
