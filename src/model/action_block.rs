@@ -9,6 +9,8 @@ use tch::nn::{self, Module};
 
 use super::attention::{LinearAttention, masked_instance_norm};
 use super::config::ModelConfig;
+use super::conv;
+use super::profile::block;
 
 /// DeST `AttModule` with linear attention, encoder mode, alpha 1. `(N, C, T)` → `(N, C, T)`.
 #[derive(Debug)]
@@ -16,6 +18,7 @@ struct LinearAttModule {
     ff: nn::Conv1D,
     att: LinearAttention,
     conv_1x1: nn::Conv1D,
+    dilation: i64,
     dropout: f64,
 }
 
@@ -27,16 +30,25 @@ impl LinearAttModule {
             ff: nn::conv1d(p / "feed_forward", d, d, 3, ff_cfg),
             att: LinearAttention::new(&(p / "att_layer"), d, cfg.heads, cfg.attention_dropout),
             conv_1x1: nn::conv1d(p / "conv_1x1", d, d, 1, Default::default()),
+            dilation,
             dropout: cfg.layer_dropout,
         }
     }
 
     fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let out = self.ff.forward(x).relu();
-        let q = masked_instance_norm(&out, mask).transpose(1, 2); // (N, T, C)
-        let att = self.att.forward_t(&q, &q, &mask.transpose(1, 2), train).transpose(1, 2);
-        let out = self.conv_1x1.forward(&(att + out)).dropout(self.dropout, train);
-        (x + out) * mask
+        let out = block("mfai.action_block/ff", None, || {
+            conv::same_conv(&self.ff, x, self.dilation, train).relu()
+        });
+        let q = block("mfai.action_block/norm", None, || {
+            masked_instance_norm(&out, mask).transpose(1, 2)
+        }); // (N, T, C)
+        let att = block("mfai.action_block/attention", None, || {
+            self.att.forward_t(&q, &q, &mask.transpose(1, 2), train).transpose(1, 2)
+        });
+        block("mfai.action_block/out", None, || {
+            let out = self.conv_1x1.forward(&(att + out)).dropout(self.dropout, train);
+            (x + out) * mask
+        })
     }
 }
 
@@ -61,11 +73,13 @@ impl ActionBlock {
     }
 
     pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let mut h = self.conv_in.forward(x) * mask;
+        let mut h = block("mfai.action_block/conv_in", None, || self.conv_in.forward(x) * mask);
         for layer in &self.layers {
-            h = layer.forward_t(&h, mask, train);
+            // The whole layer, beside its four parts: on the loaded machine of 2026-11-30 the
+            // layers took 3–6× the sum of their parts (BENCHMARKS.md, unresolved).
+            h = block("mfai.action_block/layer", None, || layer.forward_t(&h, mask, train));
         }
-        self.conv_out.forward(&h) * mask
+        block("mfai.action_block/conv_out", None, || self.conv_out.forward(&h) * mask)
     }
 }
 

@@ -10,6 +10,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::attention::masked_instance_norm;
+use super::conv;
 
 /// ASFormer `AttLayer` in sliding-window mode with `r1 = r2 = r3 = 2`. `(N, C, L)` → `(N, C, L)`.
 #[derive(Debug)]
@@ -80,6 +81,7 @@ pub(crate) struct AsformerLayer {
     ff: nn::Conv1D,
     att: SlidingAttention,
     conv_1x1: nn::Conv1D,
+    dilation: i64,
     dropout: f64,
 }
 
@@ -90,12 +92,13 @@ impl AsformerLayer {
             ff: nn::conv1d(p / "feed_forward", dim, dim, 3, ff_cfg),
             att: SlidingAttention::new(&(p / "att_layer"), dim, dilation),
             conv_1x1: nn::conv1d(p / "conv_1x1", dim, dim, 1, Default::default()),
+            dilation,
             dropout,
         }
     }
 
     pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let out = self.ff.forward(x).relu();
+        let out = conv::same_conv(&self.ff, x, self.dilation, train).relu();
         let out = self.att.forward(&masked_instance_norm(&out, mask), mask) + out;
         let out = self.conv_1x1.forward(&out).dropout(self.dropout, train);
         (x + out) * mask

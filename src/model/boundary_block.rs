@@ -9,12 +9,14 @@ use tch::Tensor;
 use tch::nn::{self, Module};
 
 use super::config::ModelConfig;
+use super::conv;
 
 /// MS-TCN dilated residual layer: `x + Dropout(Conv1x1(ReLU(Conv_k3_dil(x))))`, masked.
 #[derive(Debug)]
 struct DilatedResidual {
     conv_dilated: nn::Conv1D,
     conv_1x1: nn::Conv1D,
+    dilation: i64,
     dropout: f64,
 }
 
@@ -24,6 +26,7 @@ impl DilatedResidual {
         Self {
             conv_dilated: nn::conv1d(p / "conv_dilated", dim, dim, 3, cfg),
             conv_1x1: nn::conv1d(p / "conv_1x1", dim, dim, 1, Default::default()),
+            dilation,
             dropout,
         }
     }
@@ -31,7 +34,7 @@ impl DilatedResidual {
     fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         let out = self
             .conv_1x1
-            .forward(&self.conv_dilated.forward(x).relu())
+            .forward(&conv::same_conv(&self.conv_dilated, x, self.dilation, train).relu())
             .dropout(self.dropout, train);
         (x + out) * mask
     }

@@ -13,6 +13,7 @@ use tch::nn::{self, Module};
 
 use super::attention::{MaskedBatchNorm, MultiHeadAttention};
 use super::config::{ModelConfig, Spatial};
+use super::profile::block;
 use crate::skeleton::graph::k_hop_adjacency;
 
 /// Multi-scale graph convolution (DeST `MultiScale_GraphConv`): `(Â_k + B_k)` mixes the joints
@@ -246,11 +247,17 @@ impl Dsmi {
                 }
                 let Some(f) = cache.as_ref() else { unreachable!("filled above") };
                 // (3, N·T, C·V) × (3, C·V, V·D) -> (3, N·T, V·D): all three graph convolutions
-                let x = f.gcn_bias.baddbmm(&Tensor::stack(&rows(), 0), &f.gcn, 1, 1).relu_();
-                let s = x.view([3, n * t, v, d]).unbind(0);
-                let x = fuse_ar.forward(&Tensor::cat(&[&s[0], &s[1]], 2), Some(&f.qkv[0]));
-                let x = fuse_m.forward(&Tensor::cat(&[&x, &s[2]], 2), Some(&f.qkv[1]));
-                to_frames(x, collapse)
+                let s = block("dsmi.gcn", None, || {
+                    let x = f.gcn_bias.baddbmm(&Tensor::stack(&rows(), 0), &f.gcn, 1, 1).relu_();
+                    x.view([3, n * t, v, d]).unbind(0)
+                });
+                let x = block("dsmi.fuse_abs_rel", None, || {
+                    fuse_ar.forward(&Tensor::cat(&[&s[0], &s[1]], 2), Some(&f.qkv[0]))
+                });
+                let x = block("dsmi.fuse_motion", None, || {
+                    fuse_m.forward(&Tensor::cat(&[&x, &s[2]], 2), Some(&f.qkv[1]))
+                });
+                block("dsmi.collapse", None, || to_frames(x, collapse))
             }
             Body::Dsmi { gcns, fuse_ar, fuse_m, collapse } => {
                 self.weights_changed();

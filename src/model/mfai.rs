@@ -25,6 +25,8 @@ use super::asformer::AsformerLayer;
 use super::attention::{MaskedBatchNorm, channel_dropout};
 use super::boundary_block::{self, BoundaryBlock};
 use super::config::{ModelConfig, Temporal};
+use super::conv;
+use super::profile::block;
 use super::query::{self, QueryDecoder, StageLogits};
 
 /// One encoder level: depthwise conv k3 stride 2 (ASQuery), then an ASFormer layer.
@@ -130,13 +132,15 @@ impl Mfai {
         let x = channel_dropout(x, self.channel_dropout, train);
         // Encoder: E_0 at T, E_l at T/2^l.
         let mut masks = vec![mask.shallow_clone()];
-        let mut skips = vec![self.input.forward(&x) * mask];
-        for layer in &self.encoder {
+        let mut skips = vec![block("mfai.input", None, || self.input.forward(&x) * mask)];
+        for (l, layer) in self.encoder.iter().enumerate() {
             let (prev, prev_mask) = (skips.last(), masks.last());
             let (Some(prev), Some(prev_mask)) = (prev, prev_mask) else { break };
-            let m = prev_mask.slice(2, 0, None, 2); // nearest down-sampling
-            let e = layer.down.forward(prev) * &m;
-            let e = layer.layer.forward_t(&e, &m, train);
+            let (e, m) = block("mfai.encoder", Some(l), || {
+                let m = prev_mask.slice(2, 0, None, 2); // nearest down-sampling
+                let e = conv::depthwise_down(&layer.down, prev, train) * &m;
+                (layer.layer.forward_t(&e, &m, train), m)
+            });
             masks.push(m);
             skips.push(e);
         }
@@ -144,19 +148,22 @@ impl Mfai {
         let levels = self.encoder.len();
         let mut u = skips[levels].shallow_clone();
         let mut outputs = Vec::with_capacity(levels);
-        for (j, block) in self.decoder.iter().enumerate() {
+        for (j, conv_block) in self.decoder.iter().enumerate() {
             let at = levels - 1 - j;
-            let up = if self.revision >= 2 {
-                upsample2(&u, &masks[at + 1])
-            } else {
-                upsample2_half_pixel(&u)
-            } * &masks[at];
-            u = block.forward_t(&Tensor::cat(&[&skips[at], &up], 1), &masks[at], train);
+            u = block("mfai.decoder", Some(j), || {
+                let up = if self.revision >= 2 {
+                    upsample2(&u, &masks[at + 1])
+                } else {
+                    upsample2_half_pixel(&u)
+                } * &masks[at];
+                conv_block.forward_t(&Tensor::cat(&[&skips[at], &up], 1), &masks[at], train)
+            });
             outputs.push((u.shallow_clone(), masks[at].shallow_clone()));
         }
         let finest = &u;
-        let f_a = self.action.forward_t(finest, mask, train);
-        let f_b = self.boundary.forward_t(finest, mask, train);
+        let f_a = block("mfai.action_block", None, || self.action.forward_t(finest, mask, train));
+        let f_b =
+            block("mfai.boundary_block", None, || self.boundary.forward_t(finest, mask, train));
         let h = self.query_scales;
         let levels_used: Vec<(&Tensor, &Tensor)> = match self.temporal {
             Temporal::Mfai => {

@@ -20,14 +20,17 @@ mod attention;
 mod boundary_block;
 pub mod checkpoint;
 mod config;
+mod conv;
 mod dsmi;
 pub(crate) mod handle;
 mod loss;
 mod mfai;
+mod profile;
 mod query;
 
 pub use config::{CURRENT_REVISION, InputNorm, ModelConfig, Spatial, Temporal};
 pub use loss::{LossParts, loss};
+pub use profile::{BlockTime, profile_blocks};
 
 use tch::{Kind, Tensor, nn};
 use tracing::trace_span;

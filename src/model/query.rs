@@ -12,6 +12,7 @@ use tch::nn::{self, Module};
 
 use super::attention::{MultiHeadAttention, sincos_pe};
 use super::config::ModelConfig;
+use super::profile::block;
 
 /// One ASQuery decoder block. Queries `(N, A+1, D)`, frames `(N, D, T)`.
 #[derive(Debug)]
@@ -187,8 +188,9 @@ impl QueryDecoder {
         // F^0: the normalised action / boundary block outputs.
         let (mut f_a, mut f_b) = (channel_norm(&self.norm_a, f_a), channel_norm(&self.norm_b, f_b));
         let mut stages = Vec::with_capacity(self.blocks.len());
-        for (r, (block, (frames, level_mask))) in self.blocks.iter().zip(levels).enumerate() {
-            q = block.forward(&q, &pe, frames, level_mask);
+        for (r, (qblock, (frames, level_mask))) in self.blocks.iter().zip(levels).enumerate() {
+            q = block("mfai.qblock", Some(r), || qblock.forward(&q, &pe, frames, level_mask));
+            let _fblock = super::profile::Span::new("mfai.fblock_heads", Some(r));
             let qn = self.norm_q.forward(&q);
             let q_a = qn.narrow(1, 0, a); // (N, A, D)
             let q_b = qn.narrow(1, a, 1); // (N, 1, D)

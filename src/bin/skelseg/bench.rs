@@ -50,6 +50,11 @@ pub struct BenchArgs {
     /// the concurrency ramp (the streaming engine feeds float32) run in fp32 only.
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
+    /// Also time each block of MFAI (and DSMI) on windows of batch 1: milliseconds per window
+    /// (per frame for DSMI) spent in the input conv, each encoder and decoder level, the action
+    /// and boundary blocks and each stage of the query decoder.
+    #[arg(long)]
+    profile: bool,
     /// Latency budget (p99, ms) a stream count must meet to count as sustained.
     #[arg(long, default_value_t = 50.0)]
     budget_ms: f64,
@@ -138,6 +143,9 @@ struct BenchReport {
     mfai_ms_per_window_batch: Vec<(usize, Figure)>,
     mfai_peak_fraction: Figure,
     mfai_peak_fraction_best_batch: Figure,
+    /// `--profile`: each block's milliseconds per MFAI window of batch 1 (`mfai.*`) or per DSMI
+    /// frame of batch 1 (`dsmi.*`), in the order they finish.
+    blocks_ms: Vec<(String, Figure)>,
     dsmi_macs_per_frame: u64,
     mfai_macs_per_window: u64,
     /// Full model (DSMI over the whole window + MFAI), recomputed per window: the no-cache baseline.
@@ -253,6 +261,8 @@ struct Micro {
     dsmi_us: Vec<(usize, f64)>,
     mfai_ms: Vec<(usize, f64)>,
     full_ms: f64,
+    /// `--profile`: ms per window (per frame for `dsmi.*`) of each block.
+    blocks: Vec<(String, f64)>,
 }
 
 const BATCHES: [i64; 3] = [1, 8, 32];
@@ -315,7 +325,8 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
                 Ok(())
             })?
         };
-        micro.push(Micro { matmul_gmacs, dsmi_us, mfai_ms, full_ms });
+        let blocks = if args.profile { profile(model, d, w, kind, device)? } else { Vec::new() };
+        micro.push(Micro { matmul_gmacs, dsmi_us, mfai_ms, full_ms, blocks });
     }
     let figure = |f: &dyn Fn(&Micro) -> f64| Figure::new(micro.iter().map(f).collect());
     let peak = figure(&|m| m.matmul_gmacs.iter().copied().fold(0.0, f64::max));
@@ -350,6 +361,16 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
             .cloned()
             .unwrap_or_else(|| (1, Figure::new(vec![])))
     };
+    let blocks: Vec<(String, Figure)> = micro
+        .first()
+        .map(|m| m.blocks.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|name| {
+            let ms = figure(&|m| m.blocks.iter().find(|b| b.0 == name).map_or(f64::NAN, |b| b.1));
+            (name, ms)
+        })
+        .collect();
     let dsmi_us = dsmi_batch[0].1.clone();
     let mfai_ms = mfai_batch[0].1.clone();
     let full = figure(&|m| m.full_ms);
@@ -429,6 +450,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         mfai_peak_fraction_best_batch: mfai_fraction(&mfai_best, mfai_best_n),
         mfai_ms_per_window: mfai_ms,
         mfai_ms_per_window_batch: mfai_batch,
+        blocks_ms: blocks,
         dsmi_macs_per_frame: dsmi_macs,
         mfai_macs_per_window: mfai_macs,
         full_ms_per_window: full,
@@ -478,6 +500,23 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         report.mfai_peak_fraction.show(3),
         report.mfai_peak_fraction_best_batch.show(3)
     );
+    if !report.blocks_ms.is_empty() {
+        let mfai: f64 = report
+            .blocks_ms
+            .iter()
+            .filter(|(name, _)| name.starts_with("mfai.") && !name.contains('/'))
+            .map(|(_, f)| f.median)
+            .sum();
+        println!("blocks (batch 1; ms per window, dsmi.* per frame; share of MFAI's blocks):");
+        for (name, ms) in &report.blocks_ms {
+            let share = if name.starts_with("mfai.") && !name.contains('/') {
+                format!("{:5.1} %", ms.median / mfai * 100.0)
+            } else {
+                String::new()
+            };
+            println!("  {name:<22} {} {share}", ms.show(3));
+        }
+    }
     println!("full model per window (no cache): {} ms", report.full_ms_per_window.show(2));
     println!(
         "per frame: streaming {} ms vs no-cache baseline {} ms → {}× cheaper",
@@ -525,6 +564,53 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--profile`: each block's median milliseconds over 10 MFAI windows (batch 1, W frames) and
+/// 30 DSMI frames (batch 1), after warm-up.
+fn profile(
+    model: &skelseg::model::InterAct,
+    d: i64,
+    w: i64,
+    kind: Kind,
+    device: Device,
+) -> Result<Vec<(String, f64)>> {
+    let feats = Tensor::randn([1, d, w], (kind, device));
+    let mask = Tensor::ones([1, w], (kind, device));
+    let x = Tensor::randn([1, 6, 1, 25], (kind, device)) * 0.1;
+    let mut runs: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut record = |blocks: Vec<skelseg::model::BlockTime>| {
+        for b in blocks {
+            let ms = b.total.as_secs_f64() * 1e3;
+            match runs.iter_mut().find(|(name, _)| *name == b.name) {
+                Some((_, v)) => v.push(ms),
+                None => runs.push((b.name, vec![ms])),
+            }
+        }
+    };
+    for i in 0..12 {
+        let (out, blocks) = skelseg::model::profile_blocks(|| model.mfai(&feats, &mask, false));
+        drop(out?);
+        sync(device);
+        if i >= 2 {
+            record(blocks);
+        }
+    }
+    for i in 0..35 {
+        let (out, blocks) = skelseg::model::profile_blocks(|| model.dsmi(&x, &x, &x, false));
+        drop(out?);
+        sync(device);
+        if i >= 5 {
+            record(blocks);
+        }
+    }
+    Ok(runs
+        .into_iter()
+        .map(|(name, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (name, v[v.len() / 2])
+        })
+        .collect())
 }
 
 /// Training throughput on random inputs (frames per second): a whole step (forward in training
