@@ -14,6 +14,7 @@
 pub(crate) mod engine;
 mod events;
 mod filter;
+mod latency;
 pub(crate) mod pipeline;
 pub(crate) mod segmenter;
 mod sync;
@@ -22,6 +23,7 @@ mod tap;
 pub use engine::{Engine, EngineConfig, MAX_HOP_FACTOR, Schedule, StreamCounters, StreamState};
 pub use events::SegmentEvent;
 pub use filter::{JointFilter, OneEuroConfig};
+pub use latency::LatencyHistogram;
 pub use pipeline::{EventCallback, Pipeline, PipelineBuilder, PipelineStats, default_workers};
 pub use segmenter::{FinalFrame, Segmenter, SegmenterConfig, SegmenterOutput};
 pub use sync::{StreamConfig, StreamSegmenter, StreamSegmenterBuilder};
