@@ -82,12 +82,25 @@ struct StreamCheck {
     open: Option<(usize, u64)>,
     last_end: Option<u64>,
     frames_reported: u64,
+    /// The first few violations, described, to find them again.
+    first_violations: Vec<String>,
+}
+
+impl StreamCheck {
+    fn violation(&mut self, what: String) {
+        if self.first_violations.len() < 5 {
+            self.first_violations.push(format!("life {}: {what}", self.lives + 1));
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 struct Sample {
     secs: f64,
     rss_kib: u64,
+    /// Bytes the allocator has handed out and not had back (KiB): a leak grows this; memory
+    /// freed but kept by the allocator grows only the RSS.
+    heap_in_use_kib: u64,
     fds: u64,
     threads: u64,
     frames_in_flight: u64,
@@ -103,6 +116,14 @@ fn proc_status(key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// glibc's count of heap bytes in use (arenas plus mmapped chunks), in KiB.
+#[allow(unsafe_code)]
+fn heap_in_use_kib() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's counters; it takes no arguments.
+    let info = unsafe { libc::mallinfo2() };
+    ((info.uordblks + info.hblkhd) / 1024) as u64
 }
 
 fn fd_count() -> u64 {
@@ -175,6 +196,7 @@ fn client(k: usize, mut wire: Wire, args: &Args, stop: &AtomicBool, sent: &Sent,
     let mut next = Instant::now();
     let mut next_churn = Instant::now() + Duration::from_secs(rng.gen_range(20..90));
     let mut absent_left = 0;
+    let mut was_absent = false;
     let mut burst_left = 0;
     if !is_tcp {
         let header = ndjson::encode_header(&ndjson::Header::canonical(Some(args.fps)));
@@ -199,10 +221,13 @@ fn client(k: usize, mut wire: Wire, args: &Args, stop: &AtomicBool, sent: &Sent,
             }
             next = Instant::now();
         }
-        if args.churn && absent_left == 0 && rng.gen_bool(0.002) {
-            // Bodies leave for up to ~0.8 s (below the person timeout).
+        if args.churn && absent_left == 0 && !was_absent && rng.gen_bool(0.002) {
+            // Bodies leave for up to ~0.8 s, below the person timeout (30 frames). Never right
+            // after another absence: two back to back could pass the timeout, which closes the
+            // segment and leaves the absent frames unlabelled, as documented.
             absent_left = rng.gen_range(5..25);
         }
+        was_absent = absent_left > 0;
         if args.churn && burst_left == 0 && rng.gen_bool(0.001) {
             burst_left = rng.gen_range(10..40);
         }
@@ -248,12 +273,15 @@ fn on_event(checks: &Mutex<HashMap<String, StreamCheck>>, event: &SegmentEvent) 
         SegmentEvent::SegmentStarted { class, start_frame, .. } => {
             if c.open.is_some() {
                 c.unmatched += 1;
+                c.violation(format!("start at {start_frame} with a segment open"));
             }
             if let Some(end) = c.last_end {
                 if *start_frame <= end {
                     c.overlaps += 1;
+                    c.violation(format!("overlap: start {start_frame} after end {end}"));
                 } else if *start_frame != end + 1 {
                     c.gaps += 1;
+                    c.violation(format!("gap: start {start_frame} after end {end}"));
                 }
             }
             c.open = Some((*class, *start_frame));
@@ -261,6 +289,7 @@ fn on_event(checks: &Mutex<HashMap<String, StreamCheck>>, event: &SegmentEvent) 
         SegmentEvent::SegmentEnded { class, start_frame, end_frame, .. } => {
             if c.open.take() != Some((*class, *start_frame)) {
                 c.unmatched += 1;
+                c.violation(format!("end {start_frame}..={end_frame} without its start"));
             }
             c.segments += 1;
             c.last_end = Some(*end_frame);
@@ -271,6 +300,7 @@ fn on_event(checks: &Mutex<HashMap<String, StreamCheck>>, event: &SegmentEvent) 
             c.last_end = None;
             if c.open.take().is_some() {
                 c.unmatched += 1;
+                c.violation("stream ended with a segment open".into());
             }
         }
         SegmentEvent::FrameLabel { .. } => {}
@@ -330,6 +360,7 @@ fn main() -> anyhow::Result<()> {
         samples.push(Sample {
             secs: started.elapsed().as_secs_f64(),
             rss_kib: proc_status("VmRSS:"),
+            heap_in_use_kib: heap_in_use_kib(),
             fds: fd_count(),
             threads: proc_status("Threads:"),
             frames_in_flight: stats.frames.saturating_sub(stats.finalised),
@@ -365,6 +396,12 @@ fn main() -> anyhow::Result<()> {
     } else {
         0.0
     };
+    let heap = series(&|s| s.heap_in_use_kib);
+    let heap_change = if heap.len() >= 2 {
+        mean(&heap[heap.len() - edge..]) / mean(&heap[..edge]) - 1.0
+    } else {
+        0.0
+    };
     let source_frames: u64 = stats.sources.iter().map(|s| s.frames).sum();
     let skipped: u64 = stats.sources.iter().map(|s| s.skipped()).sum();
     let dropped: u64 = stats.sources.iter().map(|s| s.dropped_overflow).sum();
@@ -383,6 +420,9 @@ fn main() -> anyhow::Result<()> {
         "rss_kib_last": samples.last().map(|s| s.rss_kib),
         "rss_kib_per_min_after_warm_up": slope(&rss),
         "rss_change_after_warm_up": rss_change,
+        "heap_in_use_kib_first_last_after_warm_up": [heap.first().map(|p| p.1), heap.last().map(|p| p.1)],
+        "heap_in_use_kib_per_min_after_warm_up": slope(&heap),
+        "heap_in_use_change_after_warm_up": heap_change,
         "fds_per_min": slope(&series(&|s| s.fds)),
         "fds_min_max": [samples.iter().map(|s| s.fds).min(), samples.iter().map(|s| s.fds).max()],
         "threads_min_max": [samples.iter().map(|s| s.threads).min(), samples.iter().map(|s| s.threads).max()],
@@ -410,10 +450,16 @@ fn main() -> anyhow::Result<()> {
             "gaps": sum(&|c| c.gaps),
             "overlaps": sum(&|c| c.overlaps),
             "unmatched": sum(&|c| c.unmatched),
+            "first_violations": checks
+                .iter()
+                .flat_map(|(id, c)| c.first_violations.iter().map(move |v| format!("{id} {v}")))
+                .take(20)
+                .collect::<Vec<_>>(),
         },
         "sources": stats.sources,
         "samples_every_secs": args.sample_secs,
         "rss_series_kib": samples.iter().map(|s| [s.secs.round(), s.rss_kib as f64]).collect::<Vec<_>>(),
+        "heap_in_use_series_kib": samples.iter().map(|s| [s.secs.round(), s.heap_in_use_kib as f64]).collect::<Vec<_>>(),
     });
     if args.json {
         println!("{report}");

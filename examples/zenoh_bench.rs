@@ -306,12 +306,12 @@ struct Step {
 }
 
 fn step_of(streams: usize, stats: &[PipelineStats], sent: u64) -> Step {
-    let mut lat: Vec<f64> = stats.iter().flat_map(|s| s.latency_ms.iter().copied()).collect();
+    let mut lat = skelseg::stream::LatencyHistogram::new();
+    stats.iter().for_each(|s| lat.merge(&s.latency));
     let skipped = stats.iter().map(|s| s.skipped_windows).sum();
     let dropped = stats.iter().flat_map(|s| s.sources.iter()).map(|s| s.dropped_overflow).sum();
     let frames_in = stats.iter().map(|s| s.frames).sum();
-    let p50 = percentile(&mut lat, 0.5);
-    let p99 = percentile(&mut lat, 0.99);
+    let (p50, p99) = (lat.percentile_ms(0.5), lat.percentile_ms(0.99));
     Step {
         streams,
         p50_ms: p50,

@@ -17,6 +17,7 @@
 pub(crate) mod engine;
 mod events;
 mod filter;
+mod latency;
 pub(crate) mod pipeline;
 pub(crate) mod segmenter;
 mod sync;
@@ -25,6 +26,7 @@ mod tap;
 pub use engine::{EngineConfig, MAX_HOP_FACTOR, StreamCounters};
 pub use events::SegmentEvent;
 pub use filter::OneEuroConfig;
+pub use latency::LatencyHistogram;
 pub use pipeline::{EventCallback, Pipeline, PipelineBuilder, PipelineStats, default_workers};
 pub use segmenter::SegmenterConfig;
 pub use sync::{StreamConfig, StreamSegmenter, StreamSegmenterBuilder};

@@ -67,6 +67,7 @@ use crate::model::ModelConfig;
 use crate::source::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId};
 use crate::stream::engine::{Engine, Schedule, StreamState};
 use crate::stream::events::{SegmentEvent, StreamEvents};
+use crate::stream::latency::LatencyHistogram;
 use crate::stream::segmenter::{FinalFrame, SegmenterConfig};
 use crate::stream::sync::StreamConfig;
 use crate::stream::tap::VizTap;
@@ -107,10 +108,10 @@ pub struct PipelineStats {
     pub unprocessed_frames: u64,
     /// Inference workers.
     pub workers: usize,
-    /// Latency samples in milliseconds: from the arrival of the frame that triggered a window
-    /// to the finalised labels it produced (lookahead not included).
+    /// Latency in milliseconds from the arrival of the frame that triggered a window to the
+    /// finalised labels it produced (lookahead not included); constant memory.
     #[serde(skip)]
-    pub latency_ms: Vec<f64>,
+    pub latency: LatencyHistogram,
     /// Per-source counters, in the order the sources were added.
     #[serde(skip)]
     pub sources: Vec<SourceStats>,
@@ -119,9 +120,7 @@ pub struct PipelineStats {
 impl PipelineStats {
     /// Latency percentile `q` (0..1) in milliseconds, NaN without samples.
     pub fn latency_percentile_ms(&self, q: f64) -> f64 {
-        let mut v = self.latency_ms.clone();
-        v.sort_by(f64::total_cmp);
-        crate::metrics::percentile(&v, q)
+        self.latency.percentile_ms(q)
     }
 
     fn add(&mut self, state: &StreamState) {
@@ -537,7 +536,7 @@ struct Worker {
     created: u64,
     viz: VizTap,
     shared: Arc<Shared>,
-    latencies: Vec<f64>,
+    latencies: LatencyHistogram,
     #[cfg(test)]
     fault: Option<Fault>,
 }
@@ -550,7 +549,7 @@ impl Worker {
             created: 0,
             viz,
             shared,
-            latencies: Vec::new(),
+            latencies: LatencyHistogram::new(),
             #[cfg(test)]
             fault: None,
         }
@@ -679,7 +678,7 @@ impl Worker {
         self.shared.stats().forward_batches += 1;
         for ((i, _, arrivals), p) in taken.into_iter().zip(pushed) {
             for t in p.triggers {
-                self.latencies.push(arrivals[t].elapsed().as_secs_f64() * 1e3);
+                self.latencies.record(arrivals[t].elapsed().as_secs_f64() * 1e3);
             }
             out[i] = p.finals;
         }
@@ -717,7 +716,7 @@ impl Worker {
         let plan = self.catch_up();
         let finals = self.run_due(&plan)?;
         let outs = self.retire_ended(finals)?;
-        self.shared.stats().latency_ms.append(&mut self.latencies);
+        self.shared.stats().latency.merge(&std::mem::take(&mut self.latencies));
         Ok(outs)
     }
 
