@@ -109,13 +109,7 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
             _ => Pacing::RealTime,
         };
         let options = OpenOptions { net: net.clone(), pacing };
-        let source: Box<dyn FrameSource> = match spec {
-            #[cfg(feature = "zenoh")]
-            SourceSpec::Zenoh(keyexpr) => {
-                Box::new(crate::zenoh_cli::open_observer(&args.zenoh, keyexpr, &net)?)
-            }
-            _ => spec.open_with(&options).with_context(|| format!("opening source {spec}"))?,
-        };
+        let source = open_source(spec, &options, &args.zenoh)?;
         let (stop, out, names) = (Arc::clone(&stop), args.out.clone(), Arc::clone(&names));
         let handle = std::thread::Builder::new()
             .name(format!("skelseg::record-{i}"))
@@ -165,6 +159,21 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens one source; a `zenoh:` one as an observer that takes every stream and no share.
+fn open_source(
+    spec: &SourceSpec,
+    options: &OpenOptions,
+    zenoh: &crate::zenoh_cli::ZenohArgs,
+) -> Result<Box<dyn FrameSource>> {
+    #[cfg(feature = "zenoh")]
+    if let SourceSpec::Zenoh(keyexpr) = spec {
+        return Ok(Box::new(crate::zenoh_cli::open_observer(zenoh, keyexpr, &options.net)?));
+    }
+    #[cfg(not(feature = "zenoh"))]
+    let _ = zenoh; // `spec.open_with` says the feature is missing
+    spec.open_with(options).with_context(|| format!("opening source {spec}"))
 }
 
 /// Reads `source` until it finishes or `stop` is set, then drains what it already received.
