@@ -43,7 +43,7 @@ $(TORCH_STAMP):
 	@ln -sfn "$$("$(VENV)/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" "$(CACHE)/libtorch"
 	@touch "$@"
 
-## FEATURES: extra cargo features for build/test-zenoh, e.g. `make build FEATURES=zenoh`
+## FEATURES: extra cargo features for build, e.g. `make build FEATURES=...`
 FEATURES ?=
 build: setup
 	$(CARGO) build --release --locked --bins --examples $(if $(FEATURES),--features $(FEATURES))
@@ -95,10 +95,10 @@ ifneq ($(CUDA_TESTS),1)
 	@echo "make test: $(call count_ignored,a CUDA GPU) CUDA test(s) left out: no GPU listed by nvidia-smi (CUDA_TESTS=1 runs them)"
 endif
 
-## test-zenoh: the Zenoh scale-out tests (feature `zenoh`, off by default: it rebuilds most
-## dependencies with other features, so it is not part of `make test` yet)
+## test-zenoh: only the Zenoh scale-out tests (feature `zenoh`, on by default, so `make test`
+## runs them too: in-process peers and CLI workers on loopback, multicast scouting off)
 test-zenoh: setup
-	$(CARGO) test --release --locked --features zenoh --test zenoh --no-fail-fast
+	$(CARGO) test --release --locked --test zenoh --no-fail-fast
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -2,9 +2,12 @@
 //!
 //! 1. latency from a frame's publication to its finalised label, in-process (a channel into
 //!    the pipeline) against Zenoh (publisher → router → worker; and on to a subscriber of the
-//!    published events), alternating, `--repeats` times;
+//!    published events), alternating;
 //! 2. 30-fps streams one worker sustains fed over `tcp-listen:` against Zenoh (ramp);
 //! 3. two workers against one on the same machine (ramp).
+//!
+//! All three run once per repeat (`--repeats`); the ratios are taken inside each repeat, and
+//! their median and range over the repeats are reported, with the load average around each.
 //!
 //! `cargo run --release --example zenoh_bench -- [--repeats 3] [--secs 8] [--step-secs 5] [--max-streams 24]`
 //! prints one JSON object on stdout and a table on stderr.
@@ -437,6 +440,46 @@ fn arg(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
+/// Median and range of one figure over the repeats.
+#[derive(Serialize)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+    repeats: Vec<f64>,
+}
+
+fn spread(v: Vec<f64>) -> Spread {
+    let mut sorted: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let median = skelseg::metrics::percentile(&sorted, 0.5);
+    Spread {
+        median,
+        min: sorted.first().copied().unwrap_or(f64::NAN),
+        max: sorted.last().copied().unwrap_or(f64::NAN),
+        repeats: v,
+    }
+}
+
+/// One repeat: the three latency paths alternating, then the three ramps.
+#[derive(Serialize)]
+struct Repeat {
+    latency_in_process: Latency,
+    latency_zenoh_worker: Latency,
+    latency_zenoh_subscriber: Latency,
+    ramp_tcp: Vec<Step>,
+    ramp_zenoh_1_worker: Vec<Step>,
+    ramp_zenoh_2_workers: Vec<Step>,
+}
+
+fn sustained(r: &[Step]) -> usize {
+    r.iter().filter(|s| s.sustained).map(|s| s.streams).max().unwrap_or(0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
+}
+
 fn main() -> Result<()> {
     tch::set_num_threads(1);
     let repeats = arg("--repeats", 3.0) as usize;
@@ -445,9 +488,9 @@ fn main() -> Result<()> {
     let max = arg("--max-streams", 24.0) as usize;
     let lat_streams = arg("--latency-streams", 4.0) as usize;
     let frames = (secs * 30.0) as usize;
-    let mut in_process = Vec::new();
-    let mut zenoh_worker = Vec::new();
-    let mut zenoh_subscriber = Vec::new();
+    let step_frames = (step_secs * 30.0) as usize;
+    let mut loads = vec![load_average()];
+    let mut runs = Vec::new();
     for r in 0..repeats {
         let a = latency_in_process(lat_streams, frames)?;
         let (b, c) = latency_zenoh(lat_streams, frames)?;
@@ -455,16 +498,50 @@ fn main() -> Result<()> {
             "repeat {r}: in-process p50 {:.1} p99 {:.1} | zenoh worker p50 {:.1} p99 {:.1} | zenoh subscriber p50 {:.1} p99 {:.1} ms",
             a.p50_ms, a.p99_ms, b.p50_ms, b.p99_ms, c.p50_ms, c.p99_ms
         );
-        in_process.push(a);
-        zenoh_worker.push(b);
-        zenoh_subscriber.push(c);
+        let tcp = ramp("tcp", max, step_frames, ramp_tcp)?;
+        let zenoh1 = ramp("zenoh 1w", max, step_frames, |n, f| ramp_zenoh(n, f, 1))?;
+        let zenoh2 = ramp("zenoh 2w", max, step_frames, |n, f| ramp_zenoh(n, f, 2))?;
+        loads.push(load_average());
+        eprintln!("repeat {r}: load average {}", loads.last().unwrap());
+        runs.push(Repeat {
+            latency_in_process: a,
+            latency_zenoh_worker: b,
+            latency_zenoh_subscriber: c,
+            ramp_tcp: tcp,
+            ramp_zenoh_1_worker: zenoh1,
+            ramp_zenoh_2_workers: zenoh2,
+        });
     }
-    let step_frames = (step_secs * 30.0) as usize;
-    let tcp = ramp("tcp", max, step_frames, ramp_tcp)?;
-    let zenoh1 = ramp("zenoh 1w", max, step_frames, |n, f| ramp_zenoh(n, f, 1))?;
-    let zenoh2 = ramp("zenoh 2w", max, step_frames, |n, f| ramp_zenoh(n, f, 2))?;
-    let sustained =
-        |r: &[Step]| r.iter().filter(|s| s.sustained).map(|s| s.streams).max().unwrap_or(0);
+    // Ratios inside each repeat, then their median and range over the repeats.
+    let ratio = |f: &dyn Fn(&Repeat) -> (f64, f64)| {
+        spread(
+            runs.iter()
+                .map(|r| {
+                    let (a, b) = f(r);
+                    a / b
+                })
+                .collect(),
+        )
+    };
+    let first = |r: &[Step]| r.first().map_or(f64::NAN, |s| s.p99_ms);
+    let ratios = serde_json::json!({
+        "zenoh_over_in_process_p50": ratio(&|r| (r.latency_zenoh_worker.p50_ms, r.latency_in_process.p50_ms)),
+        "zenoh_over_in_process_p99": ratio(&|r| (r.latency_zenoh_worker.p99_ms, r.latency_in_process.p99_ms)),
+        "subscriber_over_worker_p50": ratio(&|r| (r.latency_zenoh_subscriber.p50_ms, r.latency_zenoh_worker.p50_ms)),
+        "sustained_zenoh_over_tcp": ratio(&|r| (sustained(&r.ramp_zenoh_1_worker) as f64, sustained(&r.ramp_tcp) as f64)),
+        "sustained_2_workers_over_1": ratio(&|r| (sustained(&r.ramp_zenoh_2_workers) as f64, sustained(&r.ramp_zenoh_1_worker) as f64)),
+        "first_step_p99_zenoh_over_tcp": ratio(&|r| (first(&r.ramp_zenoh_1_worker), first(&r.ramp_tcp))),
+        "first_step_p99_2_workers_over_1": ratio(&|r| (first(&r.ramp_zenoh_2_workers), first(&r.ramp_zenoh_1_worker))),
+    });
+    eprintln!("ratios (median [min, max] over {repeats} repeats):");
+    for (name, v) in ratios.as_object().into_iter().flatten() {
+        eprintln!(
+            "  {name:<34} {:.3} [{:.3}, {:.3}]",
+            v["median"].as_f64().unwrap_or(f64::NAN),
+            v["min"].as_f64().unwrap_or(f64::NAN),
+            v["max"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
     let sample = streams(1, 300);
     let payload_bytes = sample[0]
         .1
@@ -477,15 +554,12 @@ fn main() -> Result<()> {
         "frame_payload_bytes": payload_bytes,
         "latency_streams": lat_streams,
         "latency_secs": secs,
-        "latency_in_process": in_process,
-        "latency_zenoh_worker": zenoh_worker,
-        "latency_zenoh_subscriber": zenoh_subscriber,
-        "ramp_tcp": tcp,
-        "ramp_zenoh_1_worker": zenoh1,
-        "ramp_zenoh_2_workers": zenoh2,
-        "sustained_tcp": sustained(&tcp),
-        "sustained_zenoh_1_worker": sustained(&zenoh1),
-        "sustained_zenoh_2_workers": sustained(&zenoh2),
+        "load_average_before_and_after_each_repeat": loads,
+        "ratios": ratios,
+        "sustained_tcp": spread(runs.iter().map(|r| sustained(&r.ramp_tcp) as f64).collect()),
+        "sustained_zenoh_1_worker": spread(runs.iter().map(|r| sustained(&r.ramp_zenoh_1_worker) as f64).collect()),
+        "sustained_zenoh_2_workers": spread(runs.iter().map(|r| sustained(&r.ramp_zenoh_2_workers) as f64).collect()),
+        "repeats": runs,
     });
     println!("{report}");
     Ok(())

@@ -13,7 +13,10 @@ use skelseg::cluster::{self, EventSink, SinkStats, Worker, ZenohConfig, ZenohSen
 use skelseg::io::{self, Recording};
 use skelseg::model::checkpoint::{self, LoadedModel};
 use skelseg::source::zenoh::{ZenohSource, ZenohSourceConfig};
-use skelseg::source::{FrameSource, NetConfig, Pacing, ReplaySource, SourceEvent, SourcePoll};
+use skelseg::source::{
+    FrameSource, NetConfig, OpenOptions, Pacing, ReplaySource, SourceEvent, SourcePoll, SourceSpec,
+    SourceStats,
+};
 use skelseg::stream::{Pipeline, PipelineBuilder, SegmentEvent, StreamConfig};
 use tch::Device;
 use zenoh::Wait;
@@ -412,19 +415,17 @@ fn a_late_joiner_takes_over_part_without_duplicates() {
     w2.stop();
 }
 
-#[test]
-fn malformed_payloads_and_unknown_headers_are_skipped_and_counted() {
-    let net = Net::new();
-    let prefix = "t_bad";
-    let worker = Worker::join(net.session(), prefix, Some("w")).unwrap();
-    let mut source =
-        ZenohSource::open(&worker, &format!("{prefix}/frames/**"), ZenohSourceConfig::default())
-            .unwrap();
-    let publisher = net.session();
-    let key = cluster::frames_key(prefix, "cam");
-    let rec = &recordings()[0];
+/// Limits of both feeds in the bad-input comparison: small enough for an oversize payload.
+const BAD_INPUT_NET: NetConfig = NetConfig { max_line_bytes: 4096, ..NetConfig::DEFAULT };
+
+/// Bad and good payloads of one stream, in order; the good frames are `rec.frames[0..2]`.
+/// `oversize_too`: with a payload over [`BAD_INPUT_NET`]'s size limit.
+fn bad_and_good_payloads(rec: &Recording, oversize_too: bool) -> Vec<Vec<u8>> {
     let header = io::ndjson::encode_header(&io::ndjson::Header::canonical(Some(30.0)));
-    let payloads: Vec<Vec<u8>> = vec![
+    let mut oversize = io::ndjson::encode_frame(&rec.frames[2]).into_bytes();
+    oversize.truncate(oversize.len() - 1);
+    oversize.extend(format!(r#","pad":"{}"}}"#, "x".repeat(5000)).bytes());
+    let mut payloads = vec![
         b"not json".to_vec(),
         br#"{"type":"header","format":"skeleton-ndjson/1","layout":"kinect_v9"}"#.to_vec(),
         br#"{"type":"bogus"}"#.to_vec(),
@@ -432,31 +433,78 @@ fn malformed_payloads_and_unknown_headers_are_skipped_and_counted() {
         header.into_bytes(),
         io::ndjson::encode_frame(&rec.frames[0]).into_bytes(),
         br#"{"type":"frame","bodies":[{"joint_positions":[[1,2,3]]}]}"#.to_vec(),
+        oversize,
+        io::ndjson::encode_frame(&rec.frames[1]).into_bytes(),
+        // The same frame again: out of order.
         io::ndjson::encode_frame(&rec.frames[1]).into_bytes(),
     ];
-    for p in payloads {
-        publisher.put(key.as_str(), p).wait().unwrap();
+    if !oversize_too {
+        payloads.remove(7);
     }
-    publisher.delete(key.as_str()).wait().unwrap();
+    payloads
+}
+
+/// The frame indices a source gives for one stream until it ends, and its counters.
+fn drain_one_stream(source: &mut dyn FrameSource) -> (Vec<u64>, SourceStats) {
     let mut frames = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         assert!(Instant::now() < deadline, "the stream did not end");
         match source.next_event(Duration::from_millis(100)) {
-            SourcePoll::Event(SourceEvent::Frame { stream, frame }) => {
-                assert_eq!(stream.as_str(), "zenoh:cam");
-                frames.push(frame.index);
-            }
+            SourcePoll::Event(SourceEvent::Frame { frame, .. }) => frames.push(frame.index),
             SourcePoll::Event(SourceEvent::Ended { .. }) => break,
             SourcePoll::Timeout => {}
             SourcePoll::Finished => panic!("finished early"),
         }
     }
-    assert_eq!(frames, [rec.frames[0].index, rec.frames[1].index]);
-    let stats = source.stats();
-    assert_eq!(stats.skipped_malformed, 4, "{stats:?}");
-    assert_eq!(stats.skipped_invalid_joints, 1, "{stats:?}");
-    assert_eq!(stats.frames, 2, "{stats:?}");
+    (frames, source.stats())
+}
+
+#[test]
+fn bad_payloads_over_zenoh_are_skipped_and_counted_as_over_tcp() {
+    let rec = &recordings()[0];
+    let payloads = bad_and_good_payloads(rec, true);
+    // Over Zenoh: one payload per sample, then a delete ends the stream.
+    let net = Net::new();
+    let prefix = "t_bad";
+    let worker = Worker::join(net.session(), prefix, Some("w")).unwrap();
+    let cfg = ZenohSourceConfig { net: BAD_INPUT_NET, ..ZenohSourceConfig::default() };
+    let mut source = ZenohSource::open(&worker, &format!("{prefix}/frames/**"), cfg).unwrap();
+    let publisher = net.session();
+    let key = cluster::frames_key(prefix, "cam");
+    for p in &payloads {
+        publisher.put(key.as_str(), p.clone()).wait().unwrap();
+    }
+    publisher.delete(key.as_str()).wait().unwrap();
+    let (zenoh_frames, zenoh) = drain_one_stream(&mut source);
+    // Over `tcp-listen:`: one payload per line, then the client hangs up.
+    let port = free_port();
+    let spec: SourceSpec = format!("tcp-listen:127.0.0.1:{port}").parse().unwrap();
+    let mut tcp_source =
+        spec.open_with(&OpenOptions { net: BAD_INPUT_NET, ..OpenOptions::default() }).unwrap();
+    {
+        use std::io::Write;
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for p in &payloads {
+            client.write_all(p).unwrap();
+            client.write_all(b"\n").unwrap();
+        }
+    }
+    let (tcp_frames, tcp) = drain_one_stream(tcp_source.as_mut());
+
+    assert_eq!(zenoh_frames, [rec.frames[0].index, rec.frames[1].index]);
+    assert_eq!(zenoh_frames, tcp_frames);
+    let skips = |s: &SourceStats| {
+        (
+            s.frames,
+            s.skipped_malformed,
+            s.skipped_invalid_joints,
+            s.skipped_oversize,
+            s.skipped_out_of_order,
+        )
+    };
+    assert_eq!(skips(&zenoh), (2, 4, 1, 1, 1), "{zenoh:?}");
+    assert_eq!(skips(&zenoh), skips(&tcp), "zenoh {zenoh:?}\ntcp {tcp:?}");
 }
 
 #[test]
@@ -506,4 +554,215 @@ fn the_cli_publishes_a_recording_and_a_worker_publishes_its_events() {
     assert!(published.iter().all(|v| v["worker"] == "cli"));
     assert!(!segments(&printed).is_empty());
     assert_eq!(segments(&decoded(&published)), segments(&printed));
+}
+
+/// `skelseg stream` as a worker in a child process, publishing its events.
+fn spawn_cli_worker(net: &Net, prefix: &str, id: &str) -> std::process::Child {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
+    std::process::Command::new(env!("CARGO_BIN_EXE_skelseg"))
+        .arg("stream")
+        .arg("--model")
+        .arg(&model)
+        .args(["--source", &format!("zenoh:{prefix}/frames/**"), "--publish-events", "zenoh"])
+        .args(["--zenoh-connect", &net.endpoint, "--worker-id", id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// How a worker process dies.
+#[derive(Clone, Copy, Debug)]
+enum Crash {
+    /// SIGKILL: the kernel closes its sockets, so its peers see the link go at once.
+    Killed,
+    /// SIGSTOP: a frozen process (or a dead machine, a cut cable) says nothing more; its peers
+    /// drop it when its link lease (500 ms by skelseg's default) runs out.
+    Frozen,
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let status =
+        std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    assert!(status.success(), "kill {sig} failed");
+}
+
+/// A worker process dies mid-run; returns how long after the signal the other worker had
+/// taken both of its streams over.
+fn crash_a_worker(crash: Crash, prefix: &str) -> Duration {
+    let _serial = serial();
+    let recs = recordings();
+    let net = Net::new();
+    let observer = Observer::new(&net, prefix);
+    let mut w2 = TestWorker::start(&net, prefix, "w2", false);
+    let mut w1 = spawn_cli_worker(&net, prefix, "w1");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while w2.worker.members() != ["w1", "w2"] {
+        assert!(
+            Instant::now() < deadline,
+            "the CLI worker did not join: {:?}",
+            w2.worker.members()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let streams = streams_for(&["w1", "w2"], 2);
+    // In real time: 15 to 26 s per stream, so that the crash comes mid-stream however slowly
+    // the loaded machine lets w1 start.
+    let publishers = publish(&net, prefix, &streams, &recs, Some(30.0));
+    // Crash w1 once it has committed a segment of each of its streams.
+    let of_w1: Vec<&String> =
+        streams.iter().filter(|s| cluster::owner(["w1", "w2"], s) == Some("w1")).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !of_w1
+        .iter()
+        .all(|s| observer.of(s).iter().any(|v| v["type"] == "segment_ended" && v["worker"] == "w1"))
+    {
+        assert!(Instant::now() < deadline, "w1 committed nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match crash {
+        Crash::Killed => w1.kill().unwrap(),
+        Crash::Frozen => signal(&w1, "-STOP"),
+    }
+    let crashed = Instant::now();
+    let bound = Duration::from_millis(1500);
+    while w2.worker.stats().takeovers < 2 {
+        assert!(
+            crashed.elapsed() < bound,
+            "{crash:?}: w2 took over {} of 2 streams in {bound:?} (members {:?})",
+            w2.worker.stats().takeovers,
+            w2.worker.members()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let took = crashed.elapsed();
+    eprintln!("{crash:?}: w1's streams moved to w2 {} ms after the signal", took.as_millis());
+    if matches!(crash, Crash::Frozen) {
+        w1.kill().unwrap();
+    }
+    w1.wait().unwrap();
+    for h in publishers {
+        h.join().unwrap();
+    }
+    observer.wait_ended(&streams, Duration::from_secs(120));
+    for name in &streams {
+        let values = observer.of(name);
+        let segs = segments(&decoded(&values));
+        // No committed segment twice, none overlapping another.
+        assert_disjoint(name, &segs);
+        let last = values.last().unwrap();
+        assert_eq!(last["type"], "stream_ended");
+        assert_eq!(last["worker"], "w2", "{name} did not end on w2");
+        if cluster::owner(["w1", "w2"], name) == Some("w1") {
+            let by = |w: &str| {
+                values.iter().filter(|v| v["type"] == "segment_ended" && v["worker"] == w).count()
+            };
+            assert!(by("w1") > 0 && by("w2") > 0, "{name}: w1 {} w2 {}", by("w1"), by("w2"));
+        }
+    }
+    assert_eq!(w2.worker.members(), ["w2"]);
+    w2.stop();
+    took
+}
+
+#[test]
+fn a_killed_workers_streams_continue_on_the_other_within_a_second() {
+    let took = crash_a_worker(Crash::Killed, "t_kill");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
+
+#[test]
+fn a_frozen_workers_streams_continue_on_the_other_after_its_lease() {
+    let took = crash_a_worker(Crash::Frozen, "t_freeze");
+    // Not before its lease ran out: the freeze, not a clean leave, moved them.
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+}
+
+#[test]
+fn record_takes_every_zenoh_stream_without_joining_the_workers() {
+    let _serial = serial();
+    let net = Net::new();
+    let prefix = "t_rec";
+    // A worker owns every stream; the recorder must take them all anyway, and not a share.
+    let worker = Worker::join(net.session(), prefix, Some("w")).unwrap();
+    worker.activate().unwrap();
+    let out = scratch("record").join("out");
+    let mut recorder = std::process::Command::new(env!("CARGO_BIN_EXE_skelseg"))
+        .args(["record", "--source", &format!("zenoh:{prefix}/frames/**"), "--out"])
+        .arg(&out)
+        .args(["--zenoh-connect", &net.endpoint, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let publisher = net.session();
+    // The recorder is up once a probe stream's file appears.
+    let rec = &recordings()[1];
+    let probe = cluster::frames_key(prefix, "probe");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    while !out.join("zenoh_probe.ndjson").exists() {
+        assert!(Instant::now() < deadline, "the recorder wrote no probe file");
+        let frame = io::ndjson::encode_frame(&rec.frames[i % rec.frames.len()]);
+        if i < rec.frames.len() {
+            publisher.put(probe.as_str(), frame).wait().unwrap();
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    publisher.delete(probe.as_str()).wait().unwrap();
+    let recs = recordings();
+    let options = ZenohSendOptions { fps: None, ..ZenohSendOptions::default() };
+    for (name, r) in [("cam0", &recs[0]), ("cam1", &recs[2])] {
+        let sent =
+            cluster::send_recording(&publisher, &cluster::frames_key(prefix, name), r, &options)
+                .unwrap();
+        assert_eq!(sent.frames, r.frames.len() as u64);
+    }
+    let bad = cluster::frames_key(prefix, "bad");
+    let payloads = bad_and_good_payloads(&recs[3], false);
+    for p in &payloads {
+        publisher.put(bad.as_str(), p.clone()).wait().unwrap();
+    }
+    publisher.delete(bad.as_str()).wait().unwrap();
+    // Every stream ended (its file closed) before the recorder is stopped.
+    let lines = |name: &str| {
+        std::fs::read_to_string(out.join(format!("zenoh_{name}.ndjson")))
+            .map_or(0, |t| t.lines().count())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines("cam0") < 1 + recs[0].frames.len() || lines("cam1") < 1 + recs[2].frames.len() {
+        assert!(Instant::now() < deadline, "cam0 {} cam1 {} lines", lines("cam0"), lines("cam1"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&recorder, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while recorder.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the recorder did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = recorder.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let frames_of = |stream: &str| {
+        report["streams"].as_array().unwrap().iter().find(|s| s["stream"] == stream).unwrap()
+            ["frames"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(frames_of("zenoh:cam0"), recs[0].frames.len() as u64, "{report}");
+    assert_eq!(frames_of("zenoh:cam1"), recs[2].frames.len() as u64, "{report}");
+    assert_eq!(frames_of("zenoh:bad"), 2, "{report}");
+    // The bad stream's 6 bad payloads (4 malformed, 1 invalid, 1 out of order).
+    assert_eq!(report["skipped"], 6, "{report}");
+    assert_eq!(report["dropped_overflow"], 0, "{report}");
+    for (name, r) in [("cam0", &recs[0]), ("cam1", &recs[2])] {
+        let written =
+            io::ndjson::read_recording(&out.join(format!("zenoh_{name}.ndjson"))).unwrap();
+        let index = |f: &[skelseg::Frame]| f.iter().map(|f| f.index).collect::<Vec<_>>();
+        assert_eq!(index(&written.frames), index(&r.frames), "{name}");
+    }
+    // The recorder never held a worker token.
+    assert_eq!(worker.members(), ["w"]);
 }

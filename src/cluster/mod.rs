@@ -18,7 +18,9 @@
 //!
 //! ## Handover rule
 //! Ownership moves when the membership changes (a worker joins, leaves or dies: Zenoh drops a
-//! dead peer's token when its session times out, a clean leave drops it at once). The old owner
+//! dead peer's token when its links close, at once for a crashed process whose kernel closes
+//! its sockets, after the [`DEFAULT_LEASE_MS`] lease for a frozen or unreachable one; a clean
+//! leave drops it at once). The old owner
 //! stops publishing the stream's events the moment its view changes (even for frames it had
 //! already queued). The new owner warms its window with the stream's recent frames (its own
 //! buffer of the frames it received but did not own, filled at start from the publishers'
@@ -71,27 +73,59 @@ fn zerr(what: &str, e: impl std::fmt::Display) -> Error {
     Error::invalid("zenoh", format!("{what}: {e}"))
 }
 
+/// The link lease skelseg sets, in milliseconds (Zenoh's own default is 10 000): a peer that
+/// sends nothing for this long (a crashed machine, a frozen process, a cut cable) is dropped,
+/// with its liveliness token, so a dead worker's streams move within a second. A process that
+/// dies on a live machine closes its sockets and is dropped at once, whatever the lease.
+pub const DEFAULT_LEASE_MS: u64 = 500;
+/// Keep-alives per lease skelseg sets (Zenoh's default, 4): one every 125 ms when idle, so a
+/// peer stalled for up to 375 ms is not taken for dead.
+pub const DEFAULT_KEEP_ALIVE: u64 = 4;
+
+/// The settings skelseg gives every session unless a `--zenoh-config` file sets them itself:
+/// (Zenoh config path, JSON5 value).
+fn session_defaults() -> [(&'static str, String); 3] {
+    [
+        ("scouting/multicast/enabled", "false".to_owned()),
+        ("transport/link/tx/lease", DEFAULT_LEASE_MS.to_string()),
+        ("transport/link/tx/keep_alive", DEFAULT_KEEP_ALIVE.to_string()),
+    ]
+}
+
+/// Whether the JSON5 `file` sets the config path `path` (`a/b/c`).
+fn sets(file: &serde_json::Value, path: &str) -> bool {
+    path.split('/').try_fold(file, |v, part| v.get(part)).is_some()
+}
+
 impl ZenohConfig {
-    /// The Zenoh configuration: peer mode, multicast scouting off unless the file turns it on,
-    /// listening on loopback unless endpoints are given, timestamping on (the publisher caches
-    /// that warm a new owner need it).
+    /// The Zenoh configuration: peer mode; multicast scouting off, a link lease of
+    /// [`DEFAULT_LEASE_MS`] with [`DEFAULT_KEEP_ALIVE`] keep-alives, unless the config file
+    /// sets them; listening on loopback unless endpoints are given; timestamping on (the
+    /// publisher caches that warm a new owner need it).
     pub fn to_zenoh(&self) -> Result<zenoh::Config> {
-        let mut config = match &self.config_file {
-            Some(path) => zenoh::Config::from_file(path)
-                .map_err(|e| zerr(&format!("reading {}", path.display()), e))?,
-            None => {
-                let mut config = zenoh::Config::default();
-                config
-                    .insert_json5("scouting/multicast/enabled", "false")
-                    .map_err(|e| zerr("scouting/multicast/enabled", e))?;
-                config
+        let (mut config, file) = match &self.config_file {
+            Some(path) => {
+                let config = zenoh::Config::from_file(path)
+                    .map_err(|e| zerr(&format!("reading {}", path.display()), e))?;
+                // Zenoh fills what the file leaves out with its own defaults; the file's text
+                // says what it set. (A YAML file reads as setting nothing here.)
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| zerr(&format!("reading {}", path.display()), e))?;
+                let file = json5::from_str::<serde_json::Value>(&text).unwrap_or_default();
+                (config, file)
             }
+            None => (zenoh::Config::default(), serde_json::Value::Null),
         };
+        for (path, value) in session_defaults() {
+            if !sets(&file, path) {
+                config.insert_json5(path, &value).map_err(|e| zerr(path, e))?;
+            }
+        }
         // The advanced publishers' caches (history for late joiners) need timestamps.
         config
             .insert_json5("timestamping/enabled", "true")
             .map_err(|e| zerr("timestamping/enabled", e))?;
-        let file_listens = self.config_file.is_some()
+        let file_listens = sets(&file, "listen/endpoints")
             && config.get_json("listen/endpoints").is_ok_and(|v| v != "[]" && v != "null");
         let listen = if !self.listen.is_empty() {
             self.listen.clone()
@@ -213,5 +247,34 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("/nonexistent/z.json5"), "{err}");
+    }
+
+    #[test]
+    fn the_short_lease_applies_unless_the_config_file_sets_one() {
+        let config = ZenohConfig::default().to_zenoh().unwrap();
+        assert_eq!(config.get_json("transport/link/tx/lease").unwrap(), "500");
+        assert_eq!(config.get_json("transport/link/tx/keep_alive").unwrap(), "4");
+        let dir = std::env::temp_dir().join(format!("skelseg-zcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A file that sets neither scouting nor the lease gets skelseg's defaults...
+        let plain = dir.join("plain.json5");
+        std::fs::write(&plain, "{ mode: 'peer', // a comment\n }").unwrap();
+        let config =
+            ZenohConfig { config_file: Some(plain), ..ZenohConfig::default() }.to_zenoh().unwrap();
+        assert_eq!(config.get_json("scouting/multicast/enabled").unwrap(), "false");
+        assert_eq!(config.get_json("transport/link/tx/lease").unwrap(), "500");
+        // ...one that sets them keeps its own values, Zenoh's default lease included.
+        let own = dir.join("own.json5");
+        std::fs::write(
+            &own,
+            "{ scouting: { multicast: { enabled: true } }, transport: { link: { tx: { lease: 10000, keep_alive: 5 } } } }",
+        )
+        .unwrap();
+        let config =
+            ZenohConfig { config_file: Some(own), ..ZenohConfig::default() }.to_zenoh().unwrap();
+        assert_eq!(config.get_json("scouting/multicast/enabled").unwrap(), "true");
+        assert_eq!(config.get_json("transport/link/tx/lease").unwrap(), "10000");
+        assert_eq!(config.get_json("transport/link/tx/keep_alive").unwrap(), "5");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

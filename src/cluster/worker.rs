@@ -78,7 +78,9 @@ pub struct Worker {
     changes: Arc<AtomicU64>,
     takeover_count: AtomicU64,
     handover_count: AtomicU64,
-    _members_sub: Subscriber<()>,
+    /// An observer takes every stream and holds no token (`skelseg record`).
+    observer: bool,
+    _members_sub: Option<Subscriber<()>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -154,15 +156,47 @@ impl Worker {
             changes,
             takeover_count: AtomicU64::new(0),
             handover_count: AtomicU64::new(0),
-            _members_sub: members_sub,
+            observer: false,
+            _members_sub: Some(members_sub),
         }))
+    }
+
+    /// An observer under `prefix`: a [`ZenohSource`](crate::source::zenoh::ZenohSource) on it
+    /// takes every stream, whoever owns it, and it never declares a token, so the workers'
+    /// share is unchanged (what `skelseg record --source zenoh:...` uses). `id` only names it
+    /// in logs and published events (default: the session's Zenoh id).
+    pub fn observe(session: Session, prefix: &str, id: Option<&str>) -> Result<Arc<Self>> {
+        check_chunk("key prefix", prefix)?;
+        let id = id.map_or_else(|| session.zid().to_string(), str::to_owned);
+        check_chunk("worker id", &id)?;
+        tracing::info!(%id, prefix, "observing every stream (no worker token)");
+        Ok(Arc::new(Worker {
+            session,
+            prefix: prefix.to_owned(),
+            id,
+            members: Arc::new(Mutex::new(BTreeSet::new())),
+            token: Mutex::new(None),
+            leaving: AtomicBool::new(false),
+            takeovers: Mutex::new(HashMap::new()),
+            changes: Arc::new(AtomicU64::new(0)),
+            takeover_count: AtomicU64::new(0),
+            handover_count: AtomicU64::new(0),
+            observer: true,
+            _members_sub: None,
+        }))
+    }
+
+    /// Whether this is an [observer](Worker::observe).
+    pub fn is_observer(&self) -> bool {
+        self.observer
     }
 
     /// Declares this worker's liveliness token: from now on it owns its share of the streams.
     /// Idempotent.
+    /// Does nothing for an observer.
     pub fn activate(&self) -> Result<()> {
         let mut token = lock(&self.token);
-        if token.is_some() || self.leaving.load(Ordering::Relaxed) {
+        if token.is_some() || self.observer || self.leaving.load(Ordering::Relaxed) {
             return Ok(());
         }
         let key = worker_key(&self.prefix, &self.id);
@@ -219,10 +253,13 @@ impl Worker {
     }
 
     /// Whether this worker owns `stream` now (never after [`Worker::leave`], never before
-    /// [`Worker::activate`]).
+    /// [`Worker::activate`]; an observer owns every stream until it leaves).
     pub fn owns(&self, stream: &str) -> bool {
         if self.leaving.load(Ordering::Relaxed) {
             return false;
+        }
+        if self.observer {
+            return true;
         }
         let members = lock(&self.members);
         members.contains(&self.id)

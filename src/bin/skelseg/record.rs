@@ -39,7 +39,8 @@ pub const RECORD_QUEUE_FRAMES: usize = 65_536;
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Where frames come from: `tcp-listen:127.0.0.1:7000`, `tcp:HOST:PORT`, `udp:ADDR`,
-    /// `osc:ADDR`, `sim`, `file:PATH` (repeatable).
+    /// `osc:ADDR`, `sim`, `file:PATH`, `zenoh:skelseg/frames/**` (every stream, whichever
+    /// worker owns it; the recorder takes no share) (repeatable).
     #[arg(long, required = true)]
     source: Vec<SourceSpec>,
     /// Output folder; one `STREAM.ndjson` per stream (a reconnecting client gets a new file).
@@ -51,6 +52,8 @@ pub struct RecordArgs {
     /// Print one JSON object with the counts at exit.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    zenoh: crate::zenoh_cli::ZenohArgs,
 }
 
 /// One stream's file.
@@ -106,7 +109,7 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
             _ => Pacing::RealTime,
         };
         let options = OpenOptions { net: net.clone(), pacing };
-        let source = spec.open_with(&options).with_context(|| format!("opening source {spec}"))?;
+        let source = open_source(spec, &options, &args.zenoh)?;
         let (stop, out, names) = (Arc::clone(&stop), args.out.clone(), Arc::clone(&names));
         let handle = std::thread::Builder::new()
             .name(format!("skelseg::record-{i}"))
@@ -156,6 +159,21 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens one source; a `zenoh:` one as an observer that takes every stream and no share.
+fn open_source(
+    spec: &SourceSpec,
+    options: &OpenOptions,
+    zenoh: &crate::zenoh_cli::ZenohArgs,
+) -> Result<Box<dyn FrameSource>> {
+    #[cfg(feature = "zenoh")]
+    if let SourceSpec::Zenoh(keyexpr) = spec {
+        return Ok(Box::new(crate::zenoh_cli::open_observer(zenoh, keyexpr, &options.net)?));
+    }
+    #[cfg(not(feature = "zenoh"))]
+    let _ = zenoh; // `spec.open_with` says the feature is missing
+    spec.open_with(options).with_context(|| format!("opening source {spec}"))
 }
 
 /// Reads `source` until it finishes or `stop` is set, then drains what it already received.

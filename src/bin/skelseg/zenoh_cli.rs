@@ -21,8 +21,8 @@ pub struct ZenohArgs {
     /// Zenoh endpoint to listen on (repeatable; default tcp/127.0.0.1:0, loopback only).
     #[arg(long = "zenoh-listen", value_name = "ENDPOINT")]
     pub listen: Vec<String>,
-    /// Zenoh's own JSON5 configuration file (applied first; multicast scouting stays off
-    /// unless it turns it on).
+    /// Zenoh's own JSON5 configuration file (applied first; what it does not set keeps
+    /// skelseg's defaults: multicast scouting off, a 500 ms link lease).
     #[arg(long = "zenoh-config", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// This worker's id in `{prefix}/workers/{id}` (default: the Zenoh session id).
@@ -96,7 +96,19 @@ mod on {
         tracing::info!(worker = worker.id(), workers = ?worker.members(), "joined as a Zenoh worker");
         Ok(ZenohWorker { sources, sink })
     }
+
+    /// A source of every stream under `keyexpr`, whichever worker owns it, that takes no share
+    /// of the streams (`record`).
+    pub fn open_observer(args: &ZenohArgs, keyexpr: &str, net: &NetConfig) -> Result<ZenohSource> {
+        let (prefix, _) = skelseg::cluster::split_frames_keyexpr(keyexpr).context(
+            "a zenoh: source must look like PREFIX/frames/..., e.g. zenoh:skelseg/frames/**",
+        )?;
+        let observer = Worker::observe(args.session()?, prefix, args.worker_id.as_deref())?;
+        let cfg = ZenohSourceConfig { net: net.clone(), ..ZenohSourceConfig::default() };
+        ZenohSource::open(&observer, keyexpr, cfg)
+            .with_context(|| format!("opening zenoh:{keyexpr}"))
+    }
 }
 
 #[cfg(feature = "zenoh")]
-pub use on::open_worker;
+pub use on::{open_observer, open_worker};
