@@ -299,6 +299,10 @@ impl<S: FrameSource> FrameSource for RateAdapter<S> {
         }
     }
 
+    fn close(&mut self) {
+        self.inner.close();
+    }
+
     fn stats(&self) -> SourceStats {
         self.inner.stats()
     }

@@ -255,6 +255,13 @@ pub trait FrameSource: Send {
     fn is_live(&self) -> bool {
         true
     }
+
+    /// Stops taking new input. What the source has already accepted (and counted) is still
+    /// returned by [`FrameSource::next_event`], which then returns [`SourcePoll::Finished`]; a
+    /// replay or simulator, which holds nothing accepted, finishes at once. A pipeline that
+    /// shuts down calls this and then reads what is left, so no frame a source counted is lost.
+    /// The default does nothing (the pipeline then reads what is ready for a bounded time).
+    fn close(&mut self) {}
 }
 
 impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
@@ -268,6 +275,10 @@ impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
 
     fn is_live(&self) -> bool {
         (**self).is_live()
+    }
+
+    fn close(&mut self) {
+        (**self).close()
     }
 }
 

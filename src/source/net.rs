@@ -169,6 +169,17 @@ impl FrameSource for NetSource {
         self.ingress.next(timeout)
     }
 
+    /// Stops the network thread (its streams end, pending frames flushed); what it queued is
+    /// still returned, then [`SourcePoll::Finished`].
+    fn close(&mut self) {
+        self.handle.shutdown();
+        if let Some(thread) = self.net_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(local_addr = %self.local_addr, "network source thread panicked");
+        }
+    }
+
     fn stats(&self) -> SourceStats {
         self.ingress.counters.snapshot()
     }
@@ -176,12 +187,7 @@ impl FrameSource for NetSource {
 
 impl Drop for NetSource {
     fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(thread) = self.net_thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!(local_addr = %self.local_addr, "network source thread panicked");
-        }
+        self.close();
     }
 }
 

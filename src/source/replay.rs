@@ -31,6 +31,7 @@ pub struct ReplaySource {
     speed: Option<f64>,
     started: Option<Instant>,
     ended_sent: bool,
+    closed: bool,
     stats: SourceStats,
 }
 
@@ -70,6 +71,7 @@ impl ReplaySource {
             speed,
             started: None,
             ended_sent: false,
+            closed: false,
             stats: SourceStats { connections: 1, ..SourceStats::default() },
         })
     }
@@ -82,6 +84,9 @@ impl ReplaySource {
 
 impl FrameSource for ReplaySource {
     fn next_event(&mut self, timeout: Duration) -> SourcePoll {
+        if self.closed {
+            return SourcePoll::Finished;
+        }
         let Some(&offset_secs) = self.offsets_secs.as_slice().first() else {
             if self.ended_sent {
                 return SourcePoll::Finished;
@@ -111,6 +116,11 @@ impl FrameSource for ReplaySource {
 
     fn stats(&self) -> SourceStats {
         self.stats
+    }
+
+    /// The frames not yet read were never accepted: the replay just finishes.
+    fn close(&mut self) {
+        self.closed = true;
     }
 
     fn is_live(&self) -> bool {

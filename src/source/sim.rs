@@ -18,6 +18,7 @@ pub struct SimSource {
     emitted: u64,
     /// True class of the latest frame, for demos and tests.
     last_class: usize,
+    closed: bool,
     stats: SourceStats,
 }
 
@@ -37,6 +38,7 @@ impl SimSource {
             started: None,
             emitted: 0,
             last_class: 0,
+            closed: false,
             stats: SourceStats { connections: 1, ..SourceStats::default() },
         }
     }
@@ -49,6 +51,9 @@ impl SimSource {
 
 impl FrameSource for SimSource {
     fn next_event(&mut self, timeout: Duration) -> SourcePoll {
+        if self.closed {
+            return SourcePoll::Finished;
+        }
         if let Some(period) = self.period_secs {
             let started = *self.started.get_or_insert_with(Instant::now);
             let due = started + Duration::from_secs_f64(period * self.emitted as f64);
@@ -65,6 +70,10 @@ impl FrameSource for SimSource {
 
     fn stats(&self) -> SourceStats {
         self.stats
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
     }
 
     fn is_live(&self) -> bool {

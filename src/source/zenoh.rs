@@ -76,6 +76,7 @@ pub struct ZenohSource {
     subscriber: Option<AdvancedSubscriber<()>>,
     stop: Arc<AtomicBool>,
     idle_thread: Option<JoinHandle<()>>,
+    closed: bool,
 }
 
 impl std::fmt::Debug for ZenohSource {
@@ -152,6 +153,7 @@ impl ZenohSource {
             subscriber: Some(subscriber),
             stop,
             idle_thread: Some(idle_thread),
+            closed: false,
         })
     }
 
@@ -302,10 +304,13 @@ impl FrameSource for ZenohSource {
     fn stats(&self) -> SourceStats {
         self.shared.ingress.counters.snapshot()
     }
-}
 
-impl Drop for ZenohSource {
-    fn drop(&mut self) {
+    /// Leaves the workers and stops receiving; what was received is still returned.
+    fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
         // Leave first, so the others take over while this one winds down.
         self.shared.worker.leave();
         if let Some(subscriber) = self.subscriber.take()
@@ -323,5 +328,11 @@ impl Drop for ZenohSource {
             self.shared.ingress.push_ended(slot.id.clone(), EndReason::Shutdown);
         }
         self.shared.ingress.close();
+    }
+}
+
+impl Drop for ZenohSource {
+    fn drop(&mut self) {
+        self.close();
     }
 }
