@@ -14,8 +14,7 @@ use skelseg::io::{self, Recording};
 use skelseg::model::checkpoint::{self, LoadedModel};
 use skelseg::source::zenoh::{ZenohSource, ZenohSourceConfig};
 use skelseg::source::{
-    FrameSource, NetConfig, OpenOptions, Pacing, ReplaySource, SourceEvent, SourcePoll, SourceSpec,
-    SourceStats,
+    FrameSource, NetConfig, NetSource, Pacing, ReplaySource, SourceEvent, SourcePoll, SourceStats,
 };
 use skelseg::stream::{Pipeline, PipelineBuilder, SegmentEvent, StreamConfig};
 use tch::Device;
@@ -37,17 +36,23 @@ fn model() -> LoadedModel {
 
 /// The synthetic recordings as they travel on the wire (5 decimals), so that every path sees
 /// the same numbers.
+/// Written once per test process: tests run in parallel, and one rewriting a file another is
+/// reading made that read fail.
 fn recordings() -> Vec<Recording> {
-    let dir = scratch("recordings");
-    (0..4)
-        .map(|i| {
-            let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("fixtures/synth/skeleton/synth_000{i}.txt"));
-            let file = dir.join(format!("synth_{i}.ndjson"));
-            io::ndjson::write_recording(&file, &io::read_recording(&src).unwrap()).unwrap();
-            io::read_recording(&file).unwrap()
-        })
-        .collect()
+    static ONCE: std::sync::OnceLock<Vec<Recording>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let dir = scratch("recordings");
+        (0..4)
+            .map(|i| {
+                let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("fixtures/synth/skeleton/synth_000{i}.txt"));
+                let file = dir.join(format!("synth_{i}.ndjson"));
+                io::ndjson::write_recording(&file, &io::read_recording(&src).unwrap()).unwrap();
+                io::read_recording(&file).unwrap()
+            })
+            .collect()
+    })
+    .clone()
 }
 
 /// A fresh folder of this test process under the system's temporary folder.
@@ -449,7 +454,11 @@ fn drain_one_stream(source: &mut dyn FrameSource) -> (Vec<u64>, SourceStats) {
     let mut frames = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        assert!(Instant::now() < deadline, "the stream did not end");
+        assert!(
+            Instant::now() < deadline,
+            "the stream did not end: {frames:?} {:?}",
+            source.stats()
+        );
         match source.next_event(Duration::from_millis(100)) {
             SourcePoll::Event(SourceEvent::Frame { frame, .. }) => frames.push(frame.index),
             SourcePoll::Event(SourceEvent::Ended { .. }) => break,
@@ -470,27 +479,36 @@ fn bad_payloads_over_zenoh_are_skipped_and_counted_as_over_tcp() {
     let worker = Worker::join(net.session(), prefix, Some("w")).unwrap();
     let cfg = ZenohSourceConfig { net: BAD_INPUT_NET, ..ZenohSourceConfig::default() };
     let mut source = ZenohSource::open(&worker, &format!("{prefix}/frames/**"), cfg).unwrap();
-    let publisher = net.session();
+    let session = net.session();
     let key = cluster::frames_key(prefix, "cam");
-    for p in &payloads {
-        publisher.put(key.as_str(), p.clone()).wait().unwrap();
+    let publisher = session.declare_publisher(key.clone()).wait().unwrap();
+    // Publish only once the subscriber's declaration has reached this session: a put before
+    // that is routed nowhere (this raced before).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !publisher.matching_status().wait().unwrap().matching() {
+        assert!(Instant::now() < deadline, "the source's subscriber never matched");
+        std::thread::sleep(Duration::from_millis(10));
     }
-    publisher.delete(key.as_str()).wait().unwrap();
+    for p in &payloads {
+        publisher.put(p.clone()).wait().unwrap();
+    }
+    publisher.delete().wait().unwrap();
     let (zenoh_frames, zenoh) = drain_one_stream(&mut source);
     // Over `tcp-listen:`: one payload per line, then the client hangs up.
-    let port = free_port();
-    let spec: SourceSpec = format!("tcp-listen:127.0.0.1:{port}").parse().unwrap();
+    // Bound to port 0 and asked, not a port found free beforehand: Zenoh's own connections
+    // take ephemeral ports too, and a client once reached one of those instead.
     let mut tcp_source =
-        spec.open_with(&OpenOptions { net: BAD_INPUT_NET, ..OpenOptions::default() }).unwrap();
+        NetSource::tcp_listen("127.0.0.1:0".parse().unwrap(), &BAD_INPUT_NET).unwrap();
+    let addr = tcp_source.local_addr();
     {
         use std::io::Write;
-        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
         for p in &payloads {
             client.write_all(p).unwrap();
             client.write_all(b"\n").unwrap();
         }
     }
-    let (tcp_frames, tcp) = drain_one_stream(tcp_source.as_mut());
+    let (tcp_frames, tcp) = drain_one_stream(&mut tcp_source);
 
     assert_eq!(zenoh_frames, [rec.frames[0].index, rec.frames[1].index]);
     assert_eq!(zenoh_frames, tcp_frames);
