@@ -2,6 +2,8 @@
 //! endpoint, multicast scouting off. Streams are shared by rendezvous, fail over within a
 //! second, and never publish a committed segment twice.
 #![cfg(feature = "zenoh")]
+// The helpers below set up peers and fixtures for the tests; a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -14,6 +14,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
 }
 
 /// [`read_text`] on bytes already in memory (read from `path`, named in errors).
+#[cfg(feature = "synth")] // only the fuzz targets, which come with `synth`, read from memory
 pub(crate) fn text_of<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| not_utf8(path, bytes, e.valid_up_to()))
 }

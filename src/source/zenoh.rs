@@ -219,6 +219,7 @@ impl Shared {
 
     /// A header that differs from the one in force applies from now on (the contract), which
     /// the stream decoder refuses after frames: start a fresh decoder with it.
+    #[allow(clippy::result_large_err)] // `Rejected` carries the typed, located error, as in io::ndjson
     fn retry_as_new_header(
         &self,
         slot: &mut Slot,

@@ -17,6 +17,13 @@ pub fn bundled_model() -> Result<PathBuf> {
 /// The bundled PKU-MMD model (`fixtures/models/pku-mmd.*`, 52 classes of daily actions), the
 /// backbone `train` starts from by default.
 pub fn bundled_pku_model() -> Result<PathBuf> {
+    if BUNDLED_PKU.is_empty() {
+        anyhow::bail!(
+            "this build of skelseg has no bundled PKU-MMD model (the crates.io package leaves it \
+             out): give --init MODEL (e.g. fixtures/models/pku-mmd.safetensors from the \
+             repository) or --from-scratch"
+        );
+    }
     Ok(bundled_dir()?.join("models/pku-mmd.safetensors"))
 }
 
@@ -26,14 +33,22 @@ pub fn bundled_sequence() -> Result<PathBuf> {
 }
 
 /// The embedded files, by their path under the bundled folder.
-const BUNDLED: [(&str, &[u8]); 6] = [
+const BUNDLED: [(&str, &[u8]); 4] = [
     ("models/synth.safetensors", include_bytes!("../../../fixtures/models/synth.safetensors")),
     ("models/synth.json", include_bytes!("../../../fixtures/models/synth.json")),
-    ("models/pku-mmd.safetensors", include_bytes!("../../../fixtures/models/pku-mmd.safetensors")),
-    ("models/pku-mmd.json", include_bytes!("../../../fixtures/models/pku-mmd.json")),
     ("skeleton/synth_0000.txt", include_bytes!("../../../fixtures/synth/skeleton/synth_0000.txt")),
     ("label/synth_0000.txt", include_bytes!("../../../fixtures/synth/label/synth_0000.txt")),
 ];
+
+/// The PKU-MMD model, embedded when the checkout has it (see `build.rs`): the registry package
+/// leaves it out to stay under crates.io's size limit.
+#[cfg(skelseg_bundled_pku)]
+const BUNDLED_PKU: &[(&str, &[u8])] = &[
+    ("models/pku-mmd.safetensors", include_bytes!("../../../fixtures/models/pku-mmd.safetensors")),
+    ("models/pku-mmd.json", include_bytes!("../../../fixtures/models/pku-mmd.json")),
+];
+#[cfg(not(skelseg_bundled_pku))]
+const BUNDLED_PKU: &[(&str, &[u8])] = &[];
 
 /// Where the embedded files are written for the code that reads files:
 /// `$XDG_CACHE_HOME/skelseg/bundled-VERSION`, else `~/.cache/skelseg/bundled-VERSION`, else the
@@ -51,7 +66,7 @@ pub fn bundled_dir() -> Result<PathBuf> {
         })
         .unwrap_or_else(std::env::temp_dir);
     let dir = base.join("skelseg").join(concat!("bundled-", env!("CARGO_PKG_VERSION")));
-    for (rel, bytes) in BUNDLED {
+    for &(rel, bytes) in BUNDLED.iter().chain(BUNDLED_PKU) {
         let path = dir.join(rel);
         if std::fs::read(&path).is_ok_and(|on_disk| on_disk == bytes) {
             continue;
