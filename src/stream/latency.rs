@@ -66,6 +66,15 @@ impl LatencyHistogram {
         self.max_ms = self.max_ms.max(other.max_ms);
     }
 
+    /// Forgets every sample, keeping the buckets' memory.
+    pub fn clear(&mut self) {
+        self.counts.fill(0);
+        self.count = 0;
+        self.sum_ms = 0.0;
+        self.min_ms = f64::INFINITY;
+        self.max_ms = f64::NEG_INFINITY;
+    }
+
     /// Samples recorded.
     pub fn count(&self) -> u64 {
         self.count
@@ -179,6 +188,8 @@ mod tests {
             all.record(ms);
         }
         a.merge(&b);
+        b.clear();
+        assert!(b.count() == 0 && b.percentile_ms(0.5).is_nan() && b.max_ms().is_nan());
         for q in [0.1, 0.5, 0.99] {
             assert_eq!(a.percentile_ms(q), all.percentile_ms(q));
         }

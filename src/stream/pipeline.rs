@@ -739,7 +739,11 @@ impl Worker {
         let plan = self.catch_up();
         let finals = self.run_due(&plan)?;
         let outs = self.retire_ended(finals)?;
-        self.shared.stats().latency.merge(&std::mem::take(&mut self.latencies));
+        if self.latencies.count() > 0 {
+            // Merged and reset in place: a step allocates nothing.
+            self.shared.stats().latency.merge(&self.latencies);
+            self.latencies.clear();
+        }
         Ok(outs)
     }
 
