@@ -35,6 +35,17 @@
 //! published segments of a stream never overlap, provided the old owner's last commit reaches
 //! the new owner before the new owner's first commit, which is at least `lookahead` frames
 //! (0.5 s at the defaults) after the takeover. What a handover costs is in the README.
+//!
+//! ## Fencing
+//! A worker that stops running for a lease or longer (a frozen or suspended process, a starved
+//! machine) may have been dropped by its peers, its streams taken over, while its own view and
+//! its queued frames are stale. The source's timer notes every 100 ms that the process runs;
+//! the first thread to run after such a gap (the timer or the event sink) raises a fence: the
+//! pipeline runs of the streams it was running become stale and publish nothing more, up to
+//! and including their `stream_ended`, and the source ends them, so each stream it still owns
+//! restarts at its next frame as a takeover (warm-up, takeover frame, the committed ends learnt
+//! meanwhile). A resumed worker therefore never publishes what it computed from before its
+//! stall, and from its restart on it is under the same proviso as any handover.
 
 mod send;
 mod sink;

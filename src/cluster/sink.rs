@@ -33,6 +33,8 @@ pub struct SinkStats {
     pub suppressed_handover: u64,
     /// Segments published with their start moved past the last committed end.
     pub clipped: u64,
+    /// Events of a stream run that began before this process stalled ("Fencing").
+    pub suppressed_stale: u64,
     /// Publications that failed (logged).
     pub failed: u64,
 }
@@ -43,6 +45,7 @@ struct Counters {
     suppressed_not_owner: AtomicU64,
     suppressed_handover: AtomicU64,
     clipped: AtomicU64,
+    suppressed_stale: AtomicU64,
     failed: AtomicU64,
 }
 
@@ -54,6 +57,7 @@ impl Counters {
             suppressed_not_owner: get(&self.suppressed_not_owner),
             suppressed_handover: get(&self.suppressed_handover),
             clipped: get(&self.clipped),
+            suppressed_stale: get(&self.suppressed_stale),
             failed: get(&self.failed),
         }
     }
@@ -223,6 +227,15 @@ impl EventSink {
         let Some(name) = zenoh_stream_name(event.stream()) else {
             return Some(event.clone());
         };
+        // Woken from a stall, this may be the first thread to run: check before deciding.
+        self.worker.note_alive(false);
+        if self.worker.is_stale(name) {
+            if let SegmentEvent::StreamEnded { .. } = event {
+                self.worker.end_stale(name);
+            }
+            bump(&self.counters.suppressed_stale);
+            return None;
+        }
         if !self.worker.owns(name) {
             bump(&self.counters.suppressed_not_owner);
             return None;
@@ -333,6 +346,30 @@ mod tests {
         };
         assert_eq!(rule(&label(160), Some(100), Some(160)), None);
         assert_eq!(rule(&label(161), Some(100), Some(160)), Some(label(161)));
+    }
+
+    #[test]
+    fn a_stream_run_from_before_a_stall_publishes_nothing_up_to_its_end() {
+        let session = super::super::ZenohConfig::default().open().unwrap();
+        let worker = Worker::join(session, "t_stale", Some("w")).unwrap();
+        worker.activate().unwrap();
+        let mut sink = EventSink::new(&worker).unwrap();
+        worker.set_routed("s", true);
+        assert!(sink.publish(&ended(0, 50)).unwrap(), "owned, no stall: published");
+        worker.simulate_stall();
+        assert_eq!(worker.stats().stalls, 1);
+        // The run that was going when the process stalled: nothing, up to its end.
+        assert!(!sink.publish(&ended(51, 80)).unwrap());
+        let end = SegmentEvent::StreamEnded {
+            stream: "zenoh:s".into(),
+            frames: 81,
+            reason: crate::source::EndReason::Shutdown,
+        };
+        assert!(!sink.publish(&end).unwrap());
+        // The source restarted the stream as a takeover: its new run publishes.
+        assert!(sink.publish(&ended(120, 150)).unwrap());
+        let stats = sink.stats();
+        assert_eq!((stats.published, stats.suppressed_stale), (2, 2), "{stats:?}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zenoh::liveliness::LivelinessToken;
 use zenoh::pubsub::Subscriber;
@@ -12,7 +12,7 @@ use zenoh::{Session, Wait};
 
 use crate::error::{Error, Result};
 
-use super::{check_chunk, worker_key};
+use super::{DEFAULT_LEASE_MS, check_chunk, worker_key};
 
 /// How long the initial liveliness query waits for the other workers' tokens.
 const MEMBERS_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,6 +52,63 @@ pub struct WorkerStats {
     pub takeovers: u64,
     /// Streams this worker handed over.
     pub handovers: u64,
+    /// Times this process was found stalled for a lease or longer (frozen, suspended, starved)
+    /// and fenced the streams it was running (module docs of [`crate::cluster`], "Fencing").
+    pub stalls: u64,
+}
+
+/// Stall detection and the fence it raises (see "Fencing" in [`crate::cluster`]).
+#[derive(Debug)]
+struct Fence {
+    origin: Instant,
+    /// When the process was last seen running, in ms since `origin`.
+    last_alive_ms: AtomicU64,
+    /// Set once a source notes liveness on a timer: only then is a long silence a stall.
+    armed: AtomicBool,
+    /// Stalls so far; a stream run that began in an older epoch is stale.
+    epoch: AtomicU64,
+    /// Streams whose frames go to this worker's pipeline now.
+    routed: Mutex<BTreeSet<String>>,
+    /// Streams whose pipeline run began before the last stall, until it ends.
+    stale: Mutex<BTreeSet<String>>,
+}
+
+impl Fence {
+    fn new() -> Self {
+        Fence {
+            origin: Instant::now(),
+            last_alive_ms: AtomicU64::new(0),
+            armed: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            routed: Mutex::new(BTreeSet::new()),
+            stale: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Notes that the process runs at `now_ms`; raises the fence when it was last seen running
+    /// a lease or more ago. Of two threads waking from the same stall only one raises it.
+    fn alive_at(&self, now_ms: u64, arm: bool, id: &str) -> bool {
+        let last = self.last_alive_ms.fetch_max(now_ms, Ordering::SeqCst);
+        let armed = if arm {
+            self.armed.swap(true, Ordering::SeqCst)
+        } else {
+            self.armed.load(Ordering::SeqCst)
+        };
+        if !armed || now_ms.saturating_sub(last) < DEFAULT_LEASE_MS {
+            return false;
+        }
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let mut routed = lock(&self.routed);
+        tracing::warn!(
+            worker = %id,
+            stalled_ms = now_ms - last,
+            streams = ?&*routed,
+            "this process stalled for a lease or longer: its peers may have handed its streams \
+             over; they restart here as takeovers and their earlier run publishes nothing more"
+        );
+        lock(&self.stale).append(&mut routed);
+        true
+    }
 }
 
 /// Where a stream was taken over: the newest frame of the warm-up.
@@ -78,6 +135,8 @@ pub struct Worker {
     changes: Arc<AtomicU64>,
     takeover_count: AtomicU64,
     handover_count: AtomicU64,
+    stall_count: AtomicU64,
+    fence: Fence,
     /// An observer takes every stream and holds no token (`skelseg record`).
     observer: bool,
     _members_sub: Option<Subscriber<()>>,
@@ -156,6 +215,8 @@ impl Worker {
             changes,
             takeover_count: AtomicU64::new(0),
             handover_count: AtomicU64::new(0),
+            stall_count: AtomicU64::new(0),
+            fence: Fence::new(),
             observer: false,
             _members_sub: Some(members_sub),
         }))
@@ -181,6 +242,8 @@ impl Worker {
             changes: Arc::new(AtomicU64::new(0)),
             takeover_count: AtomicU64::new(0),
             handover_count: AtomicU64::new(0),
+            stall_count: AtomicU64::new(0),
+            fence: Fence::new(),
             observer: true,
             _members_sub: None,
         }))
@@ -272,6 +335,58 @@ impl Worker {
             membership_changes: self.changes.load(Ordering::Relaxed),
             takeovers: self.takeover_count.load(Ordering::Relaxed),
             handovers: self.handover_count.load(Ordering::Relaxed),
+            stalls: self.stall_count.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Notes that this process is running. The source calls it on a timer (`arm`), the event
+    /// sink before every publication; the first call after a stall of a lease or more (the
+    /// peers may have dropped this worker meanwhile) fences the streams being run: their
+    /// current run is stale ([`Worker::is_stale`]) and the source restarts them. An observer
+    /// never fences.
+    pub(crate) fn note_alive(&self, arm: bool) {
+        if self.observer {
+            return;
+        }
+        let now_ms = self.fence.origin.elapsed().as_millis() as u64;
+        if self.fence.alive_at(now_ms, arm, &self.id) {
+            self.stall_count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Stalls so far: a stream whose run began in an older epoch must be restarted.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.fence.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Records whether the source routes `stream`'s frames to the pipeline.
+    pub(crate) fn set_routed(&self, stream: &str, routed: bool) {
+        let mut set = lock(&self.fence.routed);
+        if routed {
+            set.insert(stream.to_owned());
+        } else {
+            set.remove(stream);
+        }
+    }
+
+    /// Whether `stream`'s current pipeline run began before a stall: none of its events may
+    /// go out, up to and including its `stream_ended` ([`Worker::end_stale`]).
+    pub(crate) fn is_stale(&self, stream: &str) -> bool {
+        lock(&self.fence.stale).contains(stream)
+    }
+
+    /// The stale run of `stream` has ended.
+    pub(crate) fn end_stale(&self, stream: &str) {
+        lock(&self.fence.stale).remove(stream);
+    }
+
+    /// Raises the fence as a stall of one lease from now would.
+    #[cfg(test)]
+    pub(crate) fn simulate_stall(&self) {
+        let now_ms = self.fence.origin.elapsed().as_millis() as u64;
+        self.fence.alive_at(now_ms, true, &self.id);
+        if self.fence.alive_at(now_ms + DEFAULT_LEASE_MS, false, &self.id) {
+            self.stall_count.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -337,5 +452,26 @@ mod tests {
         assert_eq!(owner([], "s"), None);
         // Fixed values: the rule must not change between releases (mixed versions share work).
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn a_silence_of_a_lease_fences_the_routed_streams_once() {
+        let fence = Fence::new();
+        lock(&fence.routed).extend(["a".to_owned(), "b".to_owned()]);
+        // Not armed (no timer runs yet): a long silence between events is no stall.
+        assert!(!fence.alive_at(10 * DEFAULT_LEASE_MS, false, "w"));
+        assert!(!fence.alive_at(10 * DEFAULT_LEASE_MS + 50, true, "w"));
+        // Ticks closer than a lease: running.
+        assert!(!fence.alive_at(10 * DEFAULT_LEASE_MS + 100, true, "w"));
+        assert_eq!(fence.epoch.load(Ordering::SeqCst), 0);
+        // Frozen for a lease: whoever wakes first raises the fence, the next does not.
+        let woke = 11 * DEFAULT_LEASE_MS + 100;
+        assert!(fence.alive_at(woke, false, "w"));
+        assert!(!fence.alive_at(woke + 1, true, "w"));
+        // A clock read before the stall by a slower thread does not count again.
+        assert!(!fence.alive_at(woke - 10, true, "w"));
+        assert_eq!(fence.epoch.load(Ordering::SeqCst), 1);
+        assert_eq!(lock(&fence.stale).iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(lock(&fence.routed).is_empty());
     }
 }

@@ -26,6 +26,9 @@ use super::ingress::Ingress;
 use super::net::{NetConfig, SkipLog};
 use super::{EndReason, FrameSource, SourcePoll, SourceStats, StreamId};
 
+/// The source's timer: idle streams, stall detection (a fifth of the default lease).
+const TICK: Duration = Duration::from_millis(100);
+
 /// Settings of a [`ZenohSource`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ZenohSourceConfig {
@@ -55,6 +58,8 @@ struct Slot {
     log: SkipLog,
     /// Whether this worker owns it (its frames go to the pipeline).
     owned: bool,
+    /// The worker's stall epoch when it took the stream: a stall since makes the run stale.
+    epoch: u64,
     /// Recent frames while owned elsewhere.
     recent: VecDeque<Frame>,
     last_seen: Instant,
@@ -136,15 +141,15 @@ impl ZenohSource {
         let idle_thread = {
             let (shared, stop) = (shared.clone(), stop.clone());
             std::thread::Builder::new()
-                .name("skelseg::source::zenoh-idle".into())
+                .name("skelseg::source::zenoh-timer".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(100));
-                        shared.end_idle();
+                        std::thread::sleep(TICK);
+                        shared.tick();
                     }
                 })
                 .map_err(|source| Error::SpawnThread {
-                    name: "skelseg::source::zenoh-idle".into(),
+                    name: "skelseg::source::zenoh-timer".into(),
                     source,
                 })?
         };
@@ -183,6 +188,7 @@ impl Shared {
             {
                 // A new stream on the same key starts from scratch: no takeover bounds.
                 self.worker.took_over(name, None);
+                self.worker.set_routed(name, false);
                 self.ingress.push_ended(slot.id, EndReason::Closed);
             }
             return;
@@ -197,6 +203,7 @@ impl Shared {
                 id,
                 log: SkipLog::default(),
                 owned: false,
+                epoch: 0,
                 recent: VecDeque::new(),
                 last_seen: Instant::now(),
             }
@@ -251,6 +258,7 @@ impl Shared {
     /// Sends a frame to the pipeline or to the warm-up ring, moving the stream when ownership
     /// changed since its last frame.
     fn route(&self, name: &str, slot: &mut Slot, frame: Frame) {
+        self.end_if_stale(name, slot);
         let owns = self.worker.owns(name);
         match (slot.owned, owns) {
             (false, true) => {
@@ -264,12 +272,12 @@ impl Shared {
                     self.ingress.push_frame(&slot.id, f);
                 }
                 slot.owned = true;
+                slot.epoch = self.worker.epoch();
+                self.worker.set_routed(name, true);
             }
             (true, false) => {
                 tracing::info!(stream = %slot.id, to = ?self.worker.owner_of(name), "handed the stream over");
-                self.worker.handed_over(name);
-                self.ingress.push_ended(slot.id.clone(), EndReason::Shutdown);
-                slot.owned = false;
+                self.hand_over(name, slot);
             }
             _ => {}
         }
@@ -283,6 +291,32 @@ impl Shared {
         }
     }
 
+    fn hand_over(&self, name: &str, slot: &mut Slot) {
+        self.worker.handed_over(name);
+        self.worker.set_routed(name, false);
+        self.ingress.push_ended(slot.id.clone(), EndReason::Shutdown);
+        slot.owned = false;
+    }
+
+    /// A stream taken before the worker's last stall: ends that run (its events are
+    /// suppressed) so that the next frame takes the stream over afresh, as a newcomer would.
+    fn end_if_stale(&self, name: &str, slot: &mut Slot) {
+        if slot.owned && slot.epoch != self.worker.epoch() {
+            tracing::warn!(stream = %slot.id, "restarting the stream after this worker stalled");
+            self.hand_over(name, slot);
+        }
+    }
+
+    /// The source's timer: notes that the process runs (a long gap is a stall), restarts the
+    /// streams a stall made stale, ends the idle ones.
+    fn tick(&self) {
+        self.worker.note_alive(true);
+        for (name, slot) in self.slots().iter_mut() {
+            self.end_if_stale(name, slot);
+        }
+        self.end_idle();
+    }
+
     fn end_idle(&self) {
         let timeout = self.cfg.net.idle_timeout;
         let now = Instant::now();
@@ -290,6 +324,7 @@ impl Shared {
             let alive = now.duration_since(slot.last_seen) < timeout;
             if !alive && slot.owned {
                 self.worker.took_over(name, None);
+                self.worker.set_routed(name, false);
                 self.ingress.push_ended(slot.id.clone(), EndReason::Idle);
             }
             alive
@@ -323,7 +358,7 @@ impl FrameSource for ZenohSource {
         if let Some(thread) = self.idle_thread.take()
             && thread.join().is_err()
         {
-            tracing::error!("the Zenoh idle thread panicked");
+            tracing::error!("the Zenoh timer thread panicked");
         }
         for slot in self.shared.slots().values().filter(|s| s.owned) {
             self.shared.ingress.push_ended(slot.id.clone(), EndReason::Shutdown);

@@ -18,6 +18,7 @@ pub(crate) mod engine;
 mod events;
 mod filter;
 mod latency;
+mod memory;
 pub(crate) mod pipeline;
 pub(crate) mod segmenter;
 mod sync;

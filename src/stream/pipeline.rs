@@ -35,6 +35,12 @@
 //! channel is full, and counted ([`PipelineStats::dropped_frame_events`]). The callback sees
 //! every event.
 //!
+//! ## Memory
+//! A worker that catches up runs large batches, whose tensors glibc would keep after they are
+//! freed; after such a batch, once the worker is idle (or every 10 s while it is not), it hands
+//! the free pages back to the system (`malloc_trim`, glibc only; [`PipelineStats::memory_trims`]),
+//! so the resident size follows what is in use rather than the worst burst's high-water mark.
+//!
 //! ## Failures
 //! An inference worker that fails (a libtorch error or a panic) stops the sources, closes the
 //! open segments of its streams with what was finalised (`stream_ended` with reason
@@ -68,6 +74,7 @@ use crate::source::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats
 use crate::stream::engine::{Engine, Schedule, StreamState};
 use crate::stream::events::{SegmentEvent, StreamEvents};
 use crate::stream::latency::LatencyHistogram;
+use crate::stream::memory::Trimmer;
 use crate::stream::segmenter::{FinalFrame, SegmenterConfig};
 use crate::stream::sync::StreamConfig;
 use crate::stream::tap::VizTap;
@@ -110,6 +117,8 @@ pub struct PipelineStats {
     pub unprocessed_frames: u64,
     /// Inference workers.
     pub workers: usize,
+    /// Times a worker handed memory freed by large batches back to the system (see below).
+    pub memory_trims: u64,
     /// Latency in milliseconds from the arrival of the frame that triggered a window to the
     /// finalised labels it produced (lookahead not included); constant memory.
     #[serde(skip)]
@@ -560,6 +569,7 @@ struct Worker {
     viz: VizTap,
     shared: Arc<Shared>,
     latencies: LatencyHistogram,
+    trimmer: Trimmer,
     #[cfg(test)]
     fault: Option<Fault>,
 }
@@ -573,6 +583,7 @@ impl Worker {
             viz,
             shared,
             latencies: LatencyHistogram::new(),
+            trimmer: Trimmer::new(),
             #[cfg(test)]
             fault: None,
         }
@@ -737,11 +748,15 @@ impl Worker {
     /// One step over what has been ingested.
     fn step(&mut self) -> Result<Vec<WorkerOut>> {
         let plan = self.catch_up();
+        let waiting = self.queued();
         let finals = self.run_due(&plan)?;
         let outs = self.retire_ended(finals)?;
-        if self.latencies.count() > 0 {
+        let trimmed = self.trimmer.after_step(waiting - self.queued(), self.queued() == 0);
+        if self.latencies.count() > 0 || trimmed {
+            let mut stats = self.shared.stats();
             // Merged and reset in place: a step allocates nothing.
-            self.shared.stats().latency.merge(&self.latencies);
+            stats.latency.merge(&self.latencies);
+            stats.memory_trims += u64::from(trimmed);
             self.latencies.clear();
         }
         Ok(outs)
