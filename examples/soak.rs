@@ -475,7 +475,7 @@ fn main() -> anyhow::Result<()> {
         "rss_kib_last": samples.last().map(|s| s.rss_kib),
         "rss_kib_per_min_after_warm_up": slope(&rss),
         "rss_change_after_warm_up": rss_change,
-        "memory_trims": stats.memory_trims,
+        "memory_trims": {"count": stats.memory_trims, "total_ms": stats.memory_trim_ms},
         "heap_in_use_kib_first_last_after_warm_up": [heap.first().map(|p| p.1), heap.last().map(|p| p.1)],
         "heap_in_use_kib_per_min_after_warm_up": slope(&heap),
         "heap_in_use_change_after_warm_up": heap_change,

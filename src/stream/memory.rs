@@ -2,12 +2,17 @@
 //!
 //! A worker that falls behind runs a stream's waiting frames as one batch: hundreds of frames
 //! through DSMI and tens of windows through MFAI in one call, which allocates tens to hundreds of
-//! megabytes of short-lived tensors. glibc keeps freed memory inside its heaps (it returns only
-//! what lies at the top of a heap, and large blocks stop being mapped on their own once its
-//! dynamic mmap threshold has grown), so without help the resident size of a long-running
-//! pipeline stays at the high-water mark of its worst burst. [`Trimmer`] asks glibc to release
-//! the free pages of every arena (`malloc_trim(0)`) after such batches, at most once a second.
+//! megabytes of short-lived tensors; and in steady state every step allocates tensors of
+//! another size (the frames and windows that came due). glibc keeps freed memory inside its
+//! heaps (it returns only what lies at the top of a heap, and large blocks stop being mapped on
+//! their own once its dynamic mmap threshold has grown), so without help the resident size of a
+//! long-running pipeline creeps up and stays at the high-water mark of its worst burst.
+//! [`Trimmer`] asks glibc to release the free pages of every arena (`malloc_trim(0)`, about a
+//! millisecond) once the worker is idle after a large batch, and every 10 s while it works.
 //! On other platforms it does nothing.
+//!
+//! Measured with torch 2.13 alone (3,000 convolutions of random batch sizes, one thread): RSS
+//! 507 → 735 MB without trimming, 501 → 565 MB with a trim every 500 steps.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +20,7 @@ use std::time::{Duration, Instant};
 const LARGE_STEP_FRAMES: usize = 64;
 /// Least time between two trims.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest a worker that is never idle waits before trimming after a large batch.
+/// Longest a working worker goes without trimming.
 const MAX_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Decides when a worker hands freed memory back (see the module docs).
@@ -23,27 +28,34 @@ const MAX_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) struct Trimmer {
     last: Instant,
     /// A large batch ran since the last trim.
-    dirty: bool,
+    large: bool,
+    /// Anything ran since the last trim.
+    ran: bool,
 }
 
 impl Trimmer {
     pub(crate) fn new() -> Self {
-        Trimmer { last: Instant::now(), dirty: false }
+        Trimmer { last: Instant::now(), large: false, ran: false }
     }
 
     /// Called after every engine step with the frames it took and whether frames are still
-    /// waiting; trims when a large batch ran and the worker is idle (or has been busy for
-    /// [`MAX_INTERVAL`]). Returns whether it trimmed.
-    pub(crate) fn after_step(&mut self, step_frames: usize, idle: bool) -> bool {
-        self.dirty |= step_frames > LARGE_STEP_FRAMES;
+    /// waiting; trims once the worker is idle after a large batch (at most once per
+    /// [`MIN_INTERVAL`]), and every [`MAX_INTERVAL`] while it works. Returns the time the trim
+    /// took, if it trimmed.
+    pub(crate) fn after_step(&mut self, step_frames: usize, idle: bool) -> Option<Duration> {
+        self.large |= step_frames > LARGE_STEP_FRAMES;
+        self.ran |= step_frames > 0;
         let since = self.last.elapsed();
-        if !self.dirty || since < MIN_INTERVAL || !(idle || since >= MAX_INTERVAL) {
-            return false;
+        let due =
+            (self.large && idle && since >= MIN_INTERVAL) || (self.ran && since >= MAX_INTERVAL);
+        if !due {
+            return None;
         }
+        let start = Instant::now();
         release_free_memory();
         self.last = Instant::now();
-        self.dirty = false;
-        true
+        (self.large, self.ran) = (false, false);
+        Some(self.last - start)
     }
 }
 
@@ -67,23 +79,23 @@ mod tests {
     use super::*;
 
     fn at(ago: Duration) -> Trimmer {
-        Trimmer { last: Instant::now() - ago, dirty: false }
+        Trimmer { last: Instant::now() - ago, large: false, ran: false }
     }
 
     #[test]
     fn trims_once_idle_after_a_large_batch_and_not_again_within_the_interval() {
         let mut t = at(2 * MIN_INTERVAL);
-        assert!(!t.after_step(LARGE_STEP_FRAMES, true), "small batches leave memory alone");
-        assert!(!t.after_step(LARGE_STEP_FRAMES + 1, false), "busy: waits for idle");
-        assert!(t.after_step(0, true), "idle after a large batch: trims");
-        assert!(!t.after_step(0, true), "nothing large since");
-        assert!(!t.after_step(1000, true), "within the least interval");
+        assert!(t.after_step(LARGE_STEP_FRAMES, true).is_none(), "small steps wait");
+        assert!(t.after_step(LARGE_STEP_FRAMES + 1, false).is_none(), "busy: waits for idle");
+        assert!(t.after_step(0, true).is_some(), "idle after a large batch: trims");
+        assert!(t.after_step(0, true).is_none(), "nothing ran since");
+        assert!(t.after_step(1000, true).is_none(), "within the least interval");
     }
 
     #[test]
-    fn a_worker_that_is_never_idle_still_trims_after_the_longest_interval() {
-        let mut t = at(MAX_INTERVAL);
-        assert!(t.after_step(1000, false));
-        assert!(!at(MAX_INTERVAL / 2).after_step(1000, false));
+    fn a_working_worker_trims_every_longest_interval_and_an_idle_one_never() {
+        assert!(at(MAX_INTERVAL).after_step(1, false).is_some(), "small steps, at the interval");
+        assert!(at(MAX_INTERVAL / 2).after_step(1000, false).is_none());
+        assert!(at(10 * MAX_INTERVAL).after_step(0, true).is_none(), "nothing ran");
     }
 }

@@ -36,10 +36,11 @@
 //! every event.
 //!
 //! ## Memory
-//! A worker that catches up runs large batches, whose tensors glibc would keep after they are
-//! freed; after such a batch, once the worker is idle (or every 10 s while it is not), it hands
-//! the free pages back to the system (`malloc_trim`, glibc only; [`PipelineStats::memory_trims`]),
-//! so the resident size follows what is in use rather than the worst burst's high-water mark.
+//! A worker allocates tensors of another size every step, and large ones when it catches up;
+//! glibc would keep much of that memory after it is freed. Once idle after a large batch, and
+//! every 10 s while it works, a worker hands the free pages back to the system (`malloc_trim`,
+//! glibc only; [`PipelineStats::memory_trims`]), so the resident size follows what is in use
+//! rather than creeping up to the worst burst's high-water mark.
 //!
 //! ## Failures
 //! An inference worker that fails (a libtorch error or a panic) stops the sources, closes the
@@ -117,8 +118,10 @@ pub struct PipelineStats {
     pub unprocessed_frames: u64,
     /// Inference workers.
     pub workers: usize,
-    /// Times a worker handed memory freed by large batches back to the system (see below).
+    /// Times a worker handed freed memory back to the system (module docs, "Memory").
     pub memory_trims: u64,
+    /// Milliseconds those took, in all.
+    pub memory_trim_ms: f64,
     /// Latency in milliseconds from the arrival of the frame that triggered a window to the
     /// finalised labels it produced (lookahead not included); constant memory.
     #[serde(skip)]
@@ -752,11 +755,14 @@ impl Worker {
         let finals = self.run_due(&plan)?;
         let outs = self.retire_ended(finals)?;
         let trimmed = self.trimmer.after_step(waiting - self.queued(), self.queued() == 0);
-        if self.latencies.count() > 0 || trimmed {
+        if self.latencies.count() > 0 || trimmed.is_some() {
             let mut stats = self.shared.stats();
             // Merged and reset in place: a step allocates nothing.
             stats.latency.merge(&self.latencies);
-            stats.memory_trims += u64::from(trimmed);
+            if let Some(took) = trimmed {
+                stats.memory_trims += 1;
+                stats.memory_trim_ms += took.as_secs_f64() * 1e3;
+            }
             self.latencies.clear();
         }
         Ok(outs)
