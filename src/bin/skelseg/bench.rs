@@ -265,7 +265,7 @@ struct Micro {
     blocks: Vec<(String, f64)>,
 }
 
-const BATCHES: [i64; 3] = [1, 8, 32];
+const BATCHES: [i64; 5] = [1, 4, 8, 16, 32];
 
 /// Square matrix sizes the peak is taken over.
 const PEAK_SIZES: [i64; 4] = [128, 256, 512, 1024];
