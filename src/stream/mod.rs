@@ -23,6 +23,7 @@ pub(crate) mod pipeline;
 pub(crate) mod segmenter;
 mod sync;
 mod tap;
+mod worker;
 
 pub use engine::{EngineConfig, MAX_HOP_FACTOR, StreamCounters};
 pub use events::SegmentEvent;
