@@ -332,7 +332,12 @@ fn step_of(streams: usize, stats: &[PipelineStats], sent: u64) -> Step {
 fn ramp_tcp(n: usize, frames: usize) -> Result<Step> {
     let m = model()?;
     let cfg = stream_cfg(&m, false);
-    let src = NetSource::tcp_listen("127.0.0.1:0".parse()?, &NetConfig::DEFAULT)?;
+    // The listener's client limit (16 by default) must not be what the ramp measures.
+    let net = NetConfig {
+        max_connections: n.max(NetConfig::DEFAULT.max_connections),
+        ..NetConfig::DEFAULT
+    };
+    let src = NetSource::tcp_listen("127.0.0.1:0".parse()?, &net)?;
     let addr = src.local_addr();
     let pipeline = PipelineBuilder::new(m).config(cfg).source(src).event_channel(false).start()?;
     let senders: Vec<_> = streams(n, frames)

@@ -472,6 +472,45 @@ fn drain_one_stream(source: &mut dyn FrameSource) -> (Vec<u64>, SourceStats) {
 }
 
 #[test]
+fn keys_past_the_stream_limit_are_skipped_and_counted() {
+    let _serial = serial();
+    let rec = &recordings()[0];
+    let net = Net::new();
+    let prefix = "t_limit";
+    let worker = Worker::join(net.session(), prefix, Some("w")).unwrap();
+    let cfg = ZenohSourceConfig { max_streams: 2, ..ZenohSourceConfig::default() };
+    let mut source = ZenohSource::open(&worker, &format!("{prefix}/frames/**"), cfg).unwrap();
+    let session = net.session();
+    let line = skelseg::io::ndjson::encode_frame(&rec.frames[0]);
+    let publishers: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| session.declare_publisher(cluster::frames_key(prefix, name)).wait().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !publishers.iter().all(|p| p.matching_status().wait().unwrap().matching()) {
+        assert!(Instant::now() < deadline, "the source's subscriber never matched");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for p in &publishers {
+        p.put(line.clone()).wait().unwrap();
+    }
+    let mut streams = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while source.stats().connections + source.stats().rejected_connections < 3 {
+        assert!(Instant::now() < deadline, "{:?}", source.stats());
+        if let SourcePoll::Event(SourceEvent::Frame { stream, .. }) =
+            source.next_event(Duration::from_millis(50))
+        {
+            streams.insert(stream.to_string());
+        }
+    }
+    let stats = source.stats();
+    assert_eq!((stats.connections, stats.rejected_connections), (2, 1), "{stats:?}");
+    // The third key is refused while two streams are tracked, whichever came first.
+    assert!(streams.len() <= 2, "{streams:?}");
+}
+
+#[test]
 fn bad_payloads_over_zenoh_are_skipped_and_counted_as_over_tcp() {
     let rec = &recordings()[0];
     let payloads = bad_and_good_payloads(rec, true);

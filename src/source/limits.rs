@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`MAX_LINE_BYTES`] (`NetConfig::max_line_bytes`) | 64 KiB per NDJSON line, UDP or OSC datagram | memory per line; a line without a newline |
 //! | `NetConfig::max_connections` | 16 TCP clients per listener; 16 peers per UDP/OSC socket | streams (and their model state) per listener |
+//! | `ZenohSourceConfig::max_streams` | 1,024 streams per Zenoh source (each keeps a 300-frame warm-up ring) | memory of keys published under the frames prefix |
 //! | `NetConfig::queue_frames` | 256 frames per source (newest wins, drops counted) | a sender faster than inference |
 //! | `NetConfig::idle_timeout` | 10 s | state of peers that went away (TCP closed, UDP/OSC freed) |
 //! | [`MAX_BODIES_PER_FRAME`] | 16 bodies | per-frame work and memory from one datagram or OSC burst |

@@ -28,6 +28,9 @@ use super::{EndReason, FrameSource, SourcePoll, SourceStats, StreamId};
 
 /// The source's timer: idle streams, stall detection (a fifth of the default lease).
 const TICK: Duration = Duration::from_millis(100);
+/// Default of [`ZenohSourceConfig::max_streams`]: every worker keeps a warm-up ring (300 frames,
+/// about 100 KB) of every stream, owned or not, so this bounds that memory near 100 MB.
+pub const DEFAULT_MAX_STREAMS: usize = 1024;
 
 /// Settings of a [`ZenohSource`].
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +42,9 @@ pub struct ZenohSourceConfig {
     pub history_frames: usize,
     /// How long to let the publishers' history arrive before declaring the worker's token.
     pub settle: Duration,
+    /// Most streams the source tracks at once (owned or kept for warm-up): a key past it is
+    /// skipped and counted as a rejected connection until a stream ends or idles out.
+    pub max_streams: usize,
 }
 
 impl Default for ZenohSourceConfig {
@@ -47,6 +53,7 @@ impl Default for ZenohSourceConfig {
             net: NetConfig::DEFAULT,
             history_frames: DEFAULT_HISTORY_FRAMES,
             settle: Duration::from_millis(300),
+            max_streams: DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -182,6 +189,13 @@ impl Shared {
             return;
         };
         let mut slots = self.slots();
+        if !slots.contains_key(name) && slots.len() >= self.cfg.max_streams {
+            if sample.kind() == SampleKind::Put {
+                self.ingress.counters.rejected_connection();
+                tracing::warn!(key, limit = self.cfg.max_streams, "skipped: too many streams");
+            }
+            return;
+        }
         if sample.kind() == SampleKind::Delete {
             if let Some(slot) = slots.remove(name)
                 && slot.owned

@@ -94,9 +94,10 @@ impl EngineConfig {
 /// The widest hop a stream may widen to under overload, as a multiple of the configured hop
 /// (4 → 8 → 16 frames).
 pub const MAX_HOP_FACTOR: usize = 4;
-/// Most windows in one MFAI forward. Past 8 the cost per window rises again (batch 8: 0.72 of
-/// batch 1's per window, batch 32: 0.92; BENCHMARKS.md, `skelseg bench`): the attention maps of
-/// a larger batch no longer stay in cache. It also bounds the memory of a long catch-up.
+/// Most windows in one MFAI forward. Past 8 the cost per window rises again on one thread
+/// (batch 8: 0.72–0.78 of batch 1's per window, batch 32: 0.88–0.92 in two quiet runs;
+/// BENCHMARKS.md, `skelseg bench`): the attention maps of a larger batch no longer stay in
+/// cache. It also bounds the memory of a long catch-up.
 const MAX_WINDOWS_PER_BATCH: usize = 8;
 /// Most frames in one DSMI forward: the cost per frame is flat from batch 8 on.
 const MAX_FRAMES_PER_BATCH: usize = 256;
