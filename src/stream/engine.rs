@@ -518,6 +518,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::testing::{bundled_model, bundled_recording};
 
     fn cfg() -> EngineConfig {
         EngineConfig {
@@ -575,23 +576,9 @@ mod tests {
         assert!(t.widen(&small) && !t.widen(&small));
     }
 
-    // The bundled model and sequence, for the tests of whole windows (moved here from the
-    // integration tests when the engine became internal).
-    fn model() -> crate::model::checkpoint::LoadedModel {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/models/synth.safetensors");
-        crate::model::checkpoint::load(&path, Device::Cpu).expect("the bundled model loads")
-    }
-
-    fn bundled() -> crate::io::Recording {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/synth/skeleton/synth_0000.txt");
-        crate::io::read_recording(path).expect("the bundled sequence reads")
-    }
-
     #[test]
     fn batching_streams_gives_the_same_probabilities_as_one_stream_at_a_time() {
-        let rec = bundled();
+        let rec = bundled_recording("synth_0000");
         let frames = &rec.frames[..200];
         let cfg = EngineConfig {
             window_frames: 64,
@@ -599,7 +586,7 @@ mod tests {
             lookahead_frames: 8,
             ..EngineConfig::default()
         };
-        let engine = Engine::new(model().model, Device::Cpu, cfg.clone()).unwrap();
+        let engine = Engine::new(bundled_model().model, Device::Cpu, cfg.clone()).unwrap();
         let _guard = tch::no_grad_guard();
         // Stream b lags a by 37 frames, so their windows differ in content and fill level.
         let (mut alone, mut a, mut b) =
@@ -628,9 +615,9 @@ mod tests {
 
     #[test]
     fn a_skipping_burst_skips_windows_but_never_frames() {
-        let rec = bundled();
+        let rec = bundled_recording("synth_0000");
         let cfg = EngineConfig::default();
-        let engine = Engine::new(model().model, Device::Cpu, cfg.clone()).unwrap();
+        let engine = Engine::new(bundled_model().model, Device::Cpu, cfg.clone()).unwrap();
         let mut state = StreamState::new(&cfg);
         let burst = &rec.frames[..300]; // more than a window at once
         let mut finals =
@@ -657,10 +644,10 @@ mod tests {
 
     #[test]
     fn a_burst_run_as_one_batch_gives_the_frames_and_windows_of_one_frame_at_a_time() {
-        let rec = bundled();
+        let rec = bundled_recording("synth_0000");
         let frames = &rec.frames[..400];
         let cfg = EngineConfig::default();
-        let engine = Engine::new(model().model, Device::Cpu, cfg.clone()).unwrap();
+        let engine = Engine::new(bundled_model().model, Device::Cpu, cfg.clone()).unwrap();
         let (mut alone, mut batched) = (StreamState::new(&cfg), StreamState::new(&cfg));
         let mut reference = Vec::new();
         for f in frames {

@@ -23,6 +23,8 @@ pub(crate) mod pipeline;
 pub(crate) mod segmenter;
 mod sync;
 mod tap;
+#[cfg(test)]
+mod testing;
 mod worker;
 
 pub use engine::{EngineConfig, MAX_HOP_FACTOR, StreamCounters};

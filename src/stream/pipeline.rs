@@ -254,14 +254,11 @@ impl PipelineBuilder {
         }
         let (vs, net, _meta) = model.into_parts();
         models.insert(0, (vs, net));
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            stats: Mutex::new(PipelineStats {
-                sources: vec![SourceStats::default(); sources.len()],
-                workers,
-                ..PipelineStats::default()
-            }),
-        });
+        let shared = Arc::new(Shared::new(PipelineStats {
+            sources: vec![SourceStats::default(); sources.len()],
+            workers,
+            ..PipelineStats::default()
+        }));
         let (tx_finals, rx_finals) = bounded::<WorkerOut>(CHANNEL_CAPACITY);
         let (tx_events, rx_events) = bounded::<SegmentEvent>(CHANNEL_CAPACITY);
 
@@ -327,6 +324,10 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    pub(super) fn new(stats: PipelineStats) -> Self {
+        Shared { stop: AtomicBool::new(false), stats: Mutex::new(stats) }
+    }
+
     /// The counters, also after a thread panicked while holding them (they are plain numbers,
     /// still meaningful).
     pub(super) fn stats(&self) -> MutexGuard<'_, PipelineStats> {
@@ -579,32 +580,15 @@ fn segment(
 
 #[cfg(test)]
 mod tests {
+    use crate::stream::testing::{bundled_model, bundled_recording};
     use std::collections::VecDeque;
-    use std::path::Path;
-
-    use tch::Device;
 
     use super::*;
     use crate::frame::Frame;
-    use crate::io::{self, Recording};
-    use crate::model::checkpoint;
     use crate::source::{Pacing, ReplaySource};
 
-    fn model() -> crate::model::checkpoint::LoadedModel {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
-        checkpoint::load(&path, Device::Cpu).expect("the bundled model loads")
-    }
-
-    fn bundled(name: &str) -> Recording {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/synth/skeleton/synth_0000.txt");
-        let mut rec = io::read_recording(path).expect("the bundled sequence reads");
-        rec.name = name.into();
-        rec
-    }
-
     fn shared() -> Arc<Shared> {
-        Arc::new(Shared { stop: AtomicBool::new(false), stats: Mutex::default() })
+        Arc::new(Shared::new(PipelineStats::default()))
     }
 
     /// `(class, start, end)` of the committed segments of `stream`, in order.
@@ -659,8 +643,8 @@ mod tests {
     }
 
     fn failing(fault: Fault) {
-        let rec = bundled("r");
-        let pipeline = PipelineBuilder::new(model())
+        let rec = bundled_recording("r");
+        let pipeline = PipelineBuilder::new(bundled_model())
             .workers(1)
             .fault(fault)
             .source(ReplaySource::new(rec, Pacing::Speed(8.0)).unwrap())
@@ -704,10 +688,10 @@ mod tests {
 
     #[test]
     fn a_panicking_callback_loses_no_event_of_the_channel_and_surfaces() {
-        let rec = bundled("r");
+        let rec = bundled_recording("r");
         let frames = rec.frames.len() as u64;
         let mut seen = 0;
-        let pipeline = PipelineBuilder::new(model())
+        let pipeline = PipelineBuilder::new(bundled_model())
             .source(ReplaySource::new(rec, Pacing::AsFastAsPossible).unwrap())
             .on_event(move |e| {
                 if matches!(e, SegmentEvent::SegmentEnded { .. }) {
@@ -728,11 +712,11 @@ mod tests {
 
     #[test]
     fn a_slow_reader_loses_per_frame_events_counted_and_no_segment() {
-        let mut cfg = StreamConfig::from_checkpoint(&model().meta);
+        let mut cfg = StreamConfig::from_checkpoint(&bundled_model().meta);
         cfg.segmenter.per_frame = true;
-        let (a, b) = (bundled("a"), bundled("b"));
+        let (a, b) = (bundled_recording("a"), bundled_recording("b"));
         let frames = a.frames.len() as u64;
-        let pipeline = PipelineBuilder::new(model())
+        let pipeline = PipelineBuilder::new(bundled_model())
             .config(cfg)
             .source(ReplaySource::new(a, Pacing::AsFastAsPossible).unwrap())
             .source(ReplaySource::new(b, Pacing::AsFastAsPossible).unwrap())
@@ -756,12 +740,13 @@ mod tests {
     #[test]
     fn two_workers_share_the_streams_and_segment_every_frame() {
         let names = ["a", "b", "c", "d"];
-        let mut builder = PipelineBuilder::new(model()).workers(2);
+        let mut builder = PipelineBuilder::new(bundled_model()).workers(2);
         for name in names {
-            builder =
-                builder.source(ReplaySource::new(bundled(name), Pacing::AsFastAsPossible).unwrap());
+            builder = builder.source(
+                ReplaySource::new(bundled_recording(name), Pacing::AsFastAsPossible).unwrap(),
+            );
         }
-        let frames = bundled("x").frames.len() as u64;
+        let frames = bundled_recording("x").frames.len() as u64;
         let (stats, events) = builder.start().unwrap().wait().unwrap();
         assert_eq!(stats.workers, 2);
         assert_eq!(stats.finalised, 4 * frames);
@@ -807,9 +792,9 @@ mod tests {
 
     #[test]
     fn shutdown_processes_every_frame_a_source_had_accepted() {
-        let frames: VecDeque<Frame> = bundled("b").frames.into_iter().take(300).collect();
+        let frames: VecDeque<Frame> = bundled_recording("b").frames.into_iter().take(300).collect();
         let source = Backlog { accepted: frames.len() as u64, frames, closed: false };
-        let pipeline = PipelineBuilder::new(model()).source(source).start().unwrap();
+        let pipeline = PipelineBuilder::new(bundled_model()).source(source).start().unwrap();
         let (stats, events) = pipeline.shutdown().unwrap();
         assert_eq!(stats.frames, 300, "every accepted frame went through");
         assert_eq!(stats.finalised, 300);

@@ -394,38 +394,18 @@ pub(super) fn serve(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
+    use crate::stream::testing::{bundled_model, bundled_recording};
 
     use tch::Device;
 
     use super::*;
-    use crate::io::{self, Recording};
-    use crate::model::checkpoint;
     use crate::source::StreamId;
     use crate::stream::EngineConfig;
-
-    fn model() -> crate::model::checkpoint::LoadedModel {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/synth.safetensors");
-        checkpoint::load(&path, Device::Cpu).expect("the bundled model loads")
-    }
-
-    fn bundled(name: &str) -> Recording {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/synth/skeleton/synth_0000.txt");
-        let mut rec = io::read_recording(path).expect("the bundled sequence reads");
-        rec.name = name.into();
-        rec
-    }
-
-    fn shared() -> Arc<Shared> {
-        Arc::new(Shared { stop: AtomicBool::new(false), stats: Mutex::default() })
-    }
+    use crate::stream::pipeline::PipelineStats;
 
     fn worker(cfg: EngineConfig) -> Worker {
-        let engine = Engine::new(model().model, Device::Cpu, cfg).unwrap();
-        Worker::new(engine, VizTap::off(), shared())
+        let engine = Engine::new(bundled_model().model, Device::Cpu, cfg).unwrap();
+        Worker::new(engine, VizTap::off(), Arc::new(Shared::new(PipelineStats::default())))
     }
 
     fn frame(id: &str, frame: &Frame, live: bool) -> Arrival {
@@ -452,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_stream_that_ends_and_comes_back_in_the_same_step_starts_afresh() {
-        let rec = bundled("r");
+        let rec = bundled_recording("r");
         let mut w = worker(EngineConfig::default());
         w.ingest(frame("udp:a", &rec.frames[0], true));
         w.ingest(frame("udp:a", &rec.frames[1], true));
@@ -483,7 +463,7 @@ mod tests {
 
     #[test]
     fn a_live_stream_behind_widens_its_hop_before_it_skips_and_never_loses_a_frame() {
-        let rec = bundled("r");
+        let rec = bundled_recording("r");
         let cfg = EngineConfig::default();
         let mut w = worker(cfg.clone());
         let mut next = 0;
@@ -517,7 +497,7 @@ mod tests {
 
     #[test]
     fn a_replay_runs_every_window_however_far_behind() {
-        let rec = bundled("r");
+        let rec = bundled_recording("r");
         let mut w = worker(EngineConfig::default());
         for f in &rec.frames[..300] {
             w.ingest(frame("file:r", f, false));
