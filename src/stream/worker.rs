@@ -267,7 +267,8 @@ impl Worker {
         let waiting = self.queued();
         let finals = self.run_due(&plan)?;
         let outs = self.retire_ended(finals)?;
-        let trimmed = self.trimmer.after_step(waiting - self.queued(), self.queued() == 0);
+        let left = self.queued();
+        let trimmed = self.trimmer.after_step(waiting - left, left == 0);
         if self.latencies.count() > 0 || trimmed.is_some() {
             let mut stats = self.shared.stats();
             // Merged and reset in place: a step allocates nothing.
