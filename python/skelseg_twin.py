@@ -736,7 +736,7 @@ def compare(got: dict[str, Tensor], want: dict[str, Tensor], mask: Tensor) -> di
 
 
 @torch.inference_mode()
-def time_loops(model: InterAct, window: int, hop: int, frames: int, reps: int) -> dict:
+def time_loops(model: InterAct, window: int, hop: int, frames: int, reps: int, device="cpu") -> dict:
     """ms per frame, median and range over `reps` repeats, batch 1, after a full window:
     - the researcher's loop: the full model on the last `window` frames at every frame (hop 1);
     - the twin's best sliding loop: DSMI once per arriving frame (cached), MFAI on the cached
@@ -744,8 +744,9 @@ def time_loops(model: InterAct, window: int, hop: int, frames: int, reps: int) -
     cfg = model.cfg
     g = torch.Generator().manual_seed(0)
     total = window + frames
-    x = torch.randn(1, cfg["in_channels"], total, cfg["joints"], generator=g) * 0.5
-    mask = torch.ones(1, window)
+    x = (torch.randn(1, cfg["in_channels"], total, cfg["joints"], generator=g) * 0.5).to(device)
+    mask = torch.ones(1, window, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     researcher_frames = min(frames, 8)  # seconds per frame: a few frames tell
 
     def researcher():
@@ -769,8 +770,10 @@ def time_loops(model: InterAct, window: int, hop: int, frames: int, reps: int) -
         fn()  # warm-up
         times = []
         for _ in range(reps):
+            sync()
             start = time.perf_counter()
             n = fn()
+            sync()
             times.append((time.perf_counter() - start) * 1e3 / n)
         times.sort()
         return {"median": times[len(times) // 2], "min": times[0], "max": times[-1]}
@@ -783,6 +786,36 @@ def time_loops(model: InterAct, window: int, hop: int, frames: int, reps: int) -
         "sliding_ms_per_frame": s,
         "sliding_speedup": r["median"] / s["median"],
     }
+
+
+def time_batched(model: InterAct, window: int, hop: int, batches: list[int], reps: int, device) -> list[dict]:
+    """One step of B streams at once (DSMI on each stream's new frame, MFAI on each stream's
+    cached window), ms per step; at hop `hop` and 30 fps a stream needs 30 / hop windows per
+    second, so a step of S ms serves B·1000·hop / (30·S) streams, at a latency of S ms."""
+    cfg, out = model.cfg, []
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    for b in batches:
+        frame = torch.randn(b, cfg["in_channels"], 1, cfg["joints"], device=device) * 0.5
+        feats = torch.randn(b, cfg["hidden"], window, device=device)
+        mask = torch.ones(b, window, device=device)
+
+        def step():
+            model.dsmi(frame, frame, frame, None)
+            model.run_mfai(feats, mask)
+
+        step()
+        times = []
+        for _ in range(reps):
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            times.append((time.perf_counter() - start) * 1e3)
+        times.sort()
+        ms = times[len(times) // 2]
+        out.append({"streams": b, "ms_per_step": {"median": ms, "min": times[0], "max": times[-1]},
+                    "streams_served": b * 1000.0 * hop / (30.0 * ms)})  # fmt: skip
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -838,8 +871,14 @@ def cmd_export(args) -> int:
 def cmd_time(args) -> int:
     torch.set_num_threads(args.threads)
     model, _ = load(args.model)
-    report = time_loops(model, args.window, args.hop, args.frames, args.reps)
-    report.update(model=str(args.model), threads=args.threads, torch=torch.__version__)
+    model = model.to(args.device)
+    with torch.no_grad():
+        report = time_loops(model, args.window, args.hop, args.frames, args.reps, args.device)
+        if args.batches:
+            batches = [int(b) for b in args.batches.split(",")]
+            report["batched"] = time_batched(model, args.window, args.hop, batches, max(args.reps, 5), args.device)
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
+    report.update(model=str(args.model), threads=args.threads, torch=torch.__version__, device=device)
     if args.json:
         print(json.dumps(report))
     else:
@@ -849,6 +888,9 @@ def cmd_time(args) -> int:
               f"[{r['min']:.2f}, {r['max']:.2f}]")  # fmt: skip
         print(f"twin sliding loop (DSMI cached, MFAI every {args.hop}): {s['median']:.3f} "
               f"ms/frame [{s['min']:.3f}, {s['max']:.3f}] → {report['sliding_speedup']:.1f}×")  # fmt: skip
+        for b in report.get("batched", []):
+            print(f"{b['streams']:4d} streams per step: {b['ms_per_step']['median']:.2f} ms "
+                  f"→ serves {b['streams_served']:.0f} streams at hop {args.hop}")  # fmt: skip
     return 0
 
 
@@ -875,6 +917,8 @@ def main(argv=None) -> int:
     t.add_argument("--frames", type=int, default=64)
     t.add_argument("--reps", type=int, default=3)
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument("--batches", help="also time steps of this many streams at once (e.g. 1,64,256)")
     t.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     return {"check": cmd_check, "export": cmd_export, "time": cmd_time}[args.cmd](args)

@@ -167,3 +167,87 @@ fn twin_weights_are_served_by_skelseg() {
         assert_eq!(compared, 1 + 2 * loaded.meta.model.query_scales);
     }
 }
+
+/// Runs the skelseg binary; panics with its stderr when it fails.
+fn skelseg(args: &[&str]) -> String {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_skelseg")).args(args).output().expect("skelseg runs");
+    assert!(out.status.success(), "skelseg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs the torch venv (make setup)"]
+fn twin_trainer_model_is_calibrated_and_served_by_skelseg() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_owned();
+    let (data, export, pack, ckpt) =
+        (path("data"), path("export"), path("inputs.pack"), path("trained.safetensors"));
+    skelseg(&["synth", "--out", &data, "--sequences", "6", "--seed", "3", "--actions", "4"]);
+    // The inputs exactly as `skelseg train` would see them, for a small fresh model.
+    skelseg(&[
+        "train",
+        "--data",
+        &data,
+        "--from-scratch",
+        "--dim",
+        "16",
+        "--action-layers",
+        "1",
+        "--boundary-layers",
+        "1",
+        "--out",
+        &ckpt,
+        "--export-inputs",
+        &export,
+    ]);
+    let trainer = |args: &[&str]| -> Value {
+        let out = Command::new(python())
+            .arg(root().join("python/skelseg_train.py"))
+            .args(args)
+            .output()
+            .expect("the trainer runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one JSON object")
+    };
+    // Packing for transport: rel and motion derived again from millimetre positions.
+    let packed = trainer(&["pack", &export, &pack]);
+    assert_eq!(packed["motion_misfits"], 0, "{packed}");
+    for (modality, bound) in [("abs", 0.00051), ("rel", 0.0011), ("motion", 0.0011)] {
+        let err = packed["max_abs_error_m"][modality].as_f64().expect("error figure");
+        assert!(err <= bound, "{modality}: packing error {err} m");
+    }
+    let report =
+        trainer(&["train", &pack, "--epochs", "2", "--batch", "2", "--out", &ckpt, "--json"]);
+    assert_eq!(report["epochs"], 2, "{report}");
+    assert!(report["best"]["val"]["f1_50"].is_number(), "{report}");
+    // skelseg takes the checkpoint as it is: calibration on its own validation recordings (the
+    // export's carve), then evaluation.
+    let calib: Value = serde_json::from_str(
+        skelseg(&[
+            "calibrate",
+            "--model",
+            &ckpt,
+            "--data",
+            &data,
+            "--own-validation",
+            "--threshold",
+            "--json",
+        ])
+        .trim(),
+    )
+    .expect("calibrate JSON");
+    let chosen = calib["threshold"]["chosen"].as_f64().expect("a chosen threshold");
+    let loaded = checkpoint::load(Path::new(&ckpt), Device::Cpu).expect("skelseg loads it");
+    assert!((loaded.meta.model.boundary_threshold - chosen).abs() < 1e-6);
+    assert_eq!(loaded.meta.model.hidden, 16);
+    assert_eq!(
+        loaded.meta.data["val_recordings"].as_array().map(Vec::len),
+        Some(calib["recordings"].as_u64().expect("count") as usize)
+    );
+    let scores: Value = serde_json::from_str(
+        skelseg(&["eval", "--model", &ckpt, "--data", &data, "--json"]).trim(),
+    )
+    .expect("eval JSON");
+    assert!(scores["f1_50"].is_number(), "{scores}");
+}

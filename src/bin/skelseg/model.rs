@@ -131,6 +131,11 @@ pub struct TrainArgs {
     /// Print one JSON object (the training report) instead of text.
     #[arg(long)]
     json: bool,
+    /// Write the model inputs this run would train and validate on (modalities, labels,
+    /// boundary targets, the checkpoint metadata) to this folder and exit without training:
+    /// for a trainer outside skelseg (`python/skelseg_train.py`; see `skelseg::train::export`).
+    #[arg(long)]
+    export_inputs: Option<PathBuf>,
 }
 
 /// Peak learning rate when a whole backbone is fine-tuned on new classes (`--tune-backbone`).
@@ -265,6 +270,16 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             "freeze_backbone": freeze_backbone,
     });
     meta.command = std::env::args().collect::<Vec<_>>().join(" ");
+    if let Some(dir) = &args.export_inputs {
+        train::export::export_inputs(dir, &train_set, &val_set, &meta, &train_cfg)?;
+        eprintln!(
+            "wrote the inputs of {} training and {} validation recordings ({frames} training frames) to {}",
+            train_set.len(),
+            val_set.len(),
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -572,6 +587,15 @@ pub struct CalibrateArgs {
     /// Use only recordings whose name contains one of these (comma-separated).
     #[arg(long, value_delimiter = ',')]
     select: Vec<String>,
+    /// Use the recordings the checkpoint was validated on (`data.val_recordings` in its JSON;
+    /// what `skelseg train` and `python/skelseg_train.py` record).
+    #[arg(long, conflicts_with_all = ["split", "select"])]
+    own_validation: bool,
+    /// Also choose the boundary threshold on this data: the value of
+    /// `skelseg::train::THRESHOLD_GRID` with the best F1@50 (then Acc), as `skelseg train` does
+    /// after every validation (for checkpoints trained elsewhere).
+    #[arg(long)]
+    threshold: bool,
     /// Report the fit without writing it into the checkpoint.
     #[arg(long)]
     dry_run: bool,
@@ -588,26 +612,78 @@ pub struct CalibrateArgs {
 pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     let device = args.device.device()?;
     let (loaded, dataset) = load_labelled(&args.model, &args.data, args.format, device)?;
-    let recs = select(&dataset, args.split.as_deref(), &args.select)?;
+    let select_names: Vec<String> = if args.own_validation {
+        let names = loaded.meta.data.get("val_recordings").and_then(|v| v.as_array());
+        let names: Vec<String> = names
+            .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        if names.is_empty() {
+            bail!("{} lists no validation recordings (data.val_recordings)", args.model.display());
+        }
+        names
+    } else {
+        args.select.clone()
+    };
+    let mut recs = select(&dataset, args.split.as_deref(), &select_names)?;
+    if args.own_validation {
+        recs.retain(|r| select_names.contains(&r.name));
+        if recs.len() != select_names.len() {
+            bail!(
+                "{} of the checkpoint's {} validation recordings are in {}",
+                recs.len(),
+                select_names.len(),
+                args.data.display()
+            );
+        }
+    }
     let seqs = sequences(&recs, &loaded.meta.model, loaded.meta.fps)?;
     let (logits, labels) = train::frame_logits(&loaded.model, &seqs, device)?;
     // Fit on the raw logits: a temperature already in the checkpoint is replaced, not stacked.
     let fit =
         train::calibrate::fit_temperature(&logits, &labels).context("no frames to calibrate on")?;
+    let threshold = if args.threshold {
+        let background = vec![0usize];
+        let (_, preds) = train::evaluate(
+            &loaded.model,
+            &seqs,
+            device,
+            loaded.meta.model.boundary_threshold as f32,
+            &background,
+        )?;
+        let sweep = train::sweep_thresholds(&preds, &seqs, &train::THRESHOLD_GRID, &background)?;
+        sweep.into_iter().max_by(|(_, a), (_, b)| {
+            (a.f1_50, a.acc).partial_cmp(&(b.f1_50, b.acc)).unwrap_or(std::cmp::Ordering::Equal)
+        })
+    } else {
+        None
+    };
     if !args.dry_run {
         let mut meta = loaded.meta.clone();
         meta.model.temperature = fit.temperature;
+        if let Some((th, _)) = &threshold {
+            meta.model.boundary_threshold = f64::from(*th);
+        }
         meta.set_data(
             "calibration",
             serde_json::json!({
-                "data": args.data, "split": args.split, "select": args.select,
+                "data": args.data, "split": args.split, "select": select_names,
                 "recordings": recs.len(), "fit": fit,
+                "threshold": threshold.as_ref().map(|(th, scores)| serde_json::json!({
+                    "grid": train::THRESHOLD_GRID, "chosen": th, "scores": scores,
+                })),
             }),
         );
         checkpoint::save_meta(&args.model, &meta)?;
     }
     if args.json {
-        print_json(&fit)?;
+        print_json(&serde_json::json!({
+            "temperature": fit,
+            "threshold": threshold.as_ref().map(|(th, scores)| serde_json::json!({
+                "chosen": th, "scores": scores,
+            })),
+            "recordings": recs.len(),
+            "written": !args.dry_run,
+        }))?;
     } else {
         println!(
             "temperature {:.3} on {} frames: NLL {:.4} -> {:.4}, ECE {:.4} -> {:.4}{}",
@@ -619,6 +695,15 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
             fit.ece_after,
             if args.dry_run { " (not written)" } else { "" }
         );
+        if let Some((th, scores)) = &threshold {
+            println!(
+                "boundary threshold {th} on {} recordings: F1@50 {:.1}, Acc {:.1}{}",
+                recs.len(),
+                scores.f1_50,
+                scores.acc,
+                if args.dry_run { " (not written)" } else { "" }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
