@@ -676,14 +676,20 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
         checkpoint::save_meta(&args.model, &meta)?;
     }
     if args.json {
-        print_json(&serde_json::json!({
-            "temperature": fit,
-            "threshold": threshold.as_ref().map(|(th, scores)| serde_json::json!({
-                "chosen": th, "scores": scores,
-            })),
-            "recordings": recs.len(),
-            "written": !args.dry_run,
-        }))?;
+        // The fit's fields at the top level (as before `--threshold`), then the threshold.
+        let mut report = serde_json::to_value(&fit)?;
+        if let Some(obj) = report.as_object_mut() {
+            obj.insert(
+                "threshold".into(),
+                threshold.as_ref().map_or(
+                    serde_json::Value::Null,
+                    |(th, scores)| serde_json::json!({ "chosen": th, "scores": scores }),
+                ),
+            );
+            obj.insert("recordings".into(), recs.len().into());
+            obj.insert("written".into(), (!args.dry_run).into());
+        }
+        print_json(&report)?;
     } else {
         println!(
             "temperature {:.3} on {} frames: NLL {:.4} -> {:.4}, ECE {:.4} -> {:.4}{}",
