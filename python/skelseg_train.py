@@ -50,13 +50,11 @@ def load_export(folder: Path) -> tuple[dict, dict[str, list[dict]]]:
     """The manifest and, per split, the recordings as dicts of tensors (src/train/export.rs)."""
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
+    parts = ("abs", "rel", "motion", "labels", "boundary")
     splits = {}
     for split, names in manifest["splits"].items():
         tensors = twin.read_safetensors(folder / f"{split}.safetensors")
-        splits[split] = [
-            {"name": n, **{p: tensors[f"{n}/{p}"] for p in ("abs", "rel", "motion", "labels", "boundary")}}
-            for n in names
-        ]  # fmt: skip
+        splits[split] = [{"name": n, **{p: tensors[f"{n}/{p}"] for p in parts}} for n in names]
     return manifest, splits
 
 
@@ -114,10 +112,15 @@ def pack(folder: Path, out: Path) -> dict:
             rel_q, motion_q = derive(abs_q, gaps)
             for name, got in (("abs", abs_q), ("rel", rel_q), ("motion", motion_q)):
                 worst[name] = max(worst[name], float((got - r[name]).abs().max()))
-            items.append({
-                "name": r["name"], "abs_mm": q, "gaps": gaps,
-                "labels": r["labels"].to(torch.uint8), "boundary": r["boundary"].half(),
-            })  # fmt: skip
+            items.append(
+                {
+                    "name": r["name"],
+                    "abs_mm": q,
+                    "gaps": gaps,
+                    "labels": r["labels"].to(torch.uint8),
+                    "boundary": r["boundary"].half(),
+                }
+            )
             if r["labels"].max() > 255:
                 raise ValueError(f"{r['name']}: class ids above 255")
         packed[split] = items
@@ -125,7 +128,12 @@ def pack(folder: Path, out: Path) -> dict:
     torch.save({"format": PACK_FORMAT, "manifest": manifest, "splits": packed}, buf)
     data = lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME)
     Path(out).write_bytes(data)
-    return {"out": str(out), "bytes": len(data), "max_abs_error_m": worst, "motion_misfits": misfits}
+    return {
+        "out": str(out),
+        "bytes": len(data),
+        "max_abs_error_m": worst,
+        "motion_misfits": misfits,
+    }
 
 
 def unpack(path: Path) -> tuple[dict, dict[str, list[dict]]]:
@@ -138,10 +146,16 @@ def unpack(path: Path) -> tuple[dict, dict[str, list[dict]]]:
         for it in items:
             abs_ = it["abs_mm"].float() / 1000.0
             rel, motion = derive(abs_, it["gaps"])
-            recs.append({
-                "name": it["name"], "abs": abs_, "rel": rel, "motion": motion,
-                "labels": it["labels"].long(), "boundary": it["boundary"].float(),
-            })  # fmt: skip
+            recs.append(
+                {
+                    "name": it["name"],
+                    "abs": abs_,
+                    "rel": rel,
+                    "motion": motion,
+                    "labels": it["labels"].long(),
+                    "boundary": it["boundary"].float(),
+                }
+            )
         splits[split] = recs
     return blob["manifest"], splits
 
@@ -209,9 +223,10 @@ def make_batch(items, speeds, aug, rng, gen, device) -> dict:
             off = k
         idx = start + off
         x = {
-            "abs": rec["abs"][:, idx], "rel": rec["rel"][:, idx],
+            "abs": rec["abs"][:, idx],
+            "rel": rec["rel"][:, idx],
             "motion": rec["motion"][:, idx] * speed,
-        }  # fmt: skip
+        }
         if aug is not None:
             x = augment(x, aug, rng, gen)
         pad = t - n
@@ -252,7 +267,9 @@ def interact_loss(stages, labels: Tensor, target_b: Tensor, mask: Tensor) -> dic
         dice.append((per_seq * has).sum() / sequences)
         bl = F.binary_cross_entropy_with_logits(b, target_b, reduction="none") * mask
         bce.append((bl.sum(1) / frames.clamp_min(1.0) * has).sum() / sequences)
-    parts = {k: torch.stack(v).mean() for k, v in (("focal", focal), ("dice", dice), ("boundary", bce))}
+    parts = {
+        k: torch.stack(v).mean() for k, v in (("focal", focal), ("dice", dice), ("boundary", bce))
+    }
     parts["total"] = parts["focal"] + parts["dice"] + parts["boundary"]
     return parts
 
@@ -303,7 +320,9 @@ def score(preds: list[list[int]], gts: list[list[int]]) -> dict:
         rec = tp / max(tp + fn, 1)
         out[k] = 100.0 * (2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0)
     frames = sum(len(g) for g in gts)
-    out["acc"] = 100.0 * sum(sum(a == b for a, b in zip(p, g)) for p, g in zip(preds, gts)) / max(frames, 1)
+    out["acc"] = (
+        100.0 * sum(sum(a == b for a, b in zip(p, g)) for p, g in zip(preds, gts)) / max(frames, 1)
+    )
     return out
 
 
@@ -313,7 +332,9 @@ def validate(model, recs, device) -> dict:
     preds, gts = [], []
     for r in recs:
         n = r["abs"].shape[1]
-        stages = model(r["abs"][None], r["rel"][None], r["motion"][None], torch.ones(1, n, device=device))
+        stages = model(
+            r["abs"][None], r["rel"][None], r["motion"][None], torch.ones(1, n, device=device)
+        )
         preds.append(stages[-1][0][0].argmax(0).tolist())
         gts.append(r["labels"].tolist())
     model.train()
@@ -334,7 +355,9 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 def train(args) -> dict:
     started = time.perf_counter()
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(
+        args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
@@ -347,14 +370,23 @@ def train(args) -> dict:
     train_recs, val_recs = splits["train"], splits["val"] or splits["train"]
     if args.limit:
         train_recs, val_recs = train_recs[: args.limit], val_recs[: max(1, args.limit // 4)]
-    to_dev = lambda recs: [{k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in r.items()} for r in recs]  # noqa: E731
+    to_dev = lambda recs: [
+        {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in r.items()} for r in recs
+    ]  # noqa: E731
     train_recs, val_recs = to_dev(train_recs), to_dev(val_recs)
     settings = {**manifest["train"]}
     # The export's settings, with this run's changes; the epochs follow the budget (recorded
     # when a checkpoint is written) and there is no early stopping.
-    settings.update(lr=args.lr or settings["lr"], batch=args.batch or settings["batch"], seed=args.seed,
-                    epochs=args.epochs, val_every=args.val_every, patience=0,
-                    time_budget_secs=args.budget_min * 60.0, init=str(args.init) if args.init else None)  # fmt: skip
+    settings.update(
+        lr=args.lr or settings["lr"],
+        batch=args.batch or settings["batch"],
+        seed=args.seed,
+        epochs=args.epochs,
+        val_every=args.val_every,
+        patience=0,
+        time_budget_secs=args.budget_min * 60.0,
+        init=str(args.init) if args.init else None,
+    )
     aug = None if args.no_augment else settings["augment"]
 
     torch.manual_seed(args.seed)
@@ -365,7 +397,9 @@ def train(args) -> dict:
         init, _ = twin.load(args.init)
         model.load_state_dict(init.state_dict())
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"]
+    )
     params = sum(p.numel() for p in model.parameters())
 
     batch = settings["batch"]
@@ -385,7 +419,10 @@ def train(args) -> dict:
             chunk = order[i : i + batch]
             whole = rng.random() < settings["whole_fraction"]
             max_len = settings["max_whole_frames"] if whole else settings["crop_frames"]
-            speeds = [rng.uniform(1 - aug["speed"], 1 + aug["speed"]) if aug and aug["speed"] > 0 else 1.0 for _ in chunk]
+            speeds = [
+                rng.uniform(1 - aug["speed"], 1 + aug["speed"]) if aug and aug["speed"] > 0 else 1.0
+                for _ in chunk
+            ]
             items = []
             for j, sp in zip(chunk, speeds):
                 start, n = speed_crop(train_recs[j]["abs"].shape[1], max_len, sp, rng)
@@ -420,15 +457,33 @@ def train(args) -> dict:
             fits = max(epoch, min(fits, args.epochs))
             if fits < epochs or epoch <= 3:
                 epochs, total_steps = fits, steps_per_epoch * fits
-        entry = {"epoch": epoch, "step": step, "loss": loss, "frames_per_sec": epoch_frames / train_secs,
-                 "lr": opt.param_groups[0]["lr"], "planned_epochs": epochs}  # fmt: skip
+        entry = {
+            "epoch": epoch,
+            "step": step,
+            "loss": loss,
+            "frames_per_sec": epoch_frames / train_secs,
+            "lr": opt.param_groups[0]["lr"],
+            "planned_epochs": epochs,
+        }
         if epoch % args.val_every == 0 or epoch == epochs:
             val = validate(model, val_recs, device)
             entry["val"] = val
-            if best is None or (val["f1_50"], val["acc"]) > (best["val"]["f1_50"], best["val"]["acc"]):
+            if best is None or (val["f1_50"], val["acc"]) > (
+                best["val"]["f1_50"],
+                best["val"]["acc"],
+            ):
                 best = {"epoch": epoch, "val": val}
                 if args.out:
-                    save(args.out, model, meta, cfg, {**settings, "epochs": epochs}, best, device, args)
+                    save(
+                        args.out,
+                        model,
+                        meta,
+                        cfg,
+                        {**settings, "epochs": epochs},
+                        best,
+                        device,
+                        args,
+                    )
         entry["seconds"] = time.perf_counter() - started
         history.append(entry)
         if log:
@@ -436,31 +491,52 @@ def train(args) -> dict:
             log.flush()
         if not args.json:
             v = entry.get("val")
-            print(f"epoch {epoch}/{epochs} loss {loss:.4f} {entry['frames_per_sec']:.0f} frames/s"
-                  + (f" val F1@50 {v['f1_50']:.1f} Acc {v['acc']:.1f}" if v else ""), file=sys.stderr)  # fmt: skip
+            print(
+                f"epoch {epoch}/{epochs} loss {loss:.4f} {entry['frames_per_sec']:.0f} frames/s"
+                + (f" val F1@50 {v['f1_50']:.1f} Acc {v['acc']:.1f}" if v else ""),
+                file=sys.stderr,
+            )
     return {
-        "out": str(args.out) if args.out else None, "device": device_name(device), "params": params,
-        "epochs": epoch, "steps": step, "best": best,
+        "out": str(args.out) if args.out else None,
+        "device": device_name(device),
+        "params": params,
+        "epochs": epoch,
+        "steps": step,
+        "best": best,
         "frames_per_sec": frames_total / max(train_secs_total, 1e-9),
-        "seconds": time.perf_counter() - started, "seed": args.seed, "config": cfg,
-        "settings": settings, "history": history,
-    }  # fmt: skip
+        "seconds": time.perf_counter() - started,
+        "seed": args.seed,
+        "config": cfg,
+        "settings": settings,
+        "history": history,
+    }
 
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def save(path: Path, model, meta: dict, cfg: dict, settings: dict, best: dict, device, args) -> None:
+def save(
+    path: Path, model, meta: dict, cfg: dict, settings: dict, best: dict, device, args
+) -> None:
     """The skelseg checkpoint: weights under skelseg's names, the export's metadata, and how it
     was trained (threshold and temperature stay at 0.5 / 1.0 for `skelseg calibrate`)."""
     twin.write_safetensors(path, {k: v.float() for k, v in model.state_dict().items()})
     data = dict(meta.get("data") or {})
-    data["training"] = {"trainer": "python/skelseg_train.py", "device": device_name(device),
-                        "torch": torch.__version__, "epoch": best["epoch"], "val": best["val"],
-                        "train": settings}  # fmt: skip
-    out = {**meta, "model": {**cfg, "boundary_threshold": 0.5, "temperature": 1.0}, "data": data,
-           "command": " ".join(["python/skelseg_train.py", *sys.argv[1:]])}  # fmt: skip
+    data["training"] = {
+        "trainer": "python/skelseg_train.py",
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "epoch": best["epoch"],
+        "val": best["val"],
+        "train": settings,
+    }
+    out = {
+        **meta,
+        "model": {**cfg, "boundary_threshold": 0.5, "temperature": 1.0},
+        "data": data,
+        "command": " ".join(["python/skelseg_train.py", *sys.argv[1:]]),
+    }
     Path(path).with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
 
 
@@ -472,7 +548,9 @@ def main(argv=None) -> int:
     k.add_argument("out", type=Path)
     t = sub.add_parser("train", help="train on an export folder or packed file")
     t.add_argument("inputs", type=Path)
-    t.add_argument("--out", type=Path, help="best checkpoint (.safetensors; .json and .log.jsonl beside)")
+    t.add_argument(
+        "--out", type=Path, help="best checkpoint (.safetensors; .json and .log.jsonl beside)"
+    )
     t.add_argument("--epochs", type=int, default=100, help="at most this many")
     t.add_argument("--budget-min", type=float, default=0.0, help="wall-time budget (0 = none)")
     t.add_argument("--batch", type=int, help="crops per step (default: the export's)")
@@ -482,7 +560,9 @@ def main(argv=None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-every", type=int, default=1)
     t.add_argument("--no-augment", action="store_true")
-    t.add_argument("--limit", type=int, default=0, help="only this many training recordings (smoke tests)")
+    t.add_argument(
+        "--limit", type=int, default=0, help="only this many training recordings (smoke tests)"
+    )
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True)
@@ -492,7 +572,11 @@ def main(argv=None) -> int:
         report = pack(args.export, args.out)
     else:
         report = train(args)
-    print(json.dumps(report) if getattr(args, "json", True) else json.dumps({k: v for k, v in report.items() if k != "history"}))
+    print(
+        json.dumps(report)
+        if getattr(args, "json", True)
+        else json.dumps({k: v for k, v in report.items() if k != "history"})
+    )
     return 0
 
 

@@ -179,7 +179,9 @@ class MaskedBatchNorm(nn.Module):
                 self.running_var.mul_(1 - self.momentum).add_(unbiased.view(-1) * self.momentum)
         else:
             mean, var = self.running_mean.view(shape), self.running_var.view(shape)
-        return (x - mean) / (var + self.eps).sqrt() * self.weight.view(shape) + self.bias.view(shape)
+        return (x - mean) / (var + self.eps).sqrt() * self.weight.view(shape) + self.bias.view(
+            shape
+        )
 
 
 class MultiHeadAttention(nn.Module):
@@ -416,7 +418,9 @@ class ActionBlock(nn.Module):
         super().__init__()
         d = cfg["hidden"]
         self.conv_in, self.conv_out = nn.Conv1d(d, d, 1), nn.Conv1d(d, d, 1)
-        self.layers = nn.ModuleList(LinearAttModule(cfg, 1 << i) for i in range(cfg["action_layers"]))
+        self.layers = nn.ModuleList(
+            LinearAttModule(cfg, 1 << i) for i in range(cfg["action_layers"])
+        )
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.conv_in(x) * mask
@@ -653,7 +657,9 @@ def load(path: Path) -> tuple[InterAct, dict]:
         raise ValueError(f"{path}: missing tensors {missing[:5]}, unexpected {extra[:5]}")
     for name, t in expected.items():
         if stored[name].shape != t.shape:
-            raise ValueError(f"{path}: {name} is {list(stored[name].shape)}, expected {list(t.shape)}")
+            raise ValueError(
+                f"{path}: {name} is {list(stored[name].shape)}, expected {list(t.shape)}"
+            )
     model.load_state_dict(stored)
     return model.eval(), meta
 
@@ -667,7 +673,9 @@ def _crate_version() -> str:
     return ""
 
 
-def save(path: Path, model: InterAct, classes: list[str], layout: str = "kinect_v2", **data) -> None:
+def save(
+    path: Path, model: InterAct, classes: list[str], layout: str = "kinect_v2", **data
+) -> None:
     """Writes a skelseg checkpoint: the state dict under skelseg's names + the JSON."""
     path = Path(path)
     if len(classes) != model.cfg["num_classes"]:
@@ -736,7 +744,9 @@ def compare(got: dict[str, Tensor], want: dict[str, Tensor], mask: Tensor) -> di
 
 
 @torch.inference_mode()
-def time_loops(model: InterAct, window: int, hop: int, frames: int, reps: int, device="cpu") -> dict:
+def time_loops(
+    model: InterAct, window: int, hop: int, frames: int, reps: int, device="cpu"
+) -> dict:
     """ms per frame, median and range over `reps` repeats, batch 1, after a full window:
     - the researcher's loop: the full model on the last `window` frames at every frame (hop 1);
     - the twin's best sliding loop: DSMI once per arriving frame (cached), MFAI on the cached
@@ -788,7 +798,9 @@ def time_loops(model: InterAct, window: int, hop: int, frames: int, reps: int, d
     }
 
 
-def time_batched(model: InterAct, window: int, hop: int, batches: list[int], reps: int, device) -> list[dict]:
+def time_batched(
+    model: InterAct, window: int, hop: int, batches: list[int], reps: int, device
+) -> list[dict]:
     """One step of B streams at once (DSMI on each stream's new frame, MFAI on each stream's
     cached window), ms per step; at hop `hop` and 30 fps a stream needs 30 / hop windows per
     second, so a step of S ms serves B·1000·hop / (30·S) streams, at a latency of S ms."""
@@ -876,9 +888,13 @@ def cmd_time(args) -> int:
         report = time_loops(model, args.window, args.hop, args.frames, args.reps, args.device)
         if args.batches:
             batches = [int(b) for b in args.batches.split(",")]
-            report["batched"] = time_batched(model, args.window, args.hop, batches, max(args.reps, 5), args.device)
+            report["batched"] = time_batched(
+                model, args.window, args.hop, batches, max(args.reps, 5), args.device
+            )
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
-    report.update(model=str(args.model), threads=args.threads, torch=torch.__version__, device=device)
+    report.update(
+        model=str(args.model), threads=args.threads, torch=torch.__version__, device=device
+    )
     if args.json:
         print(json.dumps(report))
     else:
