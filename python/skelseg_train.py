@@ -345,6 +345,11 @@ def validate(model, recs, device) -> dict:
 # The loop
 
 
+def to_device(recs: list[dict], device: torch.device) -> list[dict]:
+    """The recordings with their tensors on `device` (all of them fit on a GPU)."""
+    return [{k: v.to(device) if isinstance(v, Tensor) else v for k, v in r.items()} for r in recs]
+
+
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -370,10 +375,7 @@ def train(args) -> dict:
     train_recs, val_recs = splits["train"], splits["val"] or splits["train"]
     if args.limit:
         train_recs, val_recs = train_recs[: args.limit], val_recs[: max(1, args.limit // 4)]
-    to_dev = lambda recs: [
-        {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in r.items()} for r in recs
-    ]  # noqa: E731
-    train_recs, val_recs = to_dev(train_recs), to_dev(val_recs)
+    train_recs, val_recs = to_device(train_recs, device), to_device(val_recs, device)
     settings = {**manifest["train"]}
     # The export's settings, with this run's changes; the epochs follow the budget (recorded
     # when a checkpoint is written) and there is no early stopping.
