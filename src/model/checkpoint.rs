@@ -53,6 +53,24 @@ pub struct CheckpointMeta {
     /// Crate version that wrote the checkpoint.
     #[serde(default)]
     pub skelseg_version: String,
+    /// Streaming settings chosen for this model on validation data, which
+    /// [`StreamConfig::from_checkpoint`](crate::stream::StreamConfig::from_checkpoint) and
+    /// `skelseg stream` use unless told otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamTuning>,
+}
+
+/// Segmenter settings chosen for one model on its validation data; a missing value keeps the
+/// library default ([`SegmenterConfig`](crate::stream::SegmenterConfig)).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamTuning {
+    /// θ: the mean probability a new label needs to take over without a boundary peak.
+    pub min_mean_prob: Option<f32>,
+    /// A class's minimum length as a fraction of its mean training segment length.
+    pub min_len_factor: Option<f64>,
+    /// How they were chosen: data, candidates, rule (free-form).
+    pub chosen: serde_json::Value,
 }
 
 impl CheckpointMeta {
@@ -67,6 +85,7 @@ impl CheckpointMeta {
             data: serde_json::Value::Null,
             command: String::new(),
             skelseg_version: env!("CARGO_PKG_VERSION").into(),
+            stream: None,
         }
     }
 

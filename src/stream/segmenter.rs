@@ -78,6 +78,17 @@ impl SegmenterConfig {
     /// The shortest per-class minimum length [`SegmenterConfig::tuned_for`] sets, in frames.
     pub const MIN_CLASS_FRAMES: usize = 4;
 
+    /// θ and the minimum-length factor for the checkpoint `meta`: the ones chosen for it on
+    /// validation data ([`CheckpointMeta::stream`]), else the defaults (`min_mean_prob` of
+    /// [`SegmenterConfig::default`], [`SegmenterConfig::MIN_LEN_FACTOR`]).
+    pub fn checkpoint_choices(meta: &CheckpointMeta) -> (f32, f64) {
+        let tuning = meta.stream.clone().unwrap_or_default();
+        (
+            tuning.min_mean_prob.unwrap_or(SegmenterConfig::default().min_mean_prob),
+            tuning.min_len_factor.unwrap_or(Self::MIN_LEN_FACTOR),
+        )
+    }
+
     /// These settings with what the checkpoint `meta` knows: the boundary threshold chosen on
     /// validation data, and a minimum length per class of `min_len_factor` × its mean segment
     /// length in the training data (`mean_segment_frames` in the checkpoint's data summary), at
@@ -510,6 +521,38 @@ mod tests {
         let tuned = base.tuned_for(&meta, 0.125);
         assert_eq!(tuned.min_frames_per_class, vec![7, 13, 9, 4]);
         assert_eq!(tuned.boundary_threshold, 0.7);
+    }
+
+    #[test]
+    fn a_checkpoint_brings_the_theta_and_length_factor_chosen_for_it() {
+        use crate::model::ModelConfig;
+        use crate::model::checkpoint::StreamTuning;
+        use crate::stream::StreamConfig;
+        let model = ModelConfig { num_classes: 2, ..ModelConfig::default() };
+        let mut meta = CheckpointMeta::new(model, vec!["background".into(), "a".into()], "x");
+        meta.data = serde_json::json!({ "mean_segment_frames": [40.0, 100.0] });
+        // Nothing chosen: the library defaults.
+        let defaults = SegmenterConfig::checkpoint_choices(&meta);
+        assert_eq!(
+            defaults,
+            (SegmenterConfig::default().min_mean_prob, SegmenterConfig::MIN_LEN_FACTOR)
+        );
+        assert_eq!(StreamConfig::from_checkpoint(&meta).segmenter.min_frames_per_class, [5, 13]);
+        // Chosen on validation: both reach the streaming settings.
+        meta.stream = Some(StreamTuning {
+            min_mean_prob: Some(0.75),
+            min_len_factor: Some(0.5),
+            ..StreamTuning::default()
+        });
+        let cfg = StreamConfig::from_checkpoint(&meta).segmenter;
+        assert_eq!(cfg.min_mean_prob, 0.75);
+        assert_eq!(cfg.min_frames_per_class, [20, 50]);
+        // Only one chosen: the other stays the default; and the block survives a JSON round trip.
+        meta.stream = Some(StreamTuning { min_len_factor: Some(0.25), ..StreamTuning::default() });
+        let back: CheckpointMeta =
+            serde_json::from_str(&serde_json::to_string(&meta).expect("ser")).expect("de");
+        assert_eq!(back.stream, meta.stream);
+        assert_eq!(SegmenterConfig::checkpoint_choices(&back), (0.6, 0.25));
     }
 
     /// Frames from a label sequence: the labelled class gets `p`, the rest share what is left.

@@ -33,13 +33,16 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
-    /// The default settings tuned for the checkpoint `meta`: its boundary threshold and
-    /// per-class minimum lengths ([`SegmenterConfig::tuned_for`] with
-    /// [`SegmenterConfig::MIN_LEN_FACTOR`]). `skelseg stream` without options segments the same.
+    /// The default settings tuned for the checkpoint `meta`: its boundary threshold, the θ and
+    /// minimum-length factor chosen for it on validation data when it records them
+    /// ([`SegmenterConfig::checkpoint_choices`]), and per-class minimum lengths
+    /// ([`SegmenterConfig::tuned_for`]). `skelseg stream` without options segments the same.
     pub fn from_checkpoint(meta: &CheckpointMeta) -> Self {
+        let (theta, min_len_factor) = SegmenterConfig::checkpoint_choices(meta);
+        let segmenter = SegmenterConfig { min_mean_prob: theta, ..SegmenterConfig::default() };
         StreamConfig {
             engine: EngineConfig::default(),
-            segmenter: SegmenterConfig::default().tuned_for(meta, SegmenterConfig::MIN_LEN_FACTOR),
+            segmenter: segmenter.tuned_for(meta, min_len_factor),
         }
     }
 

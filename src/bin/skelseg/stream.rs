@@ -31,13 +31,15 @@ pub struct StreamOptions {
     /// the labels come 0.23 s sooner but online F1@50 drops by about 11 points, BENCHMARKS.md).
     #[arg(long, default_value_t = EngineConfig::default().lookahead_frames)]
     pub lookahead: usize,
-    /// Mean probability a new label needs to take over without a boundary peak (θ).
-    #[arg(long, default_value_t = SegmenterConfig::default().min_mean_prob)]
-    pub theta: f32,
+    /// Mean probability a new label needs to take over without a boundary peak (θ); default:
+    /// the value chosen for the model on validation data (its JSON's `stream`), else 0.6.
+    #[arg(long)]
+    pub theta: Option<f32>,
     /// Minimum length of a new label, as a fraction of its class's mean training segment length
-    /// (from the checkpoint); `--min-frames` is used for classes without one.
-    #[arg(long, default_value_t = SegmenterConfig::MIN_LEN_FACTOR)]
-    pub min_len_factor: f64,
+    /// (from the checkpoint); `--min-frames` is used for classes without one. Default: the value
+    /// chosen for the model on validation data (its JSON's `stream`), else 0.125.
+    #[arg(long)]
+    pub min_len_factor: Option<f64>,
     /// Minimum length in frames of a new label without a boundary peak.
     #[arg(long, default_value_t = SegmenterConfig::default().min_frames)]
     pub min_frames: usize,
@@ -59,14 +61,15 @@ pub struct StreamOptions {
 impl StreamOptions {
     /// The streaming configuration for a model with metadata `meta`.
     pub fn config(&self, meta: &CheckpointMeta) -> skelseg::Result<StreamConfig> {
+        let (theta, min_len_factor) = SegmenterConfig::checkpoint_choices(meta);
         let mut segmenter = SegmenterConfig {
-            min_mean_prob: self.theta,
+            min_mean_prob: self.theta.unwrap_or(theta),
             min_frames: self.min_frames,
             per_frame: self.per_frame,
             person_timeout_frames: self.person_timeout,
             ..SegmenterConfig::default()
         }
-        .tuned_for(meta, self.min_len_factor);
+        .tuned_for(meta, self.min_len_factor.unwrap_or(min_len_factor));
         if let Some(threshold) = self.boundary_threshold {
             segmenter.boundary_threshold = threshold;
         }
