@@ -484,7 +484,6 @@ def train(args) -> dict:
                         {**settings, "epochs": epochs},
                         best,
                         device,
-                        args,
                     )
         entry["seconds"] = time.perf_counter() - started
         history.append(entry)
@@ -498,6 +497,8 @@ def train(args) -> dict:
                 + (f" val F1@50 {v['f1_50']:.1f} Acc {v['acc']:.1f}" if v else ""),
                 file=sys.stderr,
             )
+    if log:
+        log.close()
     return {
         "out": str(args.out) if args.out else None,
         "device": device_name(device),
@@ -518,9 +519,7 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def save(
-    path: Path, model, meta: dict, cfg: dict, settings: dict, best: dict, device, args
-) -> None:
+def save(path: Path, model, meta: dict, cfg: dict, settings: dict, best: dict, device) -> None:
     """The skelseg checkpoint: weights under skelseg's names, the export's metadata, and how it
     was trained (threshold and temperature stay at 0.5 / 1.0 for `skelseg calibrate`)."""
     twin.write_safetensors(path, {k: v.float() for k, v in model.state_dict().items()})

@@ -82,10 +82,12 @@ impl SegmenterConfig {
     /// validation data ([`CheckpointMeta::stream`]), else the defaults (`min_mean_prob` of
     /// [`SegmenterConfig::default`], [`SegmenterConfig::MIN_LEN_FACTOR`]).
     pub fn checkpoint_choices(meta: &CheckpointMeta) -> (f32, f64) {
-        let tuning = meta.stream.clone().unwrap_or_default();
+        let tuning = meta.stream.as_ref();
         (
-            tuning.min_mean_prob.unwrap_or(SegmenterConfig::default().min_mean_prob),
-            tuning.min_len_factor.unwrap_or(Self::MIN_LEN_FACTOR),
+            tuning
+                .and_then(|t| t.min_mean_prob)
+                .unwrap_or(SegmenterConfig::default().min_mean_prob),
+            tuning.and_then(|t| t.min_len_factor).unwrap_or(Self::MIN_LEN_FACTOR),
         )
     }
 

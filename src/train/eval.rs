@@ -71,6 +71,21 @@ pub fn sweep_thresholds(
 /// Thresholds tried when choosing one on validation data (1.0 = no refinement).
 pub const THRESHOLD_GRID: [f32; 8] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0];
 
+/// The boundary threshold of [`THRESHOLD_GRID`] whose refinement of `predictions` scores the
+/// best F1@50 (then Acc) on `seqs`, with those scores: the rule `skelseg train` applies after
+/// every validation and `skelseg calibrate --threshold` applies to a finished checkpoint.
+/// `None` only for an empty grid.
+pub fn choose_threshold(
+    predictions: &[Prediction],
+    seqs: &[SequenceTensors],
+    background: &[usize],
+) -> Result<Option<(f32, Scores)>> {
+    let sweep = sweep_thresholds(predictions, seqs, &THRESHOLD_GRID, background)?;
+    Ok(sweep.into_iter().max_by(|(_, a), (_, b)| {
+        (a.f1_50, a.acc).partial_cmp(&(b.f1_50, b.acc)).unwrap_or(std::cmp::Ordering::Equal)
+    }))
+}
+
 /// Predicts every sequence and scores the predictions against their labels.
 pub fn evaluate(
     model: &InterAct,

@@ -15,7 +15,8 @@ mod trainer;
 
 pub use data::{Augment, Batch, Crop, SequenceTensors, random_crop, speed_crop};
 pub use eval::{
-    Prediction, THRESHOLD_GRID, evaluate, frame_logits, predict, refine, sweep_thresholds,
+    Prediction, THRESHOLD_GRID, choose_threshold, evaluate, frame_logits, predict, refine,
+    sweep_thresholds,
 };
 pub use trainer::{
     SizedDefaults, TARGET_TRAINING_FRAMES, TrainConfig, TrainJob, TrainProgress, TrainReport,

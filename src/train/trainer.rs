@@ -28,7 +28,7 @@ use crate::metrics::Scores;
 use crate::model::{self, InterAct, ModelConfig, checkpoint};
 use crate::train::calibrate::{Calibration, fit_temperature};
 use crate::train::data::{Augment, Batch, SequenceTensors, speed_crop};
-use crate::train::eval::{THRESHOLD_GRID, evaluate, frame_logits, sweep_thresholds};
+use crate::train::eval::{choose_threshold, evaluate, frame_logits};
 
 /// Optimisation settings (model settings live in [`ModelConfig`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -487,11 +487,7 @@ pub fn train(
                 job.model.boundary_threshold as f32,
                 &background,
             )?;
-            let sweep = sweep_thresholds(&preds, val_set, &THRESHOLD_GRID, &background)?;
-            let chosen = sweep.into_iter().max_by(|(_, a), (_, b)| {
-                (a.f1_50, a.acc).partial_cmp(&(b.f1_50, b.acc)).unwrap_or(std::cmp::Ordering::Equal)
-            });
-            if let Some((threshold, scores)) = chosen {
+            if let Some((threshold, scores)) = choose_threshold(&preds, val_set, &background)? {
                 tracing::info!(
                     epoch,
                     threshold,
