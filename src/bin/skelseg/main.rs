@@ -7,6 +7,7 @@ mod data;
 mod model;
 mod record;
 mod stream;
+mod training;
 mod zenoh_cli;
 
 use std::process::ExitCode;
@@ -45,7 +46,7 @@ enum Command {
     /// Score MS-TCN style prediction files against ground-truth files (Acc, Edit, F1@k).
     Metrics(data::MetricsArgs),
     /// Train an InterAct model on a dataset folder.
-    Train(model::TrainArgs),
+    Train(training::TrainArgs),
     /// Evaluate a model on a dataset folder, offline (full sequences) or online (streaming).
     Eval(model::EvalArgs),
     /// Fit a checkpoint's confidence calibration (softmax temperature) on validation data.
@@ -72,7 +73,7 @@ fn main() -> ExitCode {
         Command::Check(args) => data::check(args),
         Command::Record(args) => record::record(args),
         Command::View(args) => model::view(args),
-        Command::Train(args) => model::train(args),
+        Command::Train(args) => training::train(args),
         Command::Eval(args) => model::eval(args),
         Command::Calibrate(args) => model::calibrate(args),
         Command::Stream(args) => stream::stream(args),
