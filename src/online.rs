@@ -10,6 +10,7 @@ use crate::Model;
 use crate::error::Result;
 use crate::io::Recording;
 use crate::metrics::{MetricsAccumulator, Scores, Variant, percentile};
+use crate::postprocess::refinement_with_boundary;
 use crate::stream::{SegmentEvent, StreamConfig, StreamSegmenter, VizTap};
 
 /// A segment as committed by the streaming path.
@@ -54,6 +55,12 @@ pub struct OnlineReport {
     pub boundaries_matched: f64,
     /// Committed segments per ground-truth segment.
     pub overseg_ratio: f64,
+    /// A diagnostic, not a streaming result: the stream's finalised frames (each frame's class
+    /// and boundary probability as the stream saw them, with `lookahead` frames of future)
+    /// segmented afterwards as offline evaluation does (ASRF refinement over the whole
+    /// recording). Offline against this separates what the model loses by judging frames with
+    /// little future; this against `scores` is what the causal segmenter's decisions cost.
+    pub finalised_frames_refined: Scores,
     /// Window length used.
     pub window_frames: usize,
     /// Hop used.
@@ -95,14 +102,21 @@ pub fn evaluate_online(
     recs: &[&Recording],
     cfg: &StreamConfig,
 ) -> Result<OnlineReport> {
-    let mut seg = StreamSegmenter::with_config(loaded, "eval", cfg.clone())?;
+    // Per-frame events feed the diagnostic; they do not change the segments.
+    let mut tracked = cfg.clone();
+    tracked.segmenter.per_frame = true;
+    let threshold = tracked.segmenter.boundary_threshold;
+    let mut seg = StreamSegmenter::with_config(loaded, "eval", tracked)?;
     let mut acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
+    let mut refined_acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
     let mut delays = Vec::new();
     let (mut boundaries, mut pred_segments, mut gt_segments) = (0usize, 0usize, 0usize);
     for rec in recs {
-        let run = run_one(&mut seg, rec)?;
+        let (run, finalised) = run_tracked(&mut seg, rec)?;
         let Some(gt) = rec.frame_labels() else { continue };
         acc.add(&run.labels, &gt)?;
+        let refined = refinement_with_boundary(&finalised.classes, &finalised.boundary, threshold);
+        refined_acc.add(&refined, &gt)?;
         let gt_runs = label_runs(&gt);
         gt_segments += gt_runs.len();
         pred_segments += run.segments.len();
@@ -127,22 +141,47 @@ pub fn evaluate_online(
         delay_p95_frames: percentile(&delays, 0.95),
         boundaries_matched: delays.len() as f64 / boundaries.max(1) as f64,
         overseg_ratio: pred_segments as f64 / gt_segments.max(1) as f64,
+        finalised_frames_refined: refined_acc.finish(),
         window_frames: cfg.engine.window_frames,
         hop_frames: cfg.engine.hop_frames,
         lookahead_frames: cfg.engine.lookahead_frames,
     })
 }
 
+/// What a stream finalised per frame, by position: argmax class and boundary probability
+/// (zeros for frames without a per-frame event: none while nobody is there).
+#[derive(Debug, Default)]
+struct FinalisedFrames {
+    classes: Vec<usize>,
+    boundary: Vec<f32>,
+}
+
 fn run_one(seg: &mut StreamSegmenter, rec: &Recording) -> Result<RecordingRun> {
+    run_tracked(seg, rec).map(|(run, _)| run)
+}
+
+fn run_tracked(
+    seg: &mut StreamSegmenter,
+    rec: &Recording,
+) -> Result<(RecordingRun, FinalisedFrames)> {
     // Frame indices of a recording may skip numbers (UTKinect); metrics work on positions.
     let position: HashMap<u64, usize> =
         rec.frames.iter().enumerate().map(|(i, f)| (f.index, i)).collect();
     let pos = |index: u64| position.get(&index).copied().unwrap_or(0);
     let mut segments = Vec::new();
     let mut started_at: HashMap<u64, usize> = HashMap::new();
+    let mut finalised = FinalisedFrames {
+        classes: vec![0; rec.frames.len()],
+        boundary: vec![0.0; rec.frames.len()],
+    };
     let mut handle = |events: Vec<SegmentEvent>, at: usize| {
         for event in events {
             match event {
+                SegmentEvent::FrameLabel { frame, class, boundary_prob, .. } => {
+                    let p = pos(frame);
+                    finalised.classes[p] = class;
+                    finalised.boundary[p] = boundary_prob;
+                }
                 SegmentEvent::SegmentStarted { start_frame, .. } => {
                     started_at.insert(start_frame, at);
                 }
@@ -179,7 +218,7 @@ fn run_one(seg: &mut StreamSegmenter, rec: &Recording) -> Result<RecordingRun> {
         }
         None => None,
     };
-    Ok(RecordingRun { name: rec.name.clone(), segments, labels, scores })
+    Ok((RecordingRun { name: rec.name.clone(), segments, labels, scores }, finalised))
 }
 
 /// Maximal runs of equal labels as `(class, start, end)`, `end` inclusive.

@@ -164,6 +164,22 @@ fn eval_and_stream_report_json_on_the_bundled_sequence() {
     // A regression guard for the bundled model: it scores 88.7 Acc offline on these four
     // sequences (BENCHMARKS.md); a broken model, loader or pipeline falls far below 80.
     assert!(v["offline"]["acc"].as_f64().unwrap() > 80.0, "{v}");
+    // The diagnostic: the stream's own frames refined afterwards score like the stream's
+    // segments or better here, and far above chance.
+    let refined = &v["online"]["finalised_frames_refined"];
+    assert!(refined["acc"].as_f64().unwrap() > 80.0, "{v}");
+    // The majority rule runs from the command line and covers the same frames.
+    let majority = json(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--online",
+        "--rule",
+        "majority",
+        "--json",
+    ]);
+    assert!(majority["online"]["acc"].as_f64().unwrap() > 80.0, "{majority}");
+    assert_eq!(majority["online"]["frames"], v["online"]["frames"]);
 
     let file = data.join("skeleton/synth_0000.txt");
     let spec = format!("file:{}", file.display());

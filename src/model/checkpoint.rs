@@ -69,6 +69,10 @@ pub struct StreamTuning {
     pub min_mean_prob: Option<f32>,
     /// A class's minimum length as a fraction of its mean training segment length.
     pub min_len_factor: Option<f64>,
+    /// The segmenter's rule.
+    pub rule: Option<crate::stream::SegmentRule>,
+    /// The majority rule's peakless factor.
+    pub peakless_factor: Option<f32>,
     /// How they were chosen: data, candidates, rule (free-form).
     pub chosen: serde_json::Value,
 }

@@ -129,6 +129,27 @@ impl Mfai {
 
     /// `x (N, D, T)`, `mask (N, 1, T)` → one prediction per QBlock, final last.
     pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Vec<StageLogits> {
+        self.forward_impl(x, mask, train, None)
+    }
+
+    /// Inference: only the final prediction, for frames `from..T` ([`QueryDecoder::forward`]).
+    /// `None` for a model without QBlocks.
+    pub(crate) fn forward_final(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        from: i64,
+    ) -> Option<StageLogits> {
+        self.forward_impl(x, mask, false, Some(from)).pop()
+    }
+
+    fn forward_impl(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        train: bool,
+        final_from: Option<i64>,
+    ) -> Vec<StageLogits> {
         let x = channel_dropout(x, self.channel_dropout, train);
         // Encoder: E_0 at T, E_l at T/2^l.
         let mut masks = vec![mask.shallow_clone()];
@@ -172,7 +193,7 @@ impl Mfai {
             }
             Temporal::Fixed => (0..h).map(|_| (finest, mask)).collect(),
         };
-        self.queries.forward(&levels_used, &f_a, &f_b, mask)
+        self.queries.forward(&levels_used, &f_a, &f_b, mask, final_from)
     }
 }
 

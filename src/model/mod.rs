@@ -151,14 +151,7 @@ impl InterAct {
         if mask.size() != [n, t] {
             return Err(shape_error("mfai mask", &format!("[{n}, {t}]"), mask));
         }
-        let m = self.cfg.pad_multiple();
-        let padded = (t + m - 1) / m * m;
-        let mask = mask
-            .to_device(feats.device())
-            .to_kind(feats.kind())
-            .pad([0, padded - t], "constant", None)
-            .view([n, 1, padded]);
-        let feats = feats.pad([0, padded - t], "constant", None) * &mask;
+        let (feats, mask) = self.pad_window(feats, mask);
         let stages = self
             .mfai
             .forward_t(&feats, &mask, train)
@@ -169,6 +162,56 @@ impl InterAct {
             })
             .collect();
         Ok(Output { stages, temperature: self.cfg.temperature })
+    }
+
+    /// Inference only: the final stage's logits for frames `from..T` of each window, the part
+    /// a stream finalises. Same numbers as the final stage of [`InterAct::mfai`] on those
+    /// frames (to float rounding); the other frames' and the earlier stages' heads are not
+    /// computed. `from` must lie in `0..T`.
+    pub fn mfai_final(&self, feats: &Tensor, mask: &Tensor, from: i64) -> Result<Output> {
+        let _span = trace_span!("mfai").entered();
+        let want = format!("[N, {}, T]", self.cfg.hidden);
+        let (n, d, t) = feats.size3().map_err(|_| shape_error("mfai feats", &want, feats))?;
+        if d != self.cfg.hidden || t < 1 || n < 1 {
+            return Err(shape_error("mfai feats", &want, feats));
+        }
+        if mask.size() != [n, t] {
+            return Err(shape_error("mfai mask", &format!("[{n}, {t}]"), mask));
+        }
+        if !(0..t).contains(&from) {
+            return Err(Error::invalid(
+                "mfai_final",
+                format!("first frame {from} is not within the window's {t} frames"),
+            ));
+        }
+        let (feats, mask) = self.pad_window(feats, mask);
+        let stage = self
+            .mfai
+            .forward_final(&feats, &mask, from)
+            .ok_or_else(|| Error::invalid("model output", "no stages"))?;
+        let keep = t - from;
+        Ok(Output {
+            stages: vec![Stage {
+                action_logits: stage.action.narrow(2, 0, keep),
+                boundary_logits: stage.boundary.narrow(1, 0, keep),
+            }],
+            temperature: self.cfg.temperature,
+        })
+    }
+
+    /// Pads `feats (N, D, T)` and `mask (N, T)` to the multiple MFAI needs: `(N, D, T')`,
+    /// `(N, 1, T')`, padded frames zeroed.
+    fn pad_window(&self, feats: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
+        let (n, t) = (feats.size()[0], feats.size()[2]);
+        let m = self.cfg.pad_multiple();
+        let padded = (t + m - 1) / m * m;
+        let mask = mask
+            .to_device(feats.device())
+            .to_kind(feats.kind())
+            .pad([0, padded - t], "constant", None)
+            .view([n, 1, padded]);
+        let feats = feats.pad([0, padded - t], "constant", None) * &mask;
+        (feats, mask)
     }
 
     /// DSMI then MFAI: modalities `(N, C, T, V)`, `mask (N, T)`. Unlike a separate

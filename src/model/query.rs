@@ -171,13 +171,29 @@ impl QueryDecoder {
 
     /// `levels`: one `(frames (N, D, T_h), mask (N, 1, T_h))` per QBlock, coarse to fine;
     /// `f_a`, `f_b (N, D, T)` and `mask (N, 1, T)` at the finest level. One prediction per QBlock.
+    ///
+    /// With `final_from = Some(s)`, only the final prediction, for frames `s..T`: the FBlock
+    /// chain and the heads work frame by frame (frames attend to the queries, not to each
+    /// other), so the other frames and the earlier stages' heads can be left out (inference).
     pub(crate) fn forward(
         &self,
         levels: &[(&Tensor, &Tensor)],
         f_a: &Tensor,
         f_b: &Tensor,
         mask: &Tensor,
+        final_from: Option<i64>,
     ) -> Vec<StageLogits> {
+        let (f_a, f_b, mask) = match final_from {
+            Some(from) => {
+                let keep = f_a.size()[2] - from;
+                (
+                    &f_a.narrow(2, from, keep),
+                    &f_b.narrow(2, from, keep),
+                    &mask.narrow(2, from, keep),
+                )
+            }
+            None => (f_a, f_b, mask),
+        };
         let n = f_a.size()[0];
         let a = self.num_classes;
         let mut q = self.query.unsqueeze(0).expand([n, -1, -1], false); // (N, A+1, D)
@@ -197,6 +213,12 @@ impl QueryDecoder {
             let fblock = &self.fblocks[r.min(self.fblocks.len() - 1)];
             let fa = FBlock::attend(&fblock.ln_a, &fblock.attn_a, &f_a, &q_a, mask);
             let fb = FBlock::attend(&fblock.ln_b, &fblock.attn_b, &f_b, &qn, mask);
+            if final_from.is_some() && r + 1 < self.blocks.len() {
+                if self.chained {
+                    (f_a, f_b) = (fa, fb);
+                }
+                continue;
+            }
             let action = self.embed_a.forward(&q_a).matmul(&fa) * self.logit_scale; // (N, A, T)
             let boundary =
                 (self.embed_b.forward(&q_b).matmul(&fb) * self.logit_scale).squeeze_dim(1); // (N, T)

@@ -414,3 +414,44 @@ fn padding_does_not_change_outputs_in_training_mode_either() {
     let diff = (x - y).abs().max().double_value(&[]);
     assert!(diff < 1e-5 * scale, "train-mode logits differ by {diff} (max {scale})");
 }
+
+#[test]
+fn final_frames_of_a_window_match_the_whole_forward() {
+    tch::manual_seed(5);
+    let _guard = tch::no_grad_guard();
+    for revision in [1, 2] {
+        let cfg = ModelConfig { revision, ..ModelConfig::tiny(4) };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = InterAct::new(&vs.root(), &cfg).expect("model");
+        // An odd length (padded inside), two windows of which the second is half padding.
+        let t = 77;
+        let feats = Tensor::randn([2, cfg.hidden, t], (Kind::Float, Device::Cpu));
+        let mask = Tensor::cat(
+            &[
+                ones(1, t),
+                Tensor::cat(
+                    &[ones(1, 40), Tensor::zeros([1, t - 40], (Kind::Float, Device::Cpu))],
+                    1,
+                ),
+            ],
+            0,
+        );
+        let whole = model.mfai(&feats, &mask, false).expect("whole");
+        let last = whole.final_stage().expect("final");
+        for from in [0, 1, 40, 58, 76] {
+            let tail = model.mfai_final(&feats, &mask, from).expect("tail");
+            assert_eq!(tail.stages.len(), 1);
+            let stage = &tail.stages[0];
+            assert_eq!(stage.action_logits.size(), [2, 4, t - from]);
+            let close = |a: &Tensor, b: &Tensor| {
+                let scale = b.abs().max().double_value(&[]).max(1.0);
+                let diff = (a - b).abs().max().double_value(&[]);
+                assert!(diff < 1e-5 * scale, "revision {revision}, from {from}: differ by {diff}");
+            };
+            close(&stage.action_logits, &last.action_logits.narrow(2, from, t - from));
+            close(&stage.boundary_logits, &last.boundary_logits.narrow(1, from, t - from));
+        }
+        assert!(model.mfai_final(&feats, &mask, t).is_err());
+        assert!(model.mfai_final(&feats, &mask, -1).is_err());
+    }
+}

@@ -298,6 +298,15 @@ struct Job {
     flush: bool,
 }
 
+/// One window's final-stage output for its columns `from..len`, the only ones computed (the
+/// frames it can finalise): probabilities `(A, C)` row-major and boundary probabilities `(C)`.
+#[derive(Clone, Debug)]
+struct WindowColumns {
+    from: usize,
+    probs: Vec<f32>,
+    boundary: Vec<f32>,
+}
+
 /// What [`Engine::push_frames`] gives one stream, with the positions (in the frames passed) of
 /// the frames that triggered a window, for latency figures.
 #[derive(Debug, Default)]
@@ -420,6 +429,12 @@ impl Engine {
         Ok(flat.chunks(d as usize).map(<[f32]>::to_vec).collect())
     }
 
+    /// The frames a window finalises end here: all of them at end of stream, else those with
+    /// `lookahead` later frames in the window.
+    fn until(&self, job: &Job) -> u64 {
+        if job.flush { job.end } else { job.end.saturating_sub(self.cfg.lookahead_frames as u64) }
+    }
+
     /// Runs `jobs` (any number per stream, in increasing `end` per stream) as MFAI batches of
     /// equal window length, then finalises each stream's frames window by window in order.
     fn run_windows(
@@ -430,8 +445,17 @@ impl Engine {
         let _guard = tch::no_grad_guard();
         let w = self.cfg.window_frames as u64;
         let len_of = |job: &Job| job.end.min(w) as usize;
-        // (probs (A·T), boundary probs (T)) per job.
-        let mut results: Vec<Option<(Vec<f32>, Vec<f32>)>> = vec![None; jobs.len()];
+        let mut results: Vec<Option<WindowColumns>> = vec![None; jobs.len()];
+        // The first frame each job finalises: where the stream's previous job stops.
+        let mut finalised: Vec<u64> = states.iter().map(|s| s.finalised).collect();
+        let first_final: Vec<u64> = jobs
+            .iter()
+            .map(|job| {
+                let first = finalised[job.stream];
+                finalised[job.stream] = first.max(self.until(job));
+                first
+            })
+            .collect();
         let mut lengths: Vec<usize> = jobs.iter().map(len_of).collect();
         lengths.sort_unstable();
         lengths.dedup();
@@ -442,6 +466,13 @@ impl Engine {
             for chunk in members.chunks(MAX_WINDOWS_PER_BATCH) {
                 let mut flat = Vec::new();
                 let mut d = 0;
+                // The earliest column any window of the chunk finalises.
+                let from = chunk
+                    .iter()
+                    .map(|&j| first_final[j].saturating_sub(jobs[j].end - len as u64) as usize)
+                    .min()
+                    .unwrap_or(0)
+                    .min(len - 1);
                 for &j in chunk {
                     let state = &states[jobs[j].stream];
                     let first = (jobs[j].end - len as u64 - state.base()) as usize;
@@ -457,36 +488,35 @@ impl Engine {
                     .transpose(1, 2)
                     .to(self.device);
                 let mask = Tensor::ones([n, len as i64], (Kind::Float, self.device));
-                let output = self.model.mfai(&feats, &mask, false)?;
+                let output = self.model.mfai_final(&feats, &mask, from as i64)?;
                 let probs =
-                    output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, T)
+                    output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, C)
                 let bprobs =
-                    output.final_boundary_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, T)
+                    output.final_boundary_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, C)
                 classes = probs.size()[1] as usize;
                 let probs = Vec::<f32>::try_from(probs.reshape([-1]))?;
                 let bprobs = Vec::<f32>::try_from(bprobs.reshape([-1]))?;
-                let per = classes * len;
+                let cols = len - from;
+                let per = classes * cols;
                 for (row, &j) in chunk.iter().enumerate() {
-                    results[j] = Some((
-                        probs[row * per..(row + 1) * per].to_vec(),
-                        bprobs[row * len..(row + 1) * len].to_vec(),
-                    ));
+                    results[j] = Some(WindowColumns {
+                        from,
+                        probs: probs[row * per..(row + 1) * per].to_vec(),
+                        boundary: bprobs[row * cols..(row + 1) * cols].to_vec(),
+                    });
                 }
             }
         }
         let mut out = vec![Vec::new(); states.len()];
         for (job, result) in jobs.iter().zip(results) {
-            let Some((probs, bprobs)) = result else { continue };
+            let Some(WindowColumns { from, probs, boundary: bprobs }) = result else { continue };
             let state = &mut *states[job.stream];
             let len = len_of(job);
+            let cols = len - from;
             state.counters.windows += 1;
             let window_start = job.end - len as u64;
-            let until = if job.flush {
-                job.end
-            } else {
-                job.end.saturating_sub(self.cfg.lookahead_frames as u64)
-            };
-            if state.finalised < window_start {
+            let until = self.until(job);
+            if state.finalised < window_start + from as u64 {
                 return Err(Error::invalid(
                     "stream engine",
                     format!("frame {} left the window before it was finalised", state.finalised),
@@ -494,13 +524,13 @@ impl Engine {
             }
             let base = state.base();
             while state.finalised < until {
-                let col = (state.finalised - window_start) as usize;
+                let col = (state.finalised - window_start) as usize - from;
                 let (index, timestamp_secs, present) =
                     state.times[(state.finalised - base) as usize];
                 out[job.stream].push(FinalFrame {
                     index,
                     timestamp_secs,
-                    probs: (0..classes).map(|c| probs[c * len + col]).collect(),
+                    probs: (0..classes).map(|c| probs[c * cols + col]).collect(),
                     boundary_prob: bprobs[col],
                     present,
                 });

@@ -32,6 +32,6 @@ pub use events::SegmentEvent;
 pub use filter::OneEuroConfig;
 pub use latency::LatencyHistogram;
 pub use pipeline::{EventCallback, Pipeline, PipelineBuilder, PipelineStats, default_workers};
-pub use segmenter::SegmenterConfig;
+pub use segmenter::{SegmentRule, SegmenterChoices, SegmenterConfig};
 pub use sync::{StreamConfig, StreamSegmenter, StreamSegmenterBuilder};
 pub use tap::VizTap;

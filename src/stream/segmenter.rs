@@ -1,6 +1,7 @@
-//! Stable online segments from finalised per-frame probabilities.
+//! Stable online segments from finalised per-frame probabilities, by one of two rules
+//! ([`SegmentRule`]).
 //!
-//! A candidate label takes over from the current segment only when it is backed by a boundary
+//! **Candidate** (the default). A candidate label takes over from the current segment only when it is backed by a boundary
 //! peak (and has held for a few frames), or when it has held for a minimum length with a mean
 //! probability of at least θ (OnlineTAS-style post-processing; O-TALC's per-class cut-offs).
 //! The committed boundary is back-dated to where the candidate began, so segment boundaries stay
@@ -13,6 +14,15 @@
 //! precedes it to absorb them). A stream that ends undecided is committed whole, with its most
 //! frequent label. Either way the committed segments tile the stream.
 //!
+//! **Majority** (ASRF's refinement, made causal). Boundary peaks cut the stream into pieces and
+//! a piece takes its most frequent label, as offline evaluation does; a piece's label is decided
+//! as soon as its leading label has held its minimum length with a mean probability of at least θ
+//! and covers at least half of the piece so far (else when the next peak closes the piece).
+//! Without a peak, a label takes over only after `peakless_factor` × its minimum length. Frames
+//! are processed one frame late, once whether they are a peak is known, so a peak's frame opens
+//! the new piece. On PKU-MMD validation this recovers most of what the candidate rule loses
+//! against offline refinement of the same frames, for a longer emission delay (BENCHMARKS.md).
+//!
 //! Boundary peaks are ASRF's ([`is_boundary_peak`]): local
 //! maxima of the boundary probability at or above the threshold. Whether a frame is a local
 //! maximum is known only once the next finalised frame is, so a peak counts from the push after
@@ -24,6 +34,22 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::checkpoint::CheckpointMeta;
 use crate::postprocess::is_boundary_peak;
+
+/// How the segmenter decides that a new label begins.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentRule {
+    /// A run of a new label takes over when a boundary peak backs it and it has held
+    /// `boundary_min_frames`, or when it has held its minimum length with mean probability ≥ θ.
+    /// Short delays; spurious short segments when the model hesitates.
+    #[default]
+    Candidate,
+    /// Boundary peaks cut pieces; each piece takes its majority label, decided early once the
+    /// leading label has held its minimum length with mean probability ≥ θ. Close to offline
+    /// refinement; longer delays.
+    Majority,
+}
 
 /// Segmenter settings. All lengths are in frames.
 ///
@@ -54,6 +80,12 @@ pub struct SegmenterConfig {
     /// After this many consecutive frames without any body, the open segment is closed and
     /// nothing is segmented until someone is back (0 = never).
     pub person_timeout_frames: usize,
+    /// Which rule decides a new label.
+    pub rule: SegmentRule,
+    /// [`SegmentRule::Majority`] only: a label held without a boundary peak takes over after
+    /// this many times its minimum length (with mean probability ≥ θ); it recovers boundaries
+    /// the peaks miss. 0 turns it off.
+    pub peakless_factor: f32,
 }
 
 impl Default for SegmenterConfig {
@@ -67,8 +99,24 @@ impl Default for SegmenterConfig {
             boundary_radius: 4,
             per_frame: false,
             person_timeout_frames: 30,
+            rule: SegmentRule::Candidate,
+            peakless_factor: 4.0,
         }
     }
+}
+
+/// What a checkpoint chose for its segmenter on validation data, with the library defaults for
+/// anything it does not record ([`SegmenterConfig::checkpoint_choices`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SegmenterChoices {
+    /// θ ([`SegmenterConfig::min_mean_prob`]).
+    pub min_mean_prob: f32,
+    /// A class's minimum length as a fraction of its mean training segment length.
+    pub min_len_factor: f64,
+    /// The rule.
+    pub rule: SegmentRule,
+    /// [`SegmenterConfig::peakless_factor`].
+    pub peakless_factor: f32,
 }
 
 impl SegmenterConfig {
@@ -78,17 +126,20 @@ impl SegmenterConfig {
     /// The shortest per-class minimum length [`SegmenterConfig::tuned_for`] sets, in frames.
     pub const MIN_CLASS_FRAMES: usize = 4;
 
-    /// θ and the minimum-length factor for the checkpoint `meta`: the ones chosen for it on
-    /// validation data ([`CheckpointMeta::stream`]), else the defaults (`min_mean_prob` of
+    /// θ, the minimum-length factor and the rule for the checkpoint `meta`: the ones chosen for
+    /// it on validation data ([`CheckpointMeta::stream`]), else the defaults (those of
     /// [`SegmenterConfig::default`], [`SegmenterConfig::MIN_LEN_FACTOR`]).
-    pub fn checkpoint_choices(meta: &CheckpointMeta) -> (f32, f64) {
+    pub fn checkpoint_choices(meta: &CheckpointMeta) -> SegmenterChoices {
         let tuning = meta.stream.as_ref();
-        (
-            tuning
-                .and_then(|t| t.min_mean_prob)
-                .unwrap_or(SegmenterConfig::default().min_mean_prob),
-            tuning.and_then(|t| t.min_len_factor).unwrap_or(Self::MIN_LEN_FACTOR),
-        )
+        let defaults = SegmenterConfig::default();
+        SegmenterChoices {
+            min_mean_prob: tuning.and_then(|t| t.min_mean_prob).unwrap_or(defaults.min_mean_prob),
+            min_len_factor: tuning.and_then(|t| t.min_len_factor).unwrap_or(Self::MIN_LEN_FACTOR),
+            rule: tuning.and_then(|t| t.rule).unwrap_or(defaults.rule),
+            peakless_factor: tuning
+                .and_then(|t| t.peakless_factor)
+                .unwrap_or(defaults.peakless_factor),
+        }
     }
 
     /// These settings with what the checkpoint `meta` knows: the boundary threshold chosen on
@@ -145,6 +196,12 @@ impl SegmenterConfig {
             return bad(format!(
                 "min_frames and boundary_min_frames must be at least 1, found {} and {}",
                 self.min_frames, self.boundary_min_frames
+            ));
+        }
+        if !(self.peakless_factor.is_finite() && self.peakless_factor >= 0.0) {
+            return bad(format!(
+                "peakless_factor must be finite and at least 0, found {}",
+                self.peakless_factor
             ));
         }
         if let Some(class) = self.min_frames_per_class.iter().position(|&n| n == 0) {
@@ -261,24 +318,28 @@ impl Run {
     }
 }
 
-/// The frames of a stream before its first segment is committed.
+/// Frames whose label is not decided yet: the opening of a stream (both rules) and, under
+/// [`SegmentRule::Majority`], the piece since the latest boundary peak.
 #[derive(Clone, Debug)]
-struct Opening {
+struct Piece {
     start: u64,
     start_secs: f64,
     end: u64,
     end_secs: f64,
+    /// Frames added.
+    frames: usize,
     /// Per class id: frames whose argmax it was, and the sum of its probability over them.
     tally: Vec<(usize, f64)>,
 }
 
-impl Opening {
+impl Piece {
     fn new(f: &FinalFrame) -> Self {
-        Opening {
+        Piece {
             start: f.index,
             start_secs: f.timestamp_secs,
             end: f.index,
             end_secs: f.timestamp_secs,
+            frames: 0,
             tally: Vec::new(),
         }
     }
@@ -286,6 +347,7 @@ impl Opening {
     fn add(&mut self, f: &FinalFrame, class: usize, prob: f32) {
         self.end = f.index;
         self.end_secs = f.timestamp_secs;
+        self.frames += 1;
         if self.tally.len() <= class {
             self.tally.resize(class + 1, (0, 0.0));
         }
@@ -305,7 +367,18 @@ impl Opening {
         best
     }
 
-    /// The whole opening as a segment of `class`; every frame of that label supports it.
+    /// The majority class when it has earned the piece early ([`SegmentRule::Majority`]): held
+    /// its minimum length with mean probability ≥ θ, on at least half of the piece's frames.
+    fn early_decision(&self, cfg: &SegmenterConfig) -> Option<usize> {
+        let class = self.majority();
+        let (n, sum) = self.tally.get(class).copied()?;
+        let earned = n >= cfg.min_frames_for(class)
+            && sum / n as f64 >= f64::from(cfg.min_mean_prob)
+            && 2 * n >= self.frames;
+        earned.then_some(class)
+    }
+
+    /// The whole piece as a segment of `class`; every frame of that label supports it.
     fn into_run(self, class: usize) -> Run {
         let (support, prob_sum) = self.tally.get(class).copied().unwrap_or_default();
         Run {
@@ -327,8 +400,12 @@ pub(crate) struct Segmenter {
     cfg: SegmenterConfig,
     current: Option<Run>,
     candidate: Option<Run>,
-    /// The undecided frames before the first commit (while `current` is `None`).
-    opening: Option<Opening>,
+    /// Frames not decided yet: before the first commit (both rules), and the piece since the
+    /// latest peak until its label is decided ([`SegmentRule::Majority`]).
+    undecided: Option<Piece>,
+    /// [`SegmentRule::Majority`]: the latest frame, processed once the next one tells whether
+    /// it is a boundary peak.
+    held_back: Option<FinalFrame>,
     /// Boundary probabilities of the two latest frames (older first) and the latest's index:
     /// the latest becomes a peak, or not, when the next frame arrives.
     recent_boundary: (Option<f32>, Option<(f32, u64)>),
@@ -345,7 +422,8 @@ impl Segmenter {
             cfg,
             current: None,
             candidate: None,
-            opening: None,
+            undecided: None,
+            held_back: None,
             recent_boundary: (None, None),
             last_peak: None,
             absent_frames: 0,
@@ -357,7 +435,9 @@ impl Segmenter {
         self.current.as_ref().map(|r| r.class)
     }
 
-    /// Takes one finalised frame; returns the events it causes, in order.
+    /// Takes one finalised frame; returns the events it causes, in order. Under
+    /// [`SegmentRule::Majority`] they are the previous frame's: a frame is processed when the
+    /// next one arrives (or at [`Segmenter::flush`]).
     pub fn push(&mut self, frame: &FinalFrame) -> Vec<SegmenterOutput> {
         self.absent_frames = if frame.present { 0 } else { self.absent_frames + 1 };
         let timeout = self.cfg.person_timeout_frames;
@@ -366,8 +446,21 @@ impl Segmenter {
             return if self.absent_frames == timeout { self.flush() } else { Vec::new() };
         }
         let mut out = Vec::new();
-        let (class, prob) = argmax(&frame.probs);
         self.observe_boundary(frame);
+        match self.cfg.rule {
+            SegmentRule::Candidate => self.push_candidate_rule(frame, &mut out),
+            SegmentRule::Majority => {
+                if let Some(previous) = self.held_back.replace(frame.clone()) {
+                    let peak = self.last_peak == Some(previous.index);
+                    self.push_majority_rule(&previous, peak, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn push_candidate_rule(&mut self, frame: &FinalFrame, out: &mut Vec<SegmenterOutput>) {
+        let (class, prob) = argmax(&frame.probs);
         match self.current.as_mut() {
             Some(current) if current.class == class => {
                 // The current label came back: a pending candidate was noise and its frames
@@ -380,29 +473,88 @@ impl Segmenter {
             // Another label, or no segment yet: the frame feeds a candidate.
             _ => {
                 if self.current.is_none() {
-                    self.opening.get_or_insert_with(|| Opening::new(frame)).add(frame, class, prob);
+                    self.undecided.get_or_insert_with(|| Piece::new(frame)).add(frame, class, prob);
                 }
-                match self.candidate.as_mut() {
-                    Some(c) if c.class == class => c.extend(frame, prob),
-                    _ => {
-                        // A candidate that did not make it joins the current segment; before
-                        // the first commit its frames stay in the opening.
-                        if let (Some(c), Some(cur)) = (self.candidate.take(), self.current.as_mut())
-                        {
-                            cur.absorb(&c);
-                        }
-                        self.candidate = Some(Run::new(class, frame, prob, false));
-                    }
-                }
+                self.feed_candidate(frame, class, prob);
                 if let Some(c) = self.candidate.as_mut() {
                     let near = |peak: u64| peak + self.cfg.boundary_radius as u64 >= c.start;
                     c.boundary_backed = c.boundary_backed || self.last_peak.is_some_and(near);
                 }
                 if self.candidate_ready() {
-                    self.commit_candidate(&mut out);
+                    self.commit_candidate(out);
                 }
             }
         }
+        self.frame_output(frame, class, prob, out);
+    }
+
+    /// `frame` is the one before the latest push; `peak` says whether it is a boundary peak.
+    fn push_majority_rule(
+        &mut self,
+        frame: &FinalFrame,
+        peak: bool,
+        out: &mut Vec<SegmenterOutput>,
+    ) {
+        let (class, prob) = argmax(&frame.probs);
+        if peak || (self.current.is_none() && self.undecided.is_none()) {
+            // A peak closes the undecided piece (its majority wins) and opens a new one.
+            self.decide_undecided(out);
+            if let (Some(c), Some(current)) = (self.candidate.take(), self.current.as_mut()) {
+                current.absorb(&c);
+            }
+            self.undecided = Some(Piece::new(frame));
+        }
+        if let Some(piece) = self.undecided.as_mut() {
+            piece.add(frame, class, prob);
+            if let Some(winner) = piece.early_decision(&self.cfg) {
+                self.decide(winner, out);
+            }
+        } else if let Some(current) = self.current.as_mut() {
+            if current.class == class {
+                if let Some(c) = self.candidate.take() {
+                    current.absorb(&c);
+                }
+                current.extend(frame, prob);
+            } else {
+                // Without a peak, a new label needs `peakless_factor` × its minimum length.
+                self.feed_candidate(frame, class, prob);
+                let factor = f64::from(self.cfg.peakless_factor);
+                let ready = self.candidate.as_ref().is_some_and(|c| {
+                    let needed = (self.cfg.min_frames_for(c.class) as f64 * factor).ceil();
+                    factor > 0.0
+                        && c.support as f64 >= needed
+                        && c.mean_prob() >= self.cfg.min_mean_prob
+                });
+                if ready {
+                    self.commit_candidate(out);
+                }
+            }
+        }
+        self.frame_output(frame, class, prob, out);
+    }
+
+    /// Adds the frame to the candidate of its class, or starts one; a candidate of another
+    /// class that did not make it joins the current segment (before the first commit its frames
+    /// stay in the opening).
+    fn feed_candidate(&mut self, frame: &FinalFrame, class: usize, prob: f32) {
+        match self.candidate.as_mut() {
+            Some(c) if c.class == class => c.extend(frame, prob),
+            _ => {
+                if let (Some(c), Some(cur)) = (self.candidate.take(), self.current.as_mut()) {
+                    cur.absorb(&c);
+                }
+                self.candidate = Some(Run::new(class, frame, prob, false));
+            }
+        }
+    }
+
+    fn frame_output(
+        &self,
+        frame: &FinalFrame,
+        class: usize,
+        prob: f32,
+        out: &mut Vec<SegmenterOutput>,
+    ) {
         if self.cfg.per_frame {
             out.push(SegmenterOutput::Frame {
                 index: frame.index,
@@ -412,27 +564,60 @@ impl Segmenter {
                 segment_class: self.current_class(),
             });
         }
-        out
+    }
+
+    /// Gives the undecided piece, if any, its majority label.
+    fn decide_undecided(&mut self, out: &mut Vec<SegmenterOutput>) {
+        if let Some(winner) = self.undecided.as_ref().map(Piece::majority) {
+            self.decide(winner, out);
+        }
+    }
+
+    /// Commits the undecided piece as `class`: it continues the current segment when that has
+    /// the same label, else it ends the current segment and starts a new one at its first frame.
+    fn decide(&mut self, class: usize, out: &mut Vec<SegmenterOutput>) {
+        let Some(piece) = self.undecided.take() else { return };
+        match self.current.as_mut() {
+            Some(current) if current.class == class => {
+                let (support, prob_sum) = piece.tally.get(class).copied().unwrap_or_default();
+                current.end = piece.end;
+                current.end_secs = piece.end_secs;
+                current.support += support;
+                current.prob_sum += prob_sum;
+            }
+            _ => {
+                if let Some(current) = self.current.take() {
+                    out.push(ended(&current));
+                }
+                let run = piece.into_run(class);
+                out.push(started(&run));
+                self.current = Some(run);
+            }
+        }
+        self.candidate = None;
     }
 
     /// Closes the open segment (end of stream, disconnect, person timeout). A pending candidate
-    /// that has not taken over is absorbed into it; a stream still undecided is committed as one
-    /// segment of its most frequent label. The segmenter can be reused afterwards.
+    /// that has not taken over is absorbed into it; an undecided piece takes its majority label
+    /// (a stream still undecided is committed as one segment of its most frequent label). The
+    /// segmenter can be reused afterwards.
     pub fn flush(&mut self) -> Vec<SegmenterOutput> {
         let mut out = Vec::new();
+        if let Some(last) = self.held_back.take() {
+            // The last frame of a stream is never a peak.
+            self.push_majority_rule(&last, false, &mut out);
+        }
+        if self.cfg.rule == SegmentRule::Majority || self.current.is_none() {
+            self.decide_undecided(&mut out);
+        }
         if let Some(mut current) = self.current.take() {
             if let Some(c) = self.candidate.take() {
                 current.absorb(&c);
             }
             out.push(ended(&current));
-        } else if let Some(opening) = self.opening.take() {
-            let class = opening.majority();
-            let run = opening.into_run(class);
-            out.push(started(&run));
-            out.push(ended(&run));
         }
         self.candidate = None;
-        self.opening = None;
+        self.undecided = None;
         self.recent_boundary = (None, None);
         self.last_peak = None;
         out
@@ -462,7 +647,7 @@ impl Segmenter {
 
     fn commit_candidate(&mut self, out: &mut Vec<SegmenterOutput>) {
         let Some(candidate) = self.candidate.take() else { return };
-        let committed = match (self.current.take(), self.opening.take()) {
+        let committed = match (self.current.take(), self.undecided.take()) {
             (Some(current), _) => {
                 out.push(ended(&current));
                 candidate
@@ -537,24 +722,35 @@ mod tests {
         let defaults = SegmenterConfig::checkpoint_choices(&meta);
         assert_eq!(
             defaults,
-            (SegmenterConfig::default().min_mean_prob, SegmenterConfig::MIN_LEN_FACTOR)
+            SegmenterChoices {
+                min_mean_prob: SegmenterConfig::default().min_mean_prob,
+                min_len_factor: SegmenterConfig::MIN_LEN_FACTOR,
+                rule: SegmentRule::Candidate,
+                peakless_factor: 4.0,
+            }
         );
         assert_eq!(StreamConfig::from_checkpoint(&meta).segmenter.min_frames_per_class, [5, 13]);
         // Chosen on validation: both reach the streaming settings.
         meta.stream = Some(StreamTuning {
             min_mean_prob: Some(0.75),
             min_len_factor: Some(0.5),
+            rule: Some(SegmentRule::Majority),
+            peakless_factor: Some(8.0),
             ..StreamTuning::default()
         });
         let cfg = StreamConfig::from_checkpoint(&meta).segmenter;
         assert_eq!(cfg.min_mean_prob, 0.75);
+        assert_eq!(cfg.rule, SegmentRule::Majority);
+        assert_eq!(cfg.peakless_factor, 8.0);
         assert_eq!(cfg.min_frames_per_class, [20, 50]);
         // Only one chosen: the other stays the default; and the block survives a JSON round trip.
         meta.stream = Some(StreamTuning { min_len_factor: Some(0.25), ..StreamTuning::default() });
         let back: CheckpointMeta =
             serde_json::from_str(&serde_json::to_string(&meta).expect("ser")).expect("de");
         assert_eq!(back.stream, meta.stream);
-        assert_eq!(SegmenterConfig::checkpoint_choices(&back), (0.6, 0.25));
+        let chosen = SegmenterConfig::checkpoint_choices(&back);
+        assert_eq!((chosen.min_mean_prob, chosen.min_len_factor), (0.6, 0.25));
+        assert_eq!(chosen.rule, SegmentRule::Candidate);
     }
 
     /// Frames from a label sequence: the labelled class gets `p`, the rest share what is left.
@@ -786,6 +982,86 @@ mod tests {
         assert_eq!(ended(&out), vec![(1, 0, 7)]);
     }
 
+    fn majority(min_frames: usize) -> SegmenterConfig {
+        SegmenterConfig {
+            rule: SegmentRule::Majority,
+            min_frames,
+            boundary_threshold: 0.5,
+            ..SegmenterConfig::default()
+        }
+    }
+
+    #[test]
+    fn majority_rule_gives_each_piece_between_peaks_its_majority_label() {
+        // A hesitant transition after the peak at 10 (2, 1, 2, then 1 for good): the candidate
+        // rule lets the peak back class 2 after 3 frames, and class 1 follows once it has held
+        // 6 frames; the majority rule waits until class 1 has held 6 frames on most of the
+        // piece, and dates it at the peak.
+        let labels: Vec<usize> = [vec![0; 10], vec![2, 2, 2, 1, 1, 2], vec![1; 14]].concat();
+        let f = frames(&labels, 0.9, &[10]);
+        let candidate = SegmenterConfig {
+            min_frames: 6,
+            boundary_min_frames: 3,
+            boundary_threshold: 0.5,
+            ..SegmenterConfig::default()
+        };
+        assert_eq!(ended(&run(candidate, &f)), vec![(0, 0, 9), (2, 10, 15), (1, 16, 29)]);
+        assert_eq!(ended(&run(majority(6), &f)), vec![(0, 0, 9), (1, 10, 29)]);
+        // A piece closed by the next peak before any label earned it takes its majority (here
+        // class 2: 4 of 6 frames, below the 6 frames it needs).
+        let labels: Vec<usize> = [vec![0; 10], vec![2, 2, 1, 2, 2, 1], vec![0; 10]].concat();
+        let out = run(majority(6), &frames(&labels, 0.9, &[10, 16]));
+        assert_eq!(ended(&out), vec![(0, 0, 9), (2, 10, 15), (0, 16, 25)]);
+    }
+
+    #[test]
+    fn majority_rule_decides_as_soon_as_the_evidence_is_in_and_dates_it_at_the_peak() {
+        let labels: Vec<usize> = [vec![0; 10], vec![1; 20]].concat();
+        let f = frames(&labels, 0.9, &[10]);
+        let mut seg = Segmenter::new(majority(5));
+        // Frame t is processed when t + 1 arrives: class 1 has 5 frames (10..=14) when frame
+        // 15 is pushed, and the segment it starts is dated at the peak.
+        for frame in &f[..15] {
+            assert_eq!(ended(&seg.push(frame)), vec![], "frame {}", frame.index);
+        }
+        let out = seg.push(&f[15]);
+        assert_eq!(ended(&out), vec![(0, 0, 9)]);
+        assert!(out.contains(&SegmenterOutput::Started {
+            class: 1,
+            start: 10,
+            start_secs: 10.0 / 30.0
+        }));
+    }
+
+    #[test]
+    fn majority_rule_switches_without_a_peak_only_after_the_peakless_length() {
+        let labels: Vec<usize> = [vec![0; 10], vec![1; 12], vec![0; 10]].concat();
+        // Class 1 holds 12 frames without a peak: less than 4 × 4 frames, so it is absorbed …
+        let out = run(majority(4), &frames(&labels, 0.9, &[]));
+        assert_eq!(ended(&out), vec![(0, 0, 31)]);
+        // … but more than 2 × 4, so with factor 2 it takes over; factor 0 never switches.
+        let cfg = SegmenterConfig { peakless_factor: 2.0, ..majority(4) };
+        assert_eq!(
+            ended(&run(cfg, &frames(&labels, 0.9, &[]))),
+            vec![(0, 0, 9), (1, 10, 21), (0, 22, 31)]
+        );
+        let cfg = SegmenterConfig { peakless_factor: 0.0, ..majority(4) };
+        let long: Vec<usize> = [vec![0; 10], vec![1; 200]].concat();
+        assert_eq!(ended(&run(cfg, &frames(&long, 0.9, &[]))), vec![(0, 0, 209)]);
+    }
+
+    #[test]
+    fn majority_rule_commits_the_last_frame_and_the_person_timeout() {
+        // The held-back last frame is processed at flush; a timeout flushes what is open.
+        let cfg = SegmenterConfig { person_timeout_frames: 5, ..majority(3) };
+        let mut f = frames(&[vec![1; 10], vec![0; 8], vec![1; 6]].concat(), 0.9, &[]);
+        for frame in &mut f[10..18] {
+            frame.present = false;
+        }
+        assert_eq!(ended(&run(cfg, &f)), vec![(1, 0, 13), (1, 18, 23)]);
+        assert_eq!(ended(&run(majority(3), &f[..1])), vec![(1, 0, 0)]);
+    }
+
     #[test]
     fn committed_segments_tile_any_stream() {
         use rand::{Rng, SeedableRng};
@@ -796,6 +1072,12 @@ mod tests {
                 boundary_min_frames: rng.gen_range(1..6),
                 boundary_threshold: rng.gen_range(0.3..1.1),
                 min_mean_prob: rng.gen_range(0.3..0.9),
+                rule: if rng.gen_bool(0.5) {
+                    SegmentRule::Majority
+                } else {
+                    SegmentRule::Candidate
+                },
+                peakless_factor: rng.gen_range(0.0..6.0),
                 ..SegmenterConfig::default()
             };
             let mut f = Vec::new();
@@ -864,6 +1146,12 @@ mod tests {
                 min_mean_prob: rng.gen_range(0.0..1.0),
                 per_frame: rng.gen_bool(0.5),
                 person_timeout_frames: rng.gen_range(0..8),
+                rule: if rng.gen_bool(0.5) {
+                    SegmentRule::Majority
+                } else {
+                    SegmentRule::Candidate
+                },
+                peakless_factor: rng.gen_range(0.0..6.0),
             };
             cfg.validate().expect("generated configs are valid");
             let flip_every_frame = rng.gen_bool(0.3);

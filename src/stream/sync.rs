@@ -33,16 +33,21 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
-    /// The default settings tuned for the checkpoint `meta`: its boundary threshold, the θ and
-    /// minimum-length factor chosen for it on validation data when it records them
+    /// The default settings tuned for the checkpoint `meta`: its boundary threshold, the θ,
+    /// minimum-length factor and rule chosen for it on validation data when it records them
     /// ([`SegmenterConfig::checkpoint_choices`]), and per-class minimum lengths
     /// ([`SegmenterConfig::tuned_for`]). `skelseg stream` without options segments the same.
     pub fn from_checkpoint(meta: &CheckpointMeta) -> Self {
-        let (theta, min_len_factor) = SegmenterConfig::checkpoint_choices(meta);
-        let segmenter = SegmenterConfig { min_mean_prob: theta, ..SegmenterConfig::default() };
+        let chosen = SegmenterConfig::checkpoint_choices(meta);
+        let segmenter = SegmenterConfig {
+            min_mean_prob: chosen.min_mean_prob,
+            rule: chosen.rule,
+            peakless_factor: chosen.peakless_factor,
+            ..SegmenterConfig::default()
+        };
         StreamConfig {
             engine: EngineConfig::default(),
-            segmenter: segmenter.tuned_for(meta, min_len_factor),
+            segmenter: segmenter.tuned_for(meta, chosen.min_len_factor),
         }
     }
 

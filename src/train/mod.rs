@@ -19,6 +19,6 @@ pub use eval::{
     sweep_thresholds,
 };
 pub use trainer::{
-    SizedDefaults, TARGET_TRAINING_FRAMES, TrainConfig, TrainJob, TrainProgress, TrainReport,
-    fitting_epochs, state_dir, train,
+    SizedDefaults, StreamSteps, TARGET_TRAINING_FRAMES, TrainConfig, TrainJob, TrainProgress,
+    TrainReport, fitting_epochs, state_dir, train,
 };

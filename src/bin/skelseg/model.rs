@@ -119,6 +119,10 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
                 "emission delay: mean {:.1} frames, p95 {:.1} frames; over-segmentation ratio {:.2}",
                 on.delay_mean_frames, on.delay_p95_frames, on.overseg_ratio
             );
+            println!(
+                "the stream's finalised frames, segmented afterwards as offline (diagnostic):"
+            );
+            print_scores(&on.finalised_frames_refined);
         }
     }
     Ok(ExitCode::SUCCESS)

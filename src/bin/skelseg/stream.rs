@@ -12,7 +12,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use skelseg::model::checkpoint::{self, CheckpointMeta};
 use skelseg::source::{self, SourceSpec};
-use skelseg::stream::{EngineConfig, PipelineBuilder, SegmentEvent, SegmenterConfig, StreamConfig};
+use skelseg::stream::{
+    EngineConfig, PipelineBuilder, SegmentEvent, SegmentRule, SegmenterConfig, StreamConfig,
+};
 
 use crate::common::{DeviceArg, VizArgs, bundled_model, print_json};
 
@@ -40,6 +42,17 @@ pub struct StreamOptions {
     /// chosen for the model on validation data (its JSON's `stream`), else 0.125.
     #[arg(long)]
     pub min_len_factor: Option<f64>,
+    /// How a new label begins: `candidate` (a held or peak-backed run takes over; short delays)
+    /// or `majority` (boundary peaks cut pieces that take their majority label, as offline
+    /// refinement; longer delays). Default: the rule chosen for the model on validation data
+    /// (its JSON's `stream`), else `candidate`.
+    #[arg(long, value_enum)]
+    pub rule: Option<SegmentRule>,
+    /// `--rule majority`: a label held without a boundary peak takes over after this many times
+    /// its minimum length (0 = never). Default: the value chosen for the model on validation
+    /// data (its JSON's `stream`), else 4.
+    #[arg(long)]
+    pub peakless_factor: Option<f32>,
     /// Minimum length in frames of a new label without a boundary peak.
     #[arg(long, default_value_t = SegmenterConfig::default().min_frames)]
     pub min_frames: usize,
@@ -61,15 +74,17 @@ pub struct StreamOptions {
 impl StreamOptions {
     /// The streaming configuration for a model with metadata `meta`.
     pub fn config(&self, meta: &CheckpointMeta) -> skelseg::Result<StreamConfig> {
-        let (theta, min_len_factor) = SegmenterConfig::checkpoint_choices(meta);
+        let chosen = SegmenterConfig::checkpoint_choices(meta);
         let mut segmenter = SegmenterConfig {
-            min_mean_prob: self.theta.unwrap_or(theta),
+            min_mean_prob: self.theta.unwrap_or(chosen.min_mean_prob),
+            rule: self.rule.unwrap_or(chosen.rule),
+            peakless_factor: self.peakless_factor.unwrap_or(chosen.peakless_factor),
             min_frames: self.min_frames,
             per_frame: self.per_frame,
             person_timeout_frames: self.person_timeout,
             ..SegmenterConfig::default()
         }
-        .tuned_for(meta, self.min_len_factor.unwrap_or(min_len_factor));
+        .tuned_for(meta, self.min_len_factor.unwrap_or(chosen.min_len_factor));
         if let Some(threshold) = self.boundary_threshold {
             segmenter.boundary_threshold = threshold;
         }

@@ -110,6 +110,20 @@ pub struct TrainArgs {
     /// Fraction of steps that train on whole recordings instead of crops.
     #[arg(long, default_value_t = TrainConfig::default().whole_fraction)]
     whole_fraction: f64,
+    /// Fraction of steps that train what a stream sees: window-long crops with the loss only
+    /// on the frames a stream finalises (`--stream-lookahead` to `+ --stream-frames` before the
+    /// crop's end). Use when fine-tuning a model for streaming; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    stream_fraction: f64,
+    /// Stream steps: crop length (the streaming window).
+    #[arg(long, default_value_t = skelseg::stream::EngineConfig::default().window_frames)]
+    stream_window: usize,
+    /// Stream steps: frames after the trained ones (the streaming lookahead).
+    #[arg(long, default_value_t = skelseg::stream::EngineConfig::default().lookahead_frames)]
+    stream_lookahead: usize,
+    /// Stream steps: frames trained per crop.
+    #[arg(long, default_value_t = 8)]
+    stream_frames: usize,
     /// Train without augmentation (rotation, scale, translation, noise, speed, slot swap).
     #[arg(long)]
     no_augment: bool,
@@ -230,6 +244,12 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         seed: args.seed,
         val_every: args.val_every,
         whole_fraction: args.whole_fraction,
+        stream_steps: (args.stream_fraction > 0.0).then(|| train::StreamSteps {
+            fraction: args.stream_fraction,
+            window: args.stream_window,
+            lookahead: args.stream_lookahead,
+            frames: args.stream_frames,
+        }),
         augment: if args.no_augment { train::Augment::none() } else { train::Augment::default() },
         time_budget_secs: max_minutes.max(0.0) * 60.0,
         ..TrainConfig::default()
