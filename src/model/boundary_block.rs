@@ -62,6 +62,29 @@ impl BoundaryBlock {
         }
     }
 
+    /// Frames on each side that reach one output frame: the dilations' sum, `2^L − 1`.
+    pub(crate) fn receptive_radius(&self) -> i64 {
+        (1 << self.layers.len()) - 1
+    }
+
+    /// Inference for the frames `from..T` only: the block is local (dilated convolutions and
+    /// per-frame operations), so it runs on the frames within [`BoundaryBlock::receptive_radius`]
+    /// of them and gives the same numbers there. The result is `(N, D, T)` with zeros before
+    /// the frames it ran on.
+    pub(crate) fn forward_from(&self, x: &Tensor, mask: &Tensor, from: i64) -> Tensor {
+        let t = x.size()[2];
+        let start = (from - self.receptive_radius()).clamp(0, t);
+        if start == 0 {
+            return self.forward_t(x, mask, false);
+        }
+        let out = self.forward_t(
+            &x.narrow(2, start, t - start),
+            &mask.narrow(2, start, t - start),
+            false,
+        );
+        out.pad([start, 0], "constant", None)
+    }
+
     pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         let f0 = self.conv_in.forward(x) * mask;
         let mut outs: Vec<Tensor> = Vec::with_capacity(self.layers.len());

@@ -183,8 +183,10 @@ impl Mfai {
         }
         let finest = &u;
         let f_a = block("mfai.action_block", None, || self.action.forward_t(finest, mask, train));
-        let f_b =
-            block("mfai.boundary_block", None, || self.boundary.forward_t(finest, mask, train));
+        let f_b = block("mfai.boundary_block", None, || match final_from {
+            Some(from) => self.boundary.forward_from(finest, mask, from),
+            None => self.boundary.forward_t(finest, mask, train),
+        });
         let h = self.query_scales;
         let levels_used: Vec<(&Tensor, &Tensor)> = match self.temporal {
             Temporal::Mfai => {

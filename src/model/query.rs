@@ -210,13 +210,16 @@ impl QueryDecoder {
             let qn = self.norm_q.forward(&q);
             let q_a = qn.narrow(1, 0, a); // (N, A, D)
             let q_b = qn.narrow(1, a, 1); // (N, 1, D)
+            // Final prediction only: an earlier stage matters only through the chained F^r.
+            let skip_heads = final_from.is_some() && r + 1 < self.blocks.len();
+            if skip_heads && !self.chained {
+                continue;
+            }
             let fblock = &self.fblocks[r.min(self.fblocks.len() - 1)];
             let fa = FBlock::attend(&fblock.ln_a, &fblock.attn_a, &f_a, &q_a, mask);
             let fb = FBlock::attend(&fblock.ln_b, &fblock.attn_b, &f_b, &qn, mask);
-            if final_from.is_some() && r + 1 < self.blocks.len() {
-                if self.chained {
-                    (f_a, f_b) = (fa, fb);
-                }
+            if skip_heads {
+                (f_a, f_b) = (fa, fb);
                 continue;
             }
             let action = self.embed_a.forward(&q_a).matmul(&fa) * self.logit_scale; // (N, A, T)

