@@ -244,7 +244,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         seed: args.seed,
         val_every: args.val_every,
         whole_fraction: args.whole_fraction,
-        stream_steps: (args.stream_fraction > 0.0).then(|| train::StreamSteps {
+        stream_steps: (args.stream_fraction > 0.0).then_some(train::StreamSteps {
             fraction: args.stream_fraction,
             window: args.stream_window,
             lookahead: args.stream_lookahead,
