@@ -11,7 +11,8 @@ use crate::error::Result;
 use crate::io::Recording;
 use crate::metrics::{MetricsAccumulator, Scores, Variant, percentile};
 use crate::postprocess::refinement_with_boundary;
-use crate::stream::{SegmentEvent, StreamConfig, StreamSegmenter, VizTap};
+use crate::stream::segmenter::{FinalFrame, Segmenter, SegmenterOutput};
+use crate::stream::{SegmentEvent, SegmenterConfig, StreamConfig, StreamSegmenter, VizTap};
 
 /// A segment as committed by the streaming path.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -102,20 +103,51 @@ pub fn evaluate_online(
     recs: &[&Recording],
     cfg: &StreamConfig,
 ) -> Result<OnlineReport> {
-    // Per-frame events feed the diagnostic; they do not change the segments.
-    let mut tracked = cfg.clone();
-    tracked.segmenter.per_frame = true;
-    let threshold = tracked.segmenter.boundary_threshold;
-    let mut seg = StreamSegmenter::with_config(loaded, "eval", tracked)?;
+    let mut reports = evaluate_segmenters(loaded, recs, cfg, std::slice::from_ref(&cfg.segmenter))?;
+    Ok(reports.remove(0))
+}
+
+/// Like [`evaluate_online`] for several segmenter settings at once: the model runs once per
+/// recording (with `cfg.engine`), and each setting in `segmenters` replays the same finalised
+/// frames, so a grid of settings costs one model pass. Reports in the order of `segmenters`;
+/// each equals what [`evaluate_online`] gives with that segmenter (`cfg.segmenter` is not used).
+pub fn evaluate_segmenters(
+    loaded: impl Into<Model>,
+    recs: &[&Recording],
+    cfg: &StreamConfig,
+    segmenters: &[SegmenterConfig],
+) -> Result<Vec<OnlineReport>> {
+    for s in segmenters {
+        s.validate()?;
+    }
+    let mut seg = StreamSegmenter::with_config(loaded, "eval", cfg.clone())?;
+    let mut streams = Vec::with_capacity(recs.len());
+    for rec in recs {
+        streams.push(seg.finalise(&rec.frames)?);
+    }
+    segmenters.iter().map(|s| score_segmenter(recs, &streams, cfg, s)).collect()
+}
+
+/// Scores one segmenter setting over the finalised frames of every recording.
+fn score_segmenter(
+    recs: &[&Recording],
+    streams: &[Vec<(FinalFrame, usize)>],
+    cfg: &StreamConfig,
+    segmenter: &SegmenterConfig,
+) -> Result<OnlineReport> {
     let mut acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
     let mut refined_acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
     let mut delays = Vec::new();
     let (mut boundaries, mut pred_segments, mut gt_segments) = (0usize, 0usize, 0usize);
-    for rec in recs {
-        let (run, finalised) = run_tracked(&mut seg, rec)?;
+    for (rec, finals) in recs.iter().zip(streams) {
         let Some(gt) = rec.frame_labels() else { continue };
+        let (run, finalised) = replay(rec, finals, segmenter);
         acc.add(&run.labels, &gt)?;
-        let refined = refinement_with_boundary(&finalised.classes, &finalised.boundary, threshold);
+        let refined = refinement_with_boundary(
+            &finalised.classes,
+            &finalised.boundary,
+            segmenter.boundary_threshold,
+        );
         refined_acc.add(&refined, &gt)?;
         let gt_runs = label_runs(&gt);
         gt_segments += gt_runs.len();
@@ -148,8 +180,69 @@ pub fn evaluate_online(
     })
 }
 
-/// What a stream finalised per frame, by position: argmax class and boundary probability
-/// (zeros for frames without a per-frame event: none while nobody is there).
+/// Runs a fresh segmenter over one recording's finalised frames, as [`StreamSegmenter`] would
+/// have: the committed segments (each dated by the arrival of the frame that made its start
+/// known) and every finalised frame's arg-max class and boundary probability, by position.
+fn replay(
+    rec: &Recording,
+    finals: &[(FinalFrame, usize)],
+    cfg: &SegmenterConfig,
+) -> (RecordingRun, FinalisedFrames) {
+    let position: HashMap<u64, usize> =
+        rec.frames.iter().enumerate().map(|(i, f)| (f.index, i)).collect();
+    let pos = |index: u64| position.get(&index).copied().unwrap_or(0);
+    let mut finalised = FinalisedFrames {
+        classes: vec![0; rec.frames.len()],
+        boundary: vec![0.0; rec.frames.len()],
+    };
+    let mut segmenter = Segmenter::new(SegmenterConfig { per_frame: true, ..cfg.clone() });
+    let mut segments = Vec::new();
+    let mut started_at: HashMap<u64, usize> = HashMap::new();
+    let mut handle = |outputs: Vec<SegmenterOutput>, at: usize| {
+        for output in outputs {
+            match output {
+                SegmenterOutput::Frame { index, class, boundary_prob, .. } => {
+                    let p = pos(index);
+                    finalised.classes[p] = class;
+                    finalised.boundary[p] = boundary_prob;
+                }
+                SegmenterOutput::Started { start, .. } => {
+                    started_at.insert(start, at);
+                }
+                SegmenterOutput::Ended { class, start, end, confidence, .. } => {
+                    segments.push(CommittedSegment {
+                        class,
+                        start_frame: pos(start),
+                        end_frame: pos(end),
+                        confidence,
+                        started_at: started_at.get(&start).copied().unwrap_or(at),
+                    })
+                }
+            }
+        }
+    };
+    for (frame, arrival) in finals {
+        handle(segmenter.push(frame), *arrival);
+    }
+    handle(segmenter.flush(), rec.frames.len().saturating_sub(1));
+    let labels = labels_of(&segments, rec.frames.len());
+    let run = RecordingRun { name: rec.name.clone(), segments, labels, scores: None };
+    (run, finalised)
+}
+
+/// Per-position labels read off committed segments.
+fn labels_of(segments: &[CommittedSegment], len: usize) -> Vec<usize> {
+    let mut labels = vec![0; len];
+    for s in segments {
+        for l in labels.iter_mut().take(s.end_frame + 1).skip(s.start_frame) {
+            *l = s.class;
+        }
+    }
+    labels
+}
+
+/// What a stream finalised per frame, by position: arg-max class and boundary probability
+/// (zeros for frames the segmenter did not take: after a person timeout, until someone is back).
 #[derive(Debug, Default)]
 struct FinalisedFrames {
     classes: Vec<usize>,
@@ -157,31 +250,15 @@ struct FinalisedFrames {
 }
 
 fn run_one(seg: &mut StreamSegmenter, rec: &Recording) -> Result<RecordingRun> {
-    run_tracked(seg, rec).map(|(run, _)| run)
-}
-
-fn run_tracked(
-    seg: &mut StreamSegmenter,
-    rec: &Recording,
-) -> Result<(RecordingRun, FinalisedFrames)> {
     // Frame indices of a recording may skip numbers (UTKinect); metrics work on positions.
     let position: HashMap<u64, usize> =
         rec.frames.iter().enumerate().map(|(i, f)| (f.index, i)).collect();
     let pos = |index: u64| position.get(&index).copied().unwrap_or(0);
     let mut segments = Vec::new();
     let mut started_at: HashMap<u64, usize> = HashMap::new();
-    let mut finalised = FinalisedFrames {
-        classes: vec![0; rec.frames.len()],
-        boundary: vec![0.0; rec.frames.len()],
-    };
     let mut handle = |events: Vec<SegmentEvent>, at: usize| {
         for event in events {
             match event {
-                SegmentEvent::FrameLabel { frame, class, boundary_prob, .. } => {
-                    let p = pos(frame);
-                    finalised.classes[p] = class;
-                    finalised.boundary[p] = boundary_prob;
-                }
                 SegmentEvent::SegmentStarted { start_frame, .. } => {
                     started_at.insert(start_frame, at);
                 }
@@ -204,12 +281,7 @@ fn run_tracked(
         handle(seg.push(frame)?, i);
     }
     handle(seg.finish()?, rec.frames.len().saturating_sub(1));
-    let mut labels = vec![0; rec.frames.len()];
-    for s in &segments {
-        for l in labels.iter_mut().take(s.end_frame + 1).skip(s.start_frame) {
-            *l = s.class;
-        }
-    }
+    let labels = labels_of(&segments, rec.frames.len());
     let scores = match rec.frame_labels() {
         Some(gt) => {
             let mut acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
@@ -218,7 +290,7 @@ fn run_tracked(
         }
         None => None,
     };
-    Ok((RecordingRun { name: rec.name.clone(), segments, labels, scores }, finalised))
+    Ok(RecordingRun { name: rec.name.clone(), segments, labels, scores })
 }
 
 /// Maximal runs of equal labels as `(class, start, end)`, `end` inclusive.

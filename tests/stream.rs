@@ -318,3 +318,40 @@ fn the_cli_the_synchronous_segmenter_and_the_pipeline_agree() {
         assert_eq!(segments(&events), cli, "{model}: Pipeline vs skelseg stream");
     }
 }
+
+/// `online::evaluate_segmenters` runs the model once and replays each segmenter setting over
+/// the finalised frames; every setting must score exactly what streaming the recordings
+/// through `StreamSegmenter` with that setting gives.
+#[cfg(feature = "train")]
+#[test]
+fn replayed_segmenter_settings_score_like_streaming_with_each() {
+    use skelseg::metrics::{MetricsAccumulator, Variant};
+    use skelseg::stream::{SegmentRule, SegmenterConfig};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/synth");
+    let dataset = io::dataset::read_dataset(dir, io::dataset::DatasetFormat::Pku).unwrap();
+    let recs: Vec<&Recording> = dataset.recordings.iter().collect();
+    assert_eq!(recs.len(), 4);
+    let base = StreamConfig::from_checkpoint(&model().meta);
+    let settings = [
+        base.segmenter.clone(),
+        SegmenterConfig { rule: SegmentRule::Majority, ..base.segmenter.clone() },
+        SegmenterConfig { min_mean_prob: 0.9, min_frames: 30, ..base.segmenter.clone() },
+    ];
+    let reports = skelseg::online::evaluate_segmenters(model(), &recs, &base, &settings).unwrap();
+    assert_eq!(reports.len(), settings.len());
+    for (setting, report) in settings.iter().zip(&reports) {
+        let cfg = StreamConfig { segmenter: setting.clone(), ..base.clone() };
+        let mut acc = MetricsAccumulator::new(Variant::Asrf, vec![0]);
+        let mut segments = 0;
+        for rec in &recs {
+            let run = skelseg::online::stream_recording(model(), rec, &cfg).unwrap();
+            acc.add(&run.labels, &rec.frame_labels().unwrap()).unwrap();
+            segments += run.segments.len();
+        }
+        let direct = acc.finish();
+        assert_eq!(report.scores, direct, "{setting:?}");
+        assert!(report.overseg_ratio > 0.0 && segments > 0);
+    }
+    // The settings differ, so the replay is not returning one result three times.
+    assert_ne!(reports[0].scores, reports[2].scores);
+}

@@ -15,7 +15,7 @@ use crate::source::EndReason;
 use crate::stream::engine::{Engine, EngineConfig, Schedule, StreamCounters, StreamState};
 use crate::stream::events::{SegmentEvent, StreamEvents};
 use crate::stream::pipeline::EventCallback;
-use crate::stream::segmenter::SegmenterConfig;
+use crate::stream::segmenter::{FinalFrame, SegmenterConfig};
 use crate::stream::tap::VizTap;
 
 /// Settings of the streaming path: window and finalisation, then segment emission.
@@ -253,6 +253,31 @@ impl StreamSegmenter {
         self.events.end(frames, EndReason::Finished, &self.classes, &self.viz, &mut sink);
         self.state = StreamState::new(self.engine.config());
         Ok(events)
+    }
+}
+
+impl StreamSegmenter {
+    /// The frames a stream of `frames` finalises, each with the position (in `frames`) of the
+    /// frame whose arrival finalised it; no events. The stream starts afresh afterwards. For
+    /// replaying segmenter settings over one model pass ([`crate::online`]).
+    pub(crate) fn finalise(&mut self, frames: &[Frame]) -> Result<Vec<(FinalFrame, usize)>> {
+        let mut out = Vec::new();
+        for (position, frame) in frames.iter().enumerate() {
+            let finals = self
+                .engine
+                .push_frames(&mut [(
+                    &mut self.state,
+                    std::slice::from_ref(frame),
+                    Schedule::Every,
+                )])?
+                .pop()
+                .unwrap_or_default();
+            out.extend(finals.into_iter().map(|f| (f, position)));
+        }
+        let last = frames.len().saturating_sub(1);
+        out.extend(self.engine.flush(&mut self.state)?.into_iter().map(|f| (f, last)));
+        self.state = StreamState::new(self.engine.config());
+        Ok(out)
     }
 }
 
