@@ -286,3 +286,38 @@ fn demo_runs_from_an_empty_folder_with_the_embedded_model() {
         "nothing written to the working folder"
     );
 }
+
+#[test]
+fn calibrate_stream_records_the_setting_that_eval_then_reproduces() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = root().join("fixtures/models/synth.safetensors");
+    let copy = dir.path().join("m.safetensors");
+    std::fs::copy(&model, &copy).unwrap();
+    std::fs::copy(model.with_extension("json"), copy.with_extension("json")).unwrap();
+    let data = root().join("fixtures/synth");
+    let (m, d) = (copy.to_str().unwrap(), data.to_str().unwrap());
+    let v = json(&["calibrate", "--model", m, "--data", d, "--stream", "--json"]);
+    let stream = &v["stream"];
+    let candidates = stream["candidates"].as_array().unwrap();
+    // 3 θ × (3 candidate-rule factors + 2 majority factors × 2 peakless factors).
+    assert_eq!(candidates.len(), 21, "{v}");
+    let chosen = &candidates[stream["chosen"].as_u64().unwrap() as usize];
+    let limit = stream["max_delay_p95_frames"].as_f64().unwrap();
+    assert!(chosen["delay_p95_frames"].as_f64().unwrap() <= limit, "{v}");
+    for c in candidates.iter().filter(|c| c["delay_p95_frames"].as_f64().unwrap() <= limit) {
+        assert!(c["f1_50"].as_f64().unwrap() <= chosen["f1_50"].as_f64().unwrap(), "{v}");
+    }
+    // The checkpoint now carries the choice, and streaming with it gives the chosen figure.
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(copy.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["stream"]["rule"], chosen["rule"]);
+    let theta = meta["stream"]["min_mean_prob"].as_f64().unwrap();
+    assert!((theta - chosen["min_mean_prob"].as_f64().unwrap()).abs() < 1e-6, "{meta}");
+    let e = json(&["eval", "--model", m, "--data", d, "--online", "--json"]);
+    let online = e["online"]["f1_50"].as_f64().unwrap();
+    assert!((online - chosen["f1_50"].as_f64().unwrap()).abs() < 1e-9, "{e} vs {chosen}");
+    // --max-p95-delay needs --stream, and --stream writes, so it refuses --dry-run.
+    failure(&["calibrate", "--model", m, "--data", d, "--max-p95-delay", "30"]);
+    failure(&["calibrate", "--model", m, "--data", d, "--stream", "--dry-run"]);
+}

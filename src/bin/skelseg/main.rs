@@ -8,6 +8,7 @@ mod model;
 mod record;
 mod stream;
 mod training;
+mod tuning;
 mod zenoh_cli;
 
 use std::process::ExitCode;

@@ -154,6 +154,16 @@ pub struct CalibrateArgs {
     /// after every validation (for checkpoints trained elsewhere).
     #[arg(long)]
     threshold: bool,
+    /// Also choose the streaming segmenter settings (rule, θ, minimum-length factor, peakless
+    /// factor) on this data with the calibrated model: the recordings stream once, a grid of
+    /// settings replays over the finalised frames, and the best online F1@50 within the delay
+    /// limit is recorded in the checkpoint's `stream` block with the whole grid.
+    #[arg(long, conflicts_with = "dry_run")]
+    stream: bool,
+    /// `--stream`: largest p95 emission delay (frames) a setting may have; default twice the
+    /// library defaults' p95 on the same recordings.
+    #[arg(long, requires = "stream")]
+    max_p95_delay: Option<f64>,
     /// Report the fit without writing it into the checkpoint.
     #[arg(long)]
     dry_run: bool,
@@ -230,6 +240,22 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
         );
         checkpoint::save_meta(&args.model, &meta)?;
     }
+    let stream = if args.stream {
+        // The written calibration (temperature, threshold) is what streaming will use.
+        let calibrated = checkpoint::load(&args.model, device)?;
+        let fps = calibrated.meta.fps;
+        let at_rate: Vec<_> =
+            recs.iter().map(|r| skelseg::resample::resample_recording(r, fps)).collect();
+        let at_rate: Vec<&Recording> = at_rate.iter().map(|r| r.as_ref()).collect();
+        let mut meta = calibrated.meta.clone();
+        let choice = crate::tuning::choose(calibrated.into(), &meta, &at_rate, args.max_p95_delay)?;
+        let data = format!("{} ({} recordings)", args.data.display(), recs.len());
+        meta.stream = Some(choice.tuning(&data));
+        checkpoint::save_meta(&args.model, &meta)?;
+        Some(choice)
+    } else {
+        None
+    };
     if args.json {
         // The fit's fields at the top level (as before `--threshold`), then the threshold.
         let mut report = serde_json::to_value(&fit)?;
@@ -242,6 +268,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
                 ),
             );
             obj.insert("recordings".into(), recs.len().into());
+            obj.insert("stream".into(), serde_json::to_value(&stream)?);
             obj.insert("written".into(), (!args.dry_run).into());
         }
         print_json(&report)?;
@@ -264,6 +291,25 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
                 scores.acc,
                 if args.dry_run { " (not written)" } else { "" }
             );
+        }
+        if let Some(choice) = &stream {
+            println!("stream settings ({}):", choice.rule);
+            println!("  rule       θ     factor peakless  F1@50  Edit   Acc  delay mean / p95");
+            for (i, c) in choice.candidates.iter().enumerate() {
+                println!(
+                    "{} {:<9} {:.2}  {:<6} {:<8} {:5.1} {:5.1} {:5.1}  {:.1} / {:.0}",
+                    if i == choice.chosen { "→" } else { " " },
+                    format!("{:?}", c.rule).to_lowercase(),
+                    c.min_mean_prob,
+                    c.min_len_factor,
+                    c.peakless_factor.map_or("-".to_owned(), |p| p.to_string()),
+                    c.f1_50,
+                    c.edit,
+                    c.acc,
+                    c.delay_mean_frames,
+                    c.delay_p95_frames
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
