@@ -5,7 +5,7 @@
 //! Deviations: masked instance norm and masked keys/values (the anchor leaks padding).
 
 use tch::Tensor;
-use tch::nn::{self, Module};
+use tch::nn;
 
 use super::attention::{LinearAttention, masked_instance_norm};
 use super::config::ModelConfig;
@@ -39,14 +39,18 @@ impl LinearAttModule {
         let out = block("mfai.action_block/ff", None, || {
             conv::same_conv(&self.ff, x, self.dilation, train).relu()
         });
-        let q = block("mfai.action_block/norm", None, || {
-            masked_instance_norm(&out, mask).transpose(1, 2)
-        }); // (N, T, C)
+        let normed = block("mfai.action_block/norm", None, || masked_instance_norm(&out, mask));
         let att = block("mfai.action_block/attention", None, || {
-            self.att.forward_t(&q, &q, &mask.transpose(1, 2), train).transpose(1, 2)
+            if train {
+                let q = normed.transpose(1, 2); // (N, T, C)
+                self.att.forward_t(&q, &q, &mask.transpose(1, 2), train).transpose(1, 2)
+            } else {
+                self.att.forward_channels(&normed, mask)
+            }
         });
         block("mfai.action_block/out", None, || {
-            let out = self.conv_1x1.forward(&(att + out)).dropout(self.dropout, train);
+            let out =
+                conv::pointwise(&self.conv_1x1, &(att + out), train).dropout(self.dropout, train);
             (x + out) * mask
         })
     }
@@ -73,13 +77,17 @@ impl ActionBlock {
     }
 
     pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let mut h = block("mfai.action_block/conv_in", None, || self.conv_in.forward(x) * mask);
+        let mut h = block("mfai.action_block/conv_in", None, || {
+            conv::pointwise(&self.conv_in, x, train) * mask
+        });
         for layer in &self.layers {
             // The whole layer, beside its four parts: on the loaded machine of 2026-11-30 the
             // layers took 3–6× the sum of their parts (BENCHMARKS.md, unresolved).
             h = block("mfai.action_block/layer", None, || layer.forward_t(&h, mask, train));
         }
-        block("mfai.action_block/conv_out", None, || self.conv_out.forward(&h) * mask)
+        block("mfai.action_block/conv_out", None, || {
+            conv::pointwise(&self.conv_out, &h, train) * mask
+        })
     }
 }
 

@@ -6,7 +6,7 @@
 //! valid frames only (the anchor includes padding), and padded keys get a -1e9 bias instead of
 //! `log(1e-6)`.
 
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::attention::masked_instance_norm;
@@ -35,14 +35,20 @@ impl SlidingAttention {
     }
 
     /// `x (N, C, L)` (normalised), `mask (N, 1, L)`.
-    fn forward(&self, x: &Tensor, mask: &Tensor) -> Tensor {
+    fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         let s = x.size();
         let (n, l) = (s[0], s[2]);
         let bl = self.block;
         let half = bl / 2;
         let nb = (l + bl - 1) / bl;
         let right = nb * bl - l;
-        let (q, k, v) = (self.q.forward(x), self.k.forward(x), self.v.forward(x)); // (N, c, L)
+        let proj = |conv| conv::pointwise(conv, x, train);
+        if bl == 1 && !train {
+            // Blocks of one query whose window is its own key: the softmax over one key is 1,
+            // so the output is the value (zero on padding). Same numbers, no attention.
+            return conv::pointwise(&self.out, &(proj(&self.v) * mask).relu(), train) * mask;
+        }
+        let (q, k, v) = (proj(&self.q), proj(&self.k), proj(&self.v)); // (N, c, L)
         let c = q.size()[1];
         // queries: (N, c, nb·bl) -> (N, c, nb, bl) -> (N, nb, bl, c)
         let q = q.pad([0, right], "constant", None).view([n, c, nb, bl]).permute([0, 2, 3, 1]);
@@ -70,7 +76,7 @@ impl SlidingAttention {
         let o = att.to_kind(v.kind()).matmul(&v); // (N, nb, bl, c)
         // (N, nb, bl, c) -> (N, c, nb·bl) -> crop to L
         let o = o.permute([0, 3, 1, 2]).reshape([n, c, nb * bl]).narrow(2, 0, l);
-        self.out.forward(&o.relu()) * mask
+        conv::pointwise(&self.out, &o.relu(), train) * mask
     }
 }
 
@@ -99,8 +105,8 @@ impl AsformerLayer {
 
     pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         let out = conv::same_conv(&self.ff, x, self.dilation, train).relu();
-        let out = self.att.forward(&masked_instance_norm(&out, mask), mask) + out;
-        let out = self.conv_1x1.forward(&out).dropout(self.dropout, train);
+        let out = self.att.forward(&masked_instance_norm(&out, mask), mask, train) + out;
+        let out = conv::pointwise(&self.conv_1x1, &out, train).dropout(self.dropout, train);
         (x + out) * mask
     }
 }
@@ -109,6 +115,7 @@ impl AsformerLayer {
 mod tests {
     use super::*;
     use tch::Device;
+    use tch::nn::Module;
 
     /// Reference loop over blocks (the released per-block computation, one block at a time).
     fn looped(att: &SlidingAttention, x: &Tensor, mask: &Tensor) -> Tensor {
@@ -153,9 +160,12 @@ mod tests {
                 ],
                 2,
             );
-            let got = att.forward(&x, &mask);
             let want = looped(&att, &x, &mask);
-            assert!(got.allclose(&want, 1e-5, 1e-6, false), "bl {bl} l {l}");
+            // Inference (block 1: the value shortcut) and training forms alike.
+            for train in [false, true] {
+                let got = att.forward(&x, &mask, train);
+                assert!(got.allclose(&want, 1e-5, 1e-6, false), "bl {bl} l {l} train {train}");
+            }
         }
     }
 }

@@ -130,6 +130,38 @@ impl LinearAttention {
     }
 }
 
+impl LinearAttention {
+    /// Inference in the channel layout the temporal blocks use: `x (N, C, T)`, `mask (N, 1, T)`
+    /// → `(N, C, T)` (masked), equal to [`Self::forward_t`] on `x` transposed (self-attention,
+    /// no dropout). Heads split the channels as `(N, heads, dh, T)`, so every product runs on
+    /// the layout as it comes and the four transposes of the token form (each a copy of the
+    /// window) disappear.
+    pub(crate) fn forward_channels(&self, x: &Tensor, mask: &Tensor) -> Tensor {
+        let (n, c, t) = x.size3().unwrap_or((1, 1, 1));
+        let dh = c / self.heads;
+        let proj = |l: &nn::Linear| proj_out(l, x); // (N, C, T)
+        let split = |y: Tensor| y.view([n, self.heads, dh, t]);
+        let phi_q = split(proj(&self.q).sigmoid());
+        let phi_k = split(proj(&self.k).sigmoid() * mask);
+        let v = split(proj(&self.v) * mask);
+        let kv_sum = phi_k.matmul(&v.transpose(2, 3)); // (N, h, dh_k, dh_v)
+        let k_sum = phi_k.sum_dim_intlist(3, true, Kind::Float); // (N, h, dh, 1)
+        let z = (&phi_q * k_sum).sum_dim_intlist(2, true, Kind::Float) + 1e-6; // (N, h, 1, T)
+        let o = (kv_sum.transpose(2, 3).matmul(&phi_q) / z).to_kind(phi_q.kind()); // (N, h, dh, T)
+        proj_out(&self.out, &o.view([n, c, t])) * mask
+    }
+}
+
+/// The linear layer `l` on the channels of `x (N, C, T)`: `(N, O, T)`.
+fn proj_out(l: &nn::Linear, x: &Tensor) -> Tensor {
+    let o = l.ws.size()[0];
+    let y = l.ws.matmul(x);
+    match &l.bs {
+        Some(b) => y + b.view([1, o, 1]),
+        None => y,
+    }
+}
+
 /// Instance norm without affine over the valid frames only: `x (N, C, T)`, `mask (N, 1, T)`.
 /// Statistics in float32; the result in `x`'s kind.
 /// The anchors (ASFormer, DeST) normalise over all frames including padding; this deviation keeps
@@ -182,7 +214,15 @@ impl MaskedBatchNorm {
         let mut stat_shape = vec![1i64; dims as usize];
         stat_shape[1] = -1;
         let reduce: Vec<i64> = (0..dims).filter(|&d| d != 1).collect();
-        let (mean, var) = if train {
+        if !train {
+            // One pass over x instead of four: `x · scale + shift` (the same map, rounded
+            // differently).
+            let (scale, shift) = self.inference_affine();
+            return shift
+                .view(stat_shape.as_slice())
+                .addcmul(x, &scale.view(stat_shape.as_slice()));
+        }
+        let (mean, var) = {
             let mut one_channel = x.size();
             one_channel[1] = 1;
             let mask = match mask {
@@ -205,11 +245,6 @@ impl MaskedBatchNorm {
                 self.running_var.shallow_clone().copy_(&new_var);
             });
             (mean, var)
-        } else {
-            (
-                self.running_mean.view(stat_shape.as_slice()),
-                self.running_var.view(stat_shape.as_slice()),
-            )
         };
         let (w, b) =
             (self.weight.view(stat_shape.as_slice()), self.bias.view(stat_shape.as_slice()));
@@ -304,6 +339,27 @@ mod tests {
         let cut = x.narrow(1, 0, 3);
         let short = att.forward_t(&cut, &cut, &mask.narrow(1, 0, 3), false);
         assert!(full.allclose(&short, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn linear_attention_in_the_channel_layout_equals_the_token_form() {
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let att = LinearAttention::new(&vs.root(), 8, 2, 0.0);
+        for (n, t, valid) in [(1, 16, 16), (2, 9, 6)] {
+            let x = Tensor::randn([n, 8, t], (Kind::Float, Device::Cpu));
+            let mask = Tensor::cat(
+                &[
+                    Tensor::ones([n, 1, valid], (Kind::Float, Device::Cpu)),
+                    Tensor::zeros([n, 1, t - valid], (Kind::Float, Device::Cpu)),
+                ],
+                2,
+            );
+            let xt = x.transpose(1, 2);
+            let want = att.forward_t(&xt, &xt, &mask.transpose(1, 2), false).transpose(1, 2);
+            let got = att.forward_channels(&x, &mask);
+            assert!(got.allclose(&want, 1e-5, 1e-6, false), "n {n} t {t} valid {valid}");
+        }
     }
 
     #[test]

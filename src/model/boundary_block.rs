@@ -6,7 +6,7 @@
 //! frames into valid ones through the next dilated conv).
 
 use tch::Tensor;
-use tch::nn::{self, Module};
+use tch::nn;
 
 use super::config::ModelConfig;
 use super::conv;
@@ -32,10 +32,8 @@ impl DilatedResidual {
     }
 
     fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let out = self
-            .conv_1x1
-            .forward(&conv::same_conv(&self.conv_dilated, x, self.dilation, train).relu())
-            .dropout(self.dropout, train);
+        let h = conv::same_conv(&self.conv_dilated, x, self.dilation, train).relu();
+        let out = conv::pointwise(&self.conv_1x1, &h, train).dropout(self.dropout, train);
         (x + out) * mask
     }
 }
@@ -86,7 +84,7 @@ impl BoundaryBlock {
     }
 
     pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let f0 = self.conv_in.forward(x) * mask;
+        let f0 = conv::pointwise(&self.conv_in, x, train) * mask;
         let mut outs: Vec<Tensor> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let input = match outs.last() {
@@ -96,7 +94,7 @@ impl BoundaryBlock {
             outs.push(layer.forward_t(&input, mask, train));
         }
         let h = Tensor::cat(&outs, 1).prelu(&self.prelu); // (N, L·D, T)
-        (self.fuse.forward(&h) + f0) * mask
+        (conv::pointwise(&self.fuse, &h, train) + f0) * mask
     }
 }
 

@@ -153,7 +153,8 @@ impl Mfai {
         let x = channel_dropout(x, self.channel_dropout, train);
         // Encoder: E_0 at T, E_l at T/2^l.
         let mut masks = vec![mask.shallow_clone()];
-        let mut skips = vec![block("mfai.input", None, || self.input.forward(&x) * mask)];
+        let mut skips =
+            vec![block("mfai.input", None, || conv::pointwise(&self.input, &x, train) * mask)];
         for (l, layer) in self.encoder.iter().enumerate() {
             let (prev, prev_mask) = (skips.last(), masks.last());
             let (Some(prev), Some(prev_mask)) = (prev, prev_mask) else { break };

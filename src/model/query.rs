@@ -7,8 +7,10 @@
 //! Additions to the reference, for scale: channel LayerNorms on `F_a`, `F_b`, a final LayerNorm
 //! on the queries (pre-LN decoder), and the `1/√D` on the heads (see the fields).
 
-use tch::Tensor;
+use std::cell::RefCell;
+
 use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
 
 use super::attention::{MultiHeadAttention, sincos_pe};
 use super::config::ModelConfig;
@@ -40,16 +42,22 @@ impl QBlock {
         }
     }
 
-    /// `q (N, A+1, D)`, `pe (1, A+1, D)`, `frames (N, D, T)`, `mask (N, 1, T)`.
-    fn forward(&self, q: &Tensor, pe: &Tensor, frames: &Tensor, mask: &Tensor) -> Tensor {
-        let s = frames.size();
-        let (d, t) = (s[1], s[2]);
+    /// `q (N, A+1, D)`, `pe (1, A+1, D)`, `frames (N, D, T)`, `key_pe (1, T, D)`,
+    /// `mask (N, 1, T)`.
+    fn forward(
+        &self,
+        q: &Tensor,
+        pe: &Tensor,
+        frames: &Tensor,
+        key_pe: &Tensor,
+        mask: &Tensor,
+    ) -> Tensor {
         let qn = self.ln_self.forward(q);
         let qk = &qn + pe;
         let q = q + self.self_attn.forward(&qk, &qk, &qn, None);
         let qn = self.ln_cross.forward(&q);
         let f = frames.transpose(1, 2); // (N, T, D)
-        let fk = &f + sincos_pe(t, d, frames.device()).unsqueeze(0).to_kind(f.kind());
+        let fk = &f + key_pe;
         let key_mask = mask.squeeze_dim(1); // (N, T)
         let q = &q + self.cross_attn.forward(&(&qn + pe), &fk, &f, Some(&key_mask));
         &q + self.fc2.forward(&self.fc1.forward(&self.ln_ffn.forward(&q)).relu())
@@ -140,6 +148,9 @@ pub(crate) struct QueryDecoder {
     /// `1/√D` on the dot products (ASQuery uses the plain dot product; scaled, the logits of an
     /// untrained model are O(1) instead of O(10), which keeps the first focal-loss steps sane).
     logit_scale: f64,
+    /// The QBlocks' sinusoidal key PEs `(1, T, D)` by frame count and kind: constants, made
+    /// once instead of a dozen operations per QBlock and window.
+    key_pes: RefCell<Vec<(i64, Kind, Device, Tensor)>>,
 }
 
 impl QueryDecoder {
@@ -166,7 +177,21 @@ impl QueryDecoder {
             embed_b: Embed::new(&(p / "embed_boundary"), d),
             num_classes: a,
             logit_scale: 1.0 / (d as f64).sqrt(),
+            key_pes: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The key PE for `frames (N, D, T)`: `(1, T, D)` in their kind and on their device.
+    fn key_pe(&self, frames: &Tensor) -> Tensor {
+        let (d, t) = (frames.size()[1], frames.size()[2]);
+        let key = (t, frames.kind(), frames.device());
+        let mut cache = self.key_pes.borrow_mut();
+        if let Some((.., pe)) = cache.iter().find(|(len, k, dev, _)| (*len, *k, *dev) == key) {
+            return pe.shallow_clone();
+        }
+        let pe = sincos_pe(t, d, key.2).unsqueeze(0).to_kind(key.1);
+        cache.push((t, key.1, key.2, pe.shallow_clone()));
+        pe
     }
 
     /// `levels`: one `(frames (N, D, T_h), mask (N, 1, T_h))` per QBlock, coarse to fine;
@@ -205,7 +230,10 @@ impl QueryDecoder {
         let (mut f_a, mut f_b) = (channel_norm(&self.norm_a, f_a), channel_norm(&self.norm_b, f_b));
         let mut stages = Vec::with_capacity(self.blocks.len());
         for (r, (qblock, (frames, level_mask))) in self.blocks.iter().zip(levels).enumerate() {
-            q = block("mfai.qblock", Some(r), || qblock.forward(&q, &pe, frames, level_mask));
+            let key_pe = self.key_pe(frames);
+            q = block("mfai.qblock", Some(r), || {
+                qblock.forward(&q, &pe, frames, &key_pe, level_mask)
+            });
             let _fblock = super::profile::Span::new("mfai.fblock_heads", Some(r));
             let qn = self.norm_q.forward(&q);
             let q_a = qn.narrow(1, 0, a); // (N, A, D)
