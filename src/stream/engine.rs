@@ -668,6 +668,36 @@ mod tests {
     }
 
     #[test]
+    fn dsmi_waits_for_the_window_that_needs_the_frames() {
+        let rec = bundled_recording("synth_0000");
+        let cfg = cfg(); // W 32, hop 4, lookahead 6: windows at 8, 12, 16, ...
+        let engine = Engine::new(bundled_model().model, Device::Cpu, cfg.clone()).unwrap();
+        let mut state = StreamState::new(&cfg);
+        let mut last_window = 0;
+        for (i, f) in rec.frames[..58].iter().enumerate() {
+            let received = i as u64 + 1;
+            let windows = state.counters().windows;
+            let finals = engine.push(&mut [(&mut state, f)]).unwrap().remove(0);
+            if state.counters().windows > windows {
+                // The window ran DSMI over every waiting frame first.
+                assert!(state.raw.is_empty(), "frame {i}");
+                assert!(!finals.is_empty());
+                last_window = received;
+            } else {
+                assert!(finals.is_empty());
+                assert_eq!(state.raw.len() as u64, received - last_window, "frame {i}");
+            }
+            let held = (state.features.len() + state.raw.len()) as u64;
+            assert_eq!(held, received.min(cfg.window_frames as u64), "frame {i}");
+        }
+        // The end of the stream runs DSMI over what still waits.
+        let pending = state.pending();
+        assert!(!state.raw.is_empty());
+        assert_eq!(engine.flush(&mut state).unwrap().len() as u64, pending);
+        assert!(state.raw.is_empty());
+    }
+
+    #[test]
     fn a_skipping_burst_skips_windows_but_never_frames() {
         let rec = bundled_recording("synth_0000");
         let cfg = EngineConfig::default();
