@@ -41,7 +41,9 @@ impl LinearAttModule {
         });
         let normed = block("mfai.action_block/norm", None, || masked_instance_norm(&out, mask));
         let att = block("mfai.action_block/attention", None, || {
-            if train {
+            // One sequence (the streaming engine's window): the channel layout, no transposes.
+            // Batches keep the token form, whose products libtorch batches better.
+            if train || normed.size()[0] > 1 {
                 let q = normed.transpose(1, 2); // (N, T, C)
                 self.att.forward_t(&q, &q, &mask.transpose(1, 2), train).transpose(1, 2)
             } else {

@@ -39,8 +39,8 @@ fn shifted_matmul(conv: &nn::Conv1D, x: &Tensor, dilation: i64) -> Tensor {
     }
 }
 
-/// A 1×1 `conv` on `x (N, C, T)` → `(N, O, T)`. For inference one matrix product with the bias
-/// as its starting value (`addmm`, batched `baddbmm`): libtorch runs a 1×1 `Conv1d` through
+/// A 1×1 `conv` on `x (N, C, T)` → `(N, O, T)`. For inference on one sequence, one matrix
+/// product with the bias as its starting value (`addmm`): libtorch runs a 1×1 `Conv1d` through
 /// im2col and a general convolution, 1.3–2.8× the time of the product on MFAI's sizes at batch
 /// 1 (64 → 64 channels × 256 frames: 96 against 35 µs on one thread); MFAI has about 40 of them
 /// per window. Training keeps the convolution operator.
@@ -53,8 +53,10 @@ pub(crate) fn pointwise(conv: &nn::Conv1D, x: &Tensor, train: bool) -> Tensor {
     let w = conv.ws.view([o, c]);
     match (&conv.bs, n) {
         (Some(b), 1) => b.unsqueeze(1).addmm(&w, &x.reshape([c, t])).unsqueeze(0),
-        (Some(b), _) => b.view([1, o, 1]).baddbmm(&w.expand([n, o, c], false), x, 1.0, 1.0),
-        (None, _) => w.matmul(x),
+        (None, 1) => w.mm(&x.reshape([c, t])).unsqueeze(0),
+        // Batches keep the convolution: a broadcast product over them was slower (MFAI's
+        // windows are batched up to 8).
+        _ => conv.forward(x),
     }
 }
 
