@@ -50,6 +50,15 @@ impl SlidingAttention {
         }
         let (q, k, v) = (proj(&self.q), proj(&self.k), proj(&self.v)); // (N, c, L)
         let c = q.size()[1];
+        if l <= bl && !train {
+            // One block holds the whole level and its window (the first 2·bl − 1 of
+            // bl + 2·(bl/2) keys from −bl/2) sees every frame: plain attention over the L
+            // frames, without padding L up to the block (the two deepest levels of a window).
+            let energy = q.transpose(1, 2).matmul(&k) / (c as f64).sqrt() + (mask - 1.0) * 1e9; // (N, L, L)
+            let att = energy.softmax(-1, Kind::Float) * mask;
+            let o = v.matmul(&att.to_kind(v.kind()).transpose(1, 2)); // (N, c, L)
+            return conv::pointwise(&self.out, &o.relu(), train) * mask;
+        }
         // queries: (N, c, nb·bl) -> (N, c, nb, bl) -> (N, nb, bl, c)
         let q = q.pad([0, right], "constant", None).view([n, c, nb, bl]).permute([0, 2, 3, 1]);
         // keys/values with halo: pad bl/2 left, right + bl/2 right, windows of bl + 2·(bl/2) every bl
@@ -148,7 +157,7 @@ mod tests {
     #[test]
     fn vectorised_sliding_attention_equals_the_per_block_loop() {
         tch::manual_seed(5);
-        for (bl, l) in [(1, 7), (2, 9), (4, 16), (8, 13), (32, 5)] {
+        for (bl, l) in [(1, 7), (2, 9), (4, 16), (8, 13), (32, 5), (16, 8), (4, 4)] {
             let vs = nn::VarStore::new(Device::Cpu);
             let att = SlidingAttention::new(&vs.root(), 8, bl);
             let x = Tensor::randn([1, 8, l], (Kind::Float, Device::Cpu));
