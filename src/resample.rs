@@ -192,9 +192,10 @@ enum StreamRate {
 }
 
 /// A [`FrameSource`] that puts every stream of `inner` on the model's frame rate, the live
-/// counterpart of [`resample_recording`]: each stream's rate is the median interval of its
-/// first [`RATE_PROBE_FRAMES`] frames (held back until then, so a stream starts that many
-/// frames late), and streams within [`RATE_TOLERANCE`] of the model's rate pass untouched.
+/// counterpart of [`resample_recording`]: each stream's rate is estimated from its first
+/// [`RATE_PROBE_FRAMES`] frames ([`estimate_fps`]; they are held back until then, so a stream
+/// starts that many frames late), and streams within [`RATE_TOLERANCE`] of the model's rate
+/// pass untouched.
 pub struct RateAdapter<S> {
     inner: S,
     target_fps: f64,
@@ -258,11 +259,17 @@ impl<S: FrameSource> RateAdapter<S> {
     }
 }
 
-/// Median-interval frame rate of `frames`, when it has at least two with increasing times.
+/// Frame rate of `frames`, when it has at least two with increasing times: the median time per
+/// index step, so a sensor that drops frames but numbers them at its own rate (UTKinect keeps
+/// one 30 fps depth frame in 2 to 8) is taken at that rate, with gaps, as its recording is read;
+/// frames whose index does not advance count as one step.
 pub fn estimate_fps(frames: &[Frame]) -> Option<f64> {
     let mut steps: Vec<f64> = frames
         .windows(2)
-        .map(|w| w[1].timestamp_secs - w[0].timestamp_secs)
+        .map(|w| {
+            let steps = w[1].index.saturating_sub(w[0].index).max(1);
+            (w[1].timestamp_secs - w[0].timestamp_secs) / steps as f64
+        })
         .filter(|d| *d > 0.0)
         .collect();
     if steps.is_empty() {
@@ -379,6 +386,46 @@ mod tests {
             }
         }
         assert_eq!((frames, ended), (39, 1));
+    }
+
+    #[test]
+    fn a_stream_with_dropped_frames_gets_the_frames_its_recording_gets() {
+        // UTKinect-like: frame numbers at 30 fps stepping by 2 to 8 (a 7.5 fps median interval).
+        // Live, the adapter must take it at 30 fps with gaps, as the batch path reads the take.
+        let steps = [4u64, 4, 2, 6, 4, 8, 4, 4, 2, 4, 30, 4, 6, 4];
+        let indices: Vec<u64> = std::iter::once(0)
+            .chain(steps.iter().scan(0, |i, s| {
+                *i += s;
+                Some(*i)
+            }))
+            .collect();
+        let frames: Vec<Frame> =
+            indices.iter().map(|&i| frame(i, i as f64 / 30.0, i as f32)).collect();
+        assert!((estimate_fps(&frames[..RATE_PROBE_FRAMES]).unwrap() - 30.0).abs() < 1e-9);
+        let rec = Recording {
+            name: "r".into(),
+            source_layout: Layout::KinectV1_20,
+            fps: 30.0,
+            frames: frames.clone(),
+            intervals: None,
+        };
+        let batch = resample_recording(&rec, 30.0).into_owned().frames;
+        let source =
+            crate::source::ReplaySource::new(rec, crate::source::Pacing::AsFastAsPossible).unwrap();
+        let mut adapter = RateAdapter::new(source, 30.0);
+        let mut live = Vec::new();
+        loop {
+            match adapter.next_event(std::time::Duration::from_secs(1)) {
+                SourcePoll::Event(SourceEvent::Frame { frame, .. }) => live.push(frame),
+                SourcePoll::Finished => break,
+                _ => {}
+            }
+        }
+        assert_eq!(live, batch);
+        assert_eq!(live, frames);
+        // A counter index (one step per frame) keeps the plain median interval: 15 fps.
+        let counted: Vec<Frame> = (0..8).map(|i| frame(i, i as f64 / 15.0, 0.0)).collect();
+        assert!((estimate_fps(&counted).unwrap() - 15.0).abs() < 1e-9);
     }
 
     #[test]
