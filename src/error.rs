@@ -80,6 +80,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A thread that ran part of a step's inference ([`crate::stream::StreamSegmenter`]'s or a
+    /// pipeline worker's window threads) panicked or stopped.
+    #[error("thread {name} failed: {message}")]
+    ThreadFailed {
+        /// The thread's name (`skelseg::infer0/window1`, …).
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+
     // ---------------------------------------------------------------- model / train
     /// A checkpoint that cannot be used: unreadable weights or config, a format, version or
     /// layout this skelseg does not read, tensors or classes that do not match the config.

@@ -31,6 +31,7 @@ use crate::modality::{FrameModalities, ModalityConfig, ModalityState};
 use crate::model::InterAct;
 use crate::stream::filter::{JointFilter, OneEuroConfig};
 use crate::stream::segmenter::FinalFrame;
+use crate::stream::window_threads::WindowThread;
 
 /// Window and finalisation settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,6 +109,9 @@ pub const MAX_HOP_FACTOR: usize = 4;
 const MAX_WINDOWS_PER_BATCH: usize = 8;
 /// Most frames in one DSMI forward: the cost per frame is flat from batch 8 on.
 const MAX_FRAMES_PER_BATCH: usize = 256;
+/// Fewest frames in a DSMI batch handed to another thread: below it the hand-over costs more
+/// than it saves (a hop's 4 frames stay on the engine's thread).
+const MIN_SHARED_FRAMES: usize = 32;
 
 /// Which windows a stream's new frames get in [`Engine::push_frames`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -332,6 +336,8 @@ pub(crate) struct Engine {
     model: InterAct,
     device: Device,
     cfg: EngineConfig,
+    /// Threads with their own model copies that take a share of each step's batches.
+    helpers: Vec<WindowThread>,
 }
 
 impl Engine {
@@ -341,7 +347,57 @@ impl Engine {
         // The model defines its inputs: stream states built from this engine's config derive
         // the modalities the way it was trained, whatever the caller's config said.
         cfg.modality.norm = model.config().input_norm;
-        Ok(Engine { model, device, cfg })
+        Ok(Engine { model, device, cfg, helpers: Vec::new() })
+    }
+
+    /// Shares each step's DSMI and MFAI batches with `helpers` (window threads with copies of
+    /// this engine's model): a step's batches are split evenly over this thread and the helpers.
+    /// The outputs are those of one thread, to float rounding of the batched products.
+    pub fn with_helpers(mut self, helpers: Vec<WindowThread>) -> Self {
+        self.helpers = helpers;
+        self
+    }
+
+    /// Threads that run this engine's batches: the caller's and the helpers.
+    pub fn threads(&self) -> usize {
+        1 + self.helpers.len()
+    }
+
+    /// Runs `f(model, device, item)` for every item, item `k` on thread `k % threads` (0: this
+    /// one, which does its share while the helpers do theirs); results in item order.
+    fn spread<T, R>(
+        &self,
+        items: Vec<T>,
+        f: fn(&InterAct, Device, T) -> Result<R>,
+    ) -> Result<Vec<R>>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        let threads = self.threads();
+        if threads == 1 || items.len() < 2 {
+            return items.into_iter().map(|item| f(&self.model, self.device, item)).collect();
+        }
+        let (device, n) = (self.device, items.len());
+        let mut here = Vec::new();
+        let mut away = Vec::new();
+        for (k, item) in items.into_iter().enumerate() {
+            match k % threads {
+                0 => here.push((k, item)),
+                t => {
+                    let helper = &self.helpers[t - 1];
+                    away.push((k, helper, helper.run(move |model| f(model, device, item))?));
+                }
+            }
+        }
+        let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
+        for (k, item) in here {
+            out[k] = Some(f(&self.model, device, item)?);
+        }
+        for (k, helper, answer) in away {
+            out[k] = Some(helper.wait(&answer)?);
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// The settings.
@@ -421,39 +477,27 @@ impl Engine {
     }
 
     /// DSMI over the waiting frames of `states`, in batches of at most
-    /// [`MAX_FRAMES_PER_BATCH`] frames across streams; their features join each stream's cache.
+    /// [`MAX_FRAMES_PER_BATCH`] frames across streams (split over the engine's threads when
+    /// there are enough frames); their features join each stream's cache.
     fn run_dsmi(&self, states: &mut [&mut StreamState]) -> Result<()> {
         let counts: Vec<usize> = states.iter().map(|s| s.raw.len()).collect();
         let waiting: Vec<FrameModalities> =
             states.iter_mut().flat_map(|s| std::mem::take(&mut s.raw)).collect();
-        let mut feats = Vec::with_capacity(waiting.len());
-        for chunk in waiting.chunks(MAX_FRAMES_PER_BATCH) {
-            feats.extend(self.dsmi(chunk)?);
+        let per = if waiting.len() >= 2 * MIN_SHARED_FRAMES {
+            waiting.len().div_ceil(self.threads()).clamp(MIN_SHARED_FRAMES, MAX_FRAMES_PER_BATCH)
+        } else {
+            MAX_FRAMES_PER_BATCH
+        };
+        let mut batches = Vec::new();
+        let mut waiting = waiting.into_iter().peekable();
+        while waiting.peek().is_some() {
+            batches.push(waiting.by_ref().take(per).collect::<Vec<_>>());
         }
-        let mut feats = feats.into_iter();
+        let mut feats = self.spread(batches, dsmi)?.into_iter().flatten();
         for (state, n) in states.iter_mut().zip(counts) {
             state.features.extend(feats.by_ref().take(n));
         }
         Ok(())
-    }
-
-    /// DSMI on single frames: `(N, 6, 1, 25)` ×3 → `N` feature vectors of `D` floats.
-    fn dsmi(&self, mods: &[FrameModalities]) -> Result<Vec<Vec<f32>>> {
-        let _guard = tch::no_grad_guard();
-        let n = mods.len() as i64;
-        let stack = |f: &dyn Fn(&FrameModalities) -> &[f32]| {
-            let flat: Vec<f32> = mods.iter().flat_map(|m| f(m).iter().copied()).collect();
-            Tensor::from_slice(&flat).reshape([n, 6, 1, NUM_JOINTS as i64]).to(self.device)
-        };
-        let abs = stack(&|m| &m.abs[..]);
-        let rel = stack(&|m| &m.rel[..]);
-        let motion = stack(&|m| &m.motion[..]);
-        let feats = self.model.dsmi(&abs, &rel, &motion, false)?; // (N, D, 1)
-        let d = feats.size()[1];
-        let flat = Vec::<f32>::try_from(
-            feats.reshape([n * d]).to_kind(Kind::Float).to_device(Device::Cpu),
-        )?;
-        Ok(flat.chunks(d as usize).map(<[f32]>::to_vec).collect())
     }
 
     /// The frames a window finalises end here: all of them at end of stream, else those with
@@ -486,13 +530,16 @@ impl Engine {
         let mut lengths: Vec<usize> = jobs.iter().map(len_of).collect();
         lengths.sort_unstable();
         lengths.dedup();
-        let mut classes = 0;
+        // Per window length, the windows split evenly over the engine's threads, at most
+        // MAX_WINDOWS_PER_BATCH a batch.
+        let mut batches = Vec::new();
         for len in lengths {
             let members: Vec<usize> =
                 (0..jobs.len()).filter(|&j| len_of(&jobs[j]) == len).collect();
-            for chunk in members.chunks(MAX_WINDOWS_PER_BATCH) {
+            let per = members.len().div_ceil(self.threads()).min(MAX_WINDOWS_PER_BATCH);
+            for chunk in members.chunks(per) {
                 let mut flat = Vec::new();
-                let mut d = 0;
+                let mut dim = 0;
                 // The earliest column any window of the chunk finalises.
                 let from = chunk
                     .iter()
@@ -504,34 +551,26 @@ impl Engine {
                     let state = &states[jobs[j].stream];
                     let first = (jobs[j].end - len as u64 - state.base()) as usize;
                     for feat in state.features.range(first..first + len) {
-                        d = feat.len();
+                        dim = feat.len();
                         flat.extend_from_slice(feat);
                     }
                 }
-                let n = chunk.len() as i64;
-                // Stored (N, T, D); the model wants (N, D, T).
-                let feats = Tensor::from_slice(&flat)
-                    .reshape([n, len as i64, d as i64])
-                    .transpose(1, 2)
-                    .to(self.device);
-                let mask = Tensor::ones([n, len as i64], (Kind::Float, self.device));
-                let output = self.model.mfai_final(&feats, &mask, from as i64)?;
-                let probs =
-                    output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, C)
-                let bprobs =
-                    output.final_boundary_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, C)
-                classes = probs.size()[1] as usize;
-                let probs = Vec::<f32>::try_from(probs.reshape([-1]))?;
-                let bprobs = Vec::<f32>::try_from(bprobs.reshape([-1]))?;
-                let cols = len - from;
-                let per = classes * cols;
-                for (row, &j) in chunk.iter().enumerate() {
-                    results[j] = Some(WindowColumns {
-                        from,
-                        probs: probs[row * per..(row + 1) * per].to_vec(),
-                        boundary: bprobs[row * cols..(row + 1) * cols].to_vec(),
-                    });
-                }
+                batches.push(WindowBatch { jobs: chunk.to_vec(), flat, len, dim, from });
+            }
+        }
+        let layout: Vec<(Vec<usize>, usize)> =
+            batches.iter().map(|b| (b.jobs.clone(), b.from)).collect();
+        let mut classes = 0;
+        for ((chunk, from), out) in layout.into_iter().zip(self.spread(batches, final_columns)?) {
+            classes = out.classes;
+            let cols = out.boundary.len() / chunk.len();
+            let per = classes * cols;
+            for (row, j) in chunk.into_iter().enumerate() {
+                results[j] = Some(WindowColumns {
+                    from,
+                    probs: out.probs[row * per..(row + 1) * per].to_vec(),
+                    boundary: out.boundary[row * cols..(row + 1) * cols].to_vec(),
+                });
             }
         }
         let mut out = vec![Vec::new(); states.len()];
@@ -570,6 +609,58 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// DSMI on single frames: `(N, 6, 1, 25)` ×3 → `N` feature vectors of `D` floats.
+fn dsmi(model: &InterAct, device: Device, mods: Vec<FrameModalities>) -> Result<Vec<Vec<f32>>> {
+    let n = mods.len() as i64;
+    let stack = |f: &dyn Fn(&FrameModalities) -> &[f32]| {
+        let flat: Vec<f32> = mods.iter().flat_map(|m| f(m).iter().copied()).collect();
+        Tensor::from_slice(&flat).reshape([n, 6, 1, NUM_JOINTS as i64]).to(device)
+    };
+    let abs = stack(&|m| &m.abs[..]);
+    let rel = stack(&|m| &m.rel[..]);
+    let motion = stack(&|m| &m.motion[..]);
+    let feats = model.dsmi(&abs, &rel, &motion, false)?; // (N, D, 1)
+    let d = feats.size()[1];
+    let flat =
+        Vec::<f32>::try_from(feats.reshape([n * d]).to_kind(Kind::Float).to_device(Device::Cpu))?;
+    Ok(flat.chunks(d as usize).map(<[f32]>::to_vec).collect())
+}
+
+/// Windows of one length that run as one MFAI batch: their cached features, `(N, len, dim)`
+/// row-major, and the first column any of them finalises.
+struct WindowBatch {
+    jobs: Vec<usize>,
+    flat: Vec<f32>,
+    len: usize,
+    dim: usize,
+    from: usize,
+}
+
+/// The final stage of a [`WindowBatch`], columns `from..len`: probabilities `(N, A, C)` and
+/// boundary probabilities `(N, C)`, row-major.
+struct BatchColumns {
+    probs: Vec<f32>,
+    boundary: Vec<f32>,
+    classes: usize,
+}
+
+fn final_columns(model: &InterAct, device: Device, batch: WindowBatch) -> Result<BatchColumns> {
+    let WindowBatch { jobs, flat, len, dim, from } = batch;
+    let n = jobs.len() as i64;
+    // Stored (N, T, D); the model wants (N, D, T).
+    let feats =
+        Tensor::from_slice(&flat).reshape([n, len as i64, dim as i64]).transpose(1, 2).to(device);
+    let mask = Tensor::ones([n, len as i64], (Kind::Float, device));
+    let output = model.mfai_final(&feats, &mask, from as i64)?;
+    let probs = output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, C)
+    let boundary = output.final_boundary_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, C)
+    Ok(BatchColumns {
+        classes: probs.size()[1] as usize,
+        probs: Vec::<f32>::try_from(probs.reshape([-1]))?,
+        boundary: Vec::<f32>::try_from(boundary.reshape([-1]))?,
+    })
 }
 
 #[cfg(test)]
@@ -766,5 +857,48 @@ mod tests {
         // frame (those differ by 1e-2 or more).
         let worst = max_difference(&got, &reference);
         assert!(worst < 1e-5, "largest difference {worst}");
+    }
+
+    #[test]
+    fn window_threads_share_the_batches_and_give_the_frames_of_one_thread() {
+        let rec = bundled_recording("synth_0000");
+        let cfg = EngineConfig::default();
+        let loaded = bundled_model();
+        let helpers =
+            crate::stream::window_threads::spawn_copies("test", &loaded.vs, &loaded.model, 2, 1)
+                .unwrap();
+        let shared =
+            Engine::new(loaded.model, Device::Cpu, cfg.clone()).unwrap().with_helpers(helpers);
+        let alone = Engine::new(bundled_model().model, Device::Cpu, cfg.clone()).unwrap();
+        assert_eq!((shared.threads(), alone.threads()), (3, 1));
+        // Two streams at different phases, fed in bursts (so several batches per step, DSMI
+        // batches large enough to be shared), then flushed.
+        let run = |engine: &Engine| {
+            let mut states = [StreamState::with_phase(&cfg, 0), StreamState::with_phase(&cfg, 1)];
+            let mut out = [Vec::new(), Vec::new()];
+            for burst in rec.frames[..600].chunks(150) {
+                let [a, b] = &mut states;
+                let finals = engine
+                    .push_frames(&mut [(a, burst, Schedule::Every), (b, burst, Schedule::Every)])
+                    .unwrap();
+                for (o, f) in out.iter_mut().zip(finals) {
+                    o.extend(f);
+                }
+            }
+            for (o, s) in out.iter_mut().zip(&mut states) {
+                o.extend(engine.flush(s).unwrap());
+            }
+            (out, states.map(|s| s.counters().clone()))
+        };
+        let (got, got_counts) = run(&shared);
+        let (want, want_counts) = run(&alone);
+        assert_eq!(got_counts, want_counts, "the same windows ran");
+        assert!(shared.helpers.iter().all(|h| h.tasks_done() > 0), "every helper took batches");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.len(), 600);
+            // Batches of other sizes than one thread's: float rounding only (see above).
+            let worst = max_difference(g, w);
+            assert!(worst < 1e-5, "largest difference {worst}");
+        }
     }
 }

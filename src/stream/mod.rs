@@ -25,13 +25,17 @@ mod sync;
 mod tap;
 #[cfg(test)]
 mod testing;
+pub(crate) mod window_threads;
 mod worker;
 
 pub use engine::{EngineConfig, MAX_HOP_FACTOR, StreamCounters};
 pub use events::SegmentEvent;
 pub use filter::OneEuroConfig;
 pub use latency::LatencyHistogram;
-pub use pipeline::{EventCallback, Pipeline, PipelineBuilder, PipelineStats, default_workers};
+pub use pipeline::{
+    EventCallback, Pipeline, PipelineBuilder, PipelineStats, default_window_threads,
+    default_workers,
+};
 pub use segmenter::{SegmentRule, SegmenterChoices, SegmenterConfig};
 pub use sync::{StreamConfig, StreamSegmenter, StreamSegmenterBuilder};
 pub use tap::VizTap;

@@ -63,13 +63,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use serde::Serialize;
-use tch::nn;
 
-use crate::Model;
 use crate::error::{Error, Result};
 use crate::io::ClassMap;
-use crate::model::InterAct;
-use crate::model::ModelConfig;
 use crate::source::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId};
 use crate::stream::engine::{Engine, StreamState};
 use crate::stream::events::{SegmentEvent, StreamEvents};
@@ -77,9 +73,11 @@ use crate::stream::latency::LatencyHistogram;
 use crate::stream::segmenter::SegmenterConfig;
 use crate::stream::sync::StreamConfig;
 use crate::stream::tap::VizTap;
+use crate::stream::window_threads::{self, replicate};
 #[cfg(test)]
 use crate::stream::worker::Fault;
 use crate::stream::worker::{Arrival, StreamKey, Worker, WorkerOut, serve};
+use crate::{Device, Model};
 
 /// How long a pump waits on its source before checking for shutdown.
 const POLL: Duration = Duration::from_millis(20);
@@ -115,6 +113,8 @@ pub struct PipelineStats {
     pub unprocessed_frames: u64,
     /// Inference workers.
     pub workers: usize,
+    /// Threads each worker runs its batches on ([`PipelineBuilder::window_threads`]).
+    pub window_threads: usize,
     /// Times a worker handed freed memory back to the system (module docs, "Memory").
     pub memory_trims: u64,
     /// Milliseconds those took, in all.
@@ -154,6 +154,17 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
 }
 
+/// The default threads per worker for its windows ([`PipelineBuilder::window_threads`]): on the
+/// CPU, the cores the workers leave (at least one each: 2 on a 2-core machine with its one
+/// default worker); on a GPU, one.
+pub fn default_window_threads(workers: usize, device: Device) -> usize {
+    if device.is_cuda() {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / workers.max(1)).max(1)
+}
+
 /// Builds a [`Pipeline`].
 pub struct PipelineBuilder {
     model: Model,
@@ -163,6 +174,7 @@ pub struct PipelineBuilder {
     channel: bool,
     viz: VizTap,
     workers: usize,
+    window_threads: Option<usize>,
     #[cfg(test)]
     fault: Option<Fault>,
 }
@@ -180,6 +192,7 @@ impl PipelineBuilder {
             channel: true,
             viz: VizTap::off(),
             workers: default_workers(),
+            window_threads: None,
             #[cfg(test)]
             fault: None,
         }
@@ -196,6 +209,16 @@ impl PipelineBuilder {
     /// equal share of libtorch's intra-op threads; default [`default_workers`].
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
+        self
+    }
+
+    /// Runs each worker's due windows and frames on `n` threads: the worker's and `n − 1`
+    /// threads of its own, each with a copy of the model, that take an even share of every
+    /// batch (one stream replayed or catching up, several streams due on the same frame).
+    /// Default [`default_window_threads`]; the outputs are those of one thread, to float
+    /// rounding.
+    pub fn window_threads(mut self, n: usize) -> Self {
+        self.window_threads = Some(n.max(1));
         self
     }
 
@@ -241,12 +264,24 @@ impl PipelineBuilder {
 
     /// Starts the threads.
     pub fn start(self) -> Result<Pipeline> {
-        let PipelineBuilder { model, cfg, sources, callback, channel, viz, workers, .. } = self;
+        let PipelineBuilder {
+            model,
+            cfg,
+            sources,
+            callback,
+            channel,
+            viz,
+            workers,
+            window_threads,
+            ..
+        } = self;
         #[cfg(test)]
         let mut fault = self.fault;
         cfg.validate()?;
         let classes = model.classes().clone();
         let device = model.device();
+        let window_threads =
+            window_threads.unwrap_or_else(|| default_window_threads(workers, device));
         // Copies first: the original moves into the first worker.
         let mut models = Vec::with_capacity(workers);
         for _ in 1..workers {
@@ -257,6 +292,7 @@ impl PipelineBuilder {
         let shared = Arc::new(Shared::new(PipelineStats {
             sources: vec![SourceStats::default(); sources.len()],
             workers,
+            window_threads,
             ..PipelineStats::default()
         }));
         let (tx_finals, rx_finals) = bounded::<WorkerOut>(CHANNEL_CAPACITY);
@@ -264,13 +300,16 @@ impl PipelineBuilder {
 
         let mut handles = Vec::new();
         // libtorch's intra-op thread count is per thread (OpenMP): share the caller's setting
-        // among the workers, or each would run with the library default (every core).
-        let threads = (tch::get_num_threads() / workers as i32).max(1);
+        // among the workers' threads, or each would run with the library default (every core).
+        let threads = (tch::get_num_threads() / (workers * window_threads) as i32).max(1);
         let mut inboxes = Vec::with_capacity(workers);
         for (w, (vs, model)) in models.into_iter().enumerate() {
             let (tx, rx) = bounded::<Arrival>(CHANNEL_CAPACITY);
             inboxes.push(tx);
-            let engine = Engine::new(model, device, cfg.engine.clone())?;
+            let name = format!("skelseg::infer{w}");
+            let helpers =
+                window_threads::spawn_copies(&name, &vs, &model, window_threads - 1, threads)?;
+            let engine = Engine::new(model, device, cfg.engine.clone())?.with_helpers(helpers);
             #[allow(unused_mut)]
             let mut worker = Worker::new(engine, viz.clone(), Arc::clone(&shared));
             #[cfg(test)]
@@ -278,7 +317,7 @@ impl PipelineBuilder {
                 worker.fault = fault.take();
             }
             let (tx, shared) = (tx_finals.clone(), Arc::clone(&shared));
-            handles.push(spawn(&format!("skelseg::infer{w}"), move || {
+            handles.push(spawn(&name, move || {
                 tch::set_num_threads(threads);
                 let _keep_alive = vs;
                 serve(worker, rx, tx, &shared)
@@ -306,14 +345,6 @@ impl PipelineBuilder {
         }
         Ok(Pipeline { events: rx_events, shared, handles })
     }
-}
-
-/// A copy of `loaded`'s model with its own variables (one per worker: tensors are not `Sync`).
-fn replicate(src: &nn::VarStore, cfg: &ModelConfig) -> Result<(nn::VarStore, InterAct)> {
-    let mut vs = nn::VarStore::new(src.device());
-    let model = InterAct::new(&vs.root(), cfg)?;
-    vs.copy(src)?;
-    Ok((vs, model))
 }
 
 /// What the threads share: the stop flag and the counters.

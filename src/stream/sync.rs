@@ -17,6 +17,7 @@ use crate::stream::events::{SegmentEvent, StreamEvents};
 use crate::stream::pipeline::EventCallback;
 use crate::stream::segmenter::{FinalFrame, SegmenterConfig};
 use crate::stream::tap::VizTap;
+use crate::stream::window_threads;
 
 /// Settings of the streaming path: window and finalisation, then segment emission.
 ///
@@ -116,6 +117,7 @@ pub struct StreamSegmenterBuilder {
     cfg: Option<StreamConfig>,
     viz: VizTap,
     callback: Option<EventCallback>,
+    window_threads: usize,
 }
 
 impl StreamSegmenterBuilder {
@@ -145,15 +147,33 @@ impl StreamSegmenterBuilder {
         self
     }
 
+    /// Runs the windows and frames that come due in one push on `n` threads: the caller's and
+    /// `n − 1` threads of its own, each with a copy of the model (default 1: the caller's
+    /// thread only). Pays when pushes hold many frames (a recording replayed in bursts through
+    /// [`StreamSegmenter::push_many`]); a push of one frame runs at most one window and gains
+    /// nothing. The outputs are those of one thread, to float rounding.
+    pub fn window_threads(mut self, n: usize) -> Self {
+        self.window_threads = n.max(1);
+        self
+    }
+
     /// Checks the settings and builds the segmenter.
     pub fn build(self) -> Result<StreamSegmenter> {
-        let StreamSegmenterBuilder { model, stream, cfg, viz, callback } = self;
+        let StreamSegmenterBuilder { model, stream, cfg, viz, callback, window_threads: threads } =
+            self;
         let cfg = cfg.unwrap_or_else(|| StreamConfig::from_checkpoint(model.meta()));
         cfg.validate()?;
         let device = model.device();
         let classes = model.classes().clone();
         let (vs, net, _meta) = model.into_parts();
-        let engine = Engine::new(net, device, cfg.engine.clone())?;
+        let helpers = window_threads::spawn_copies(
+            &format!("skelseg::{stream}"),
+            &vs,
+            &net,
+            threads - 1,
+            tch::get_num_threads(),
+        )?;
+        let engine = Engine::new(net, device, cfg.engine.clone())?.with_helpers(helpers);
         Ok(StreamSegmenter {
             state: StreamState::new(engine.config()),
             engine,
@@ -176,6 +196,7 @@ impl StreamSegmenter {
             cfg: None,
             viz: VizTap::off(),
             callback: None,
+            window_threads: 1,
         }
     }
 

@@ -62,6 +62,11 @@ pub struct BenchArgs {
     /// less one).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
+    /// Threads per worker for its due windows in the ramp, and threads of the single-stream
+    /// replay's `StreamSegmenter` (default: the library's for the pipeline, the cores the
+    /// workers leave; the replay runs 1 and, when this is more, also this many).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    window_threads: Option<u16>,
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -173,6 +178,10 @@ struct BenchReport {
     replay_speed_x: Figure,
     /// The same replay, pushed 128 frames at a time (batched DSMI and windows, same events).
     replay_batched_speed_x: Figure,
+    /// Threads per engine for its batches: the ramp's workers, and the next replay.
+    window_threads: usize,
+    /// The batched replay with its batches split over `window_threads` threads (when > 1).
+    replay_batched_threads_speed_x: Option<Figure>,
     workers: usize,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
@@ -439,9 +448,17 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     // The streaming engine feeds float32 frames: reduced precision is timed on the model alone.
     let full_precision = args.precision == Precision::Fp32;
     let stream_repeats = if full_precision { repeats } else { 0 };
-    let replay_once = |batch: usize| -> Result<f64> {
+    let workers = args.workers.map_or_else(skelseg::stream::default_workers, usize::from);
+    let window_threads = args
+        .window_threads
+        .map_or_else(|| skelseg::stream::default_window_threads(workers, device), usize::from);
+    let replay_once = |batch: usize, threads: usize| -> Result<f64> {
         let loaded = checkpoint::load(&model_path, device)?;
-        let mut seg = StreamSegmenter::with_config(loaded, "bench", cfg.clone())?;
+        let mut seg = StreamSegmenter::builder(loaded)
+            .stream("bench")
+            .config(cfg.clone())
+            .window_threads(threads)
+            .build()?;
         let start = Instant::now();
         for frames in rec.frames.chunks(batch) {
             seg.push_many(frames)?;
@@ -450,18 +467,20 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         let secs = start.elapsed().as_secs_f64();
         Ok(rec.frames.len() as f64 / rec.fps / secs)
     };
-    let (mut replay, mut replay_batched) = (Vec::new(), Vec::new());
+    let (mut replay, mut replay_batched, mut replay_threads) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..stream_repeats {
-        replay.push(replay_once(1)?);
-        replay_batched.push(replay_once(128)?);
+        replay.push(replay_once(1, 1)?);
+        replay_batched.push(replay_once(128, 1)?);
+        if window_threads > 1 {
+            replay_threads.push(replay_once(128, window_threads)?);
+        }
     }
-    let workers = args.workers.map_or_else(skelseg::stream::default_workers, usize::from);
 
     // Concurrency ramp: N paced 30-fps streams through the threaded pipeline, once per repeat.
     let mut ramps = Vec::new();
     let ramp_repeats = if args.max_streams == 0 { 0 } else { stream_repeats };
     for _ in 0..ramp_repeats {
-        ramps.push(ramp(&args, &model_path, device, workers, &cfg, &synth_cfg)?);
+        ramps.push(ramp(&args, &model_path, device, (workers, window_threads), &cfg, &synth_cfg)?);
     }
     let sustained =
         |r: &Vec<RampStep>| r.iter().filter(|s| s.sustained).map(|s| s.streams).max().unwrap_or(0);
@@ -519,6 +538,8 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         precision_check,
         replay_speed_x: Figure::new(replay),
         replay_batched_speed_x: Figure::new(replay_batched),
+        window_threads,
+        replay_batched_threads_speed_x: train_figure(replay_threads),
         workers,
         latency_p50_ms: single_p(&|s| s.latency_p50_ms),
         latency_p99_ms: single_p(&|s| s.latency_p99_ms),
@@ -620,6 +641,14 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
             report.replay_speed_x.show(1),
             report.replay_batched_speed_x.show(1)
         );
+        if let Some(x) = &report.replay_batched_threads_speed_x {
+            println!(
+                "  batched on {} window threads: {}× real time ({}× the one-thread batched replay)",
+                report.window_threads,
+                x.show(1),
+                x.zip(&report.replay_batched_speed_x, |a, b| a / b).show(2)
+            );
+        }
     }
     if !report.ramp.is_empty() {
         println!(
@@ -627,8 +656,9 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
             report.latency_p50_ms, report.latency_p99_ms
         );
         println!(
-            "concurrent 30-fps streams sustained ({} workers; p99 < {} ms, hop {hop}, no skipped windows): {}",
+            "concurrent 30-fps streams sustained ({} workers × {} window threads; p99 < {} ms, hop {hop}, no skipped windows): {}",
             report.workers,
+            report.window_threads,
             args.budget_ms,
             report.max_streams_30fps.show(0)
         );
@@ -751,7 +781,7 @@ fn ramp(
     args: &BenchArgs,
     model_path: &std::path::Path,
     device: Device,
-    workers: usize,
+    (workers, window_threads): (usize, usize),
     cfg: &skelseg::stream::StreamConfig,
     synth_cfg: &SynthConfig,
 ) -> Result<Vec<RampStep>> {
@@ -767,8 +797,11 @@ fn ramp(
     let frames_per_step = (args.step_secs * 30.0) as usize;
     for &streams in &steps {
         let loaded = checkpoint::load(model_path, device)?;
-        let mut builder =
-            PipelineBuilder::new(loaded).config(cfg.clone()).event_channel(false).workers(workers);
+        let mut builder = PipelineBuilder::new(loaded)
+            .config(cfg.clone())
+            .event_channel(false)
+            .workers(workers)
+            .window_threads(window_threads);
         for s in 0..streams {
             let mut r = synth::generate_recording(synth_cfg, 1000 + s as u64, &format!("s{s:02}"));
             r.frames.truncate(frames_per_step.min(r.frames.len()));

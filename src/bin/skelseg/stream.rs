@@ -122,6 +122,10 @@ pub struct StreamArgs {
     /// (default: the cores less one for sources and segmenter, at least 1).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
+    /// Threads per worker for its due windows, each with a copy of the model (default: the
+    /// cores the workers leave, so 2 on a 2-core machine: a replay uses both cores).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    window_threads: Option<u16>,
     #[command(flatten)]
     viz: VizArgs,
     /// Device.
@@ -164,6 +168,9 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
         PipelineBuilder::new(loaded).config(cfg).event_channel(false).viz(viz.tap.clone());
     if let Some(n) = args.workers {
         builder = builder.workers(n.into());
+    }
+    if let Some(n) = args.window_threads {
+        builder = builder.window_threads(n.into());
     }
     for spec in &args.source {
         if matches!(spec, SourceSpec::Zenoh(_)) {
