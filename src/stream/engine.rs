@@ -109,9 +109,11 @@ pub const MAX_HOP_FACTOR: usize = 4;
 const MAX_WINDOWS_PER_BATCH: usize = 8;
 /// Most frames in one DSMI forward: the cost per frame is flat from batch 8 on.
 const MAX_FRAMES_PER_BATCH: usize = 256;
-/// Fewest frames in a DSMI batch handed to another thread: below it the hand-over costs more
-/// than it saves (a hop's 4 frames stay on the engine's thread).
-const MIN_SHARED_FRAMES: usize = 32;
+/// Fewest frames per thread for a step's DSMI to be shared with the engine's window threads.
+/// Like windows (a full batch per thread), only a step with much to do is shared: a live
+/// step's few frames and windows run faster on one thread than split, and many live streams
+/// are better spread over workers (BENCHMARKS.md, "Window threads").
+const MIN_SHARED_FRAMES: usize = 64;
 
 /// Which windows a stream's new frames get in [`Engine::push_frames`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -350,9 +352,11 @@ impl Engine {
         Ok(Engine { model, device, cfg, helpers: Vec::new() })
     }
 
-    /// Shares each step's DSMI and MFAI batches with `helpers` (window threads with copies of
-    /// this engine's model): a step's batches are split evenly over this thread and the helpers.
-    /// The outputs are those of one thread, to float rounding of the batched products.
+    /// Shares large steps with `helpers` (window threads with copies of this engine's model): a
+    /// step with a full MFAI batch of windows for every thread (a replay or a stream catching
+    /// up) has its windows, and its DSMI frames when there are 64 per thread, split evenly over
+    /// this thread and the helpers; smaller steps run here. The outputs are those of one
+    /// thread, to float rounding of the batched products.
     pub fn with_helpers(mut self, helpers: Vec<WindowThread>) -> Self {
         self.helpers = helpers;
         self
@@ -363,11 +367,13 @@ impl Engine {
         1 + self.helpers.len()
     }
 
-    /// Runs `f(model, device, item)` for every item, item `k` on thread `k % threads` (0: this
-    /// one, which does its share while the helpers do theirs); results in item order.
+    /// Runs `f(model, device, item)` for every item, on this thread alone or, with `share`,
+    /// item `k` on thread `k % threads` (0: this one, which does its share while the helpers do
+    /// theirs); results in item order.
     fn spread<T, R>(
         &self,
         items: Vec<T>,
+        share: bool,
         f: fn(&InterAct, Device, T) -> Result<R>,
     ) -> Result<Vec<R>>
     where
@@ -375,7 +381,7 @@ impl Engine {
         R: Send + 'static,
     {
         let threads = self.threads();
-        if threads == 1 || items.len() < 2 {
+        if !share || threads == 1 || items.len() < 2 {
             return items.into_iter().map(|item| f(&self.model, self.device, item)).collect();
         }
         let (device, n) = (self.device, items.len());
@@ -483,8 +489,9 @@ impl Engine {
         let counts: Vec<usize> = states.iter().map(|s| s.raw.len()).collect();
         let waiting: Vec<FrameModalities> =
             states.iter_mut().flat_map(|s| std::mem::take(&mut s.raw)).collect();
-        let per = if waiting.len() >= 2 * MIN_SHARED_FRAMES {
-            waiting.len().div_ceil(self.threads()).clamp(MIN_SHARED_FRAMES, MAX_FRAMES_PER_BATCH)
+        let share = self.threads() > 1 && waiting.len() >= self.threads() * MIN_SHARED_FRAMES;
+        let per = if share {
+            waiting.len().div_ceil(self.threads()).min(MAX_FRAMES_PER_BATCH)
         } else {
             MAX_FRAMES_PER_BATCH
         };
@@ -493,7 +500,7 @@ impl Engine {
         while waiting.peek().is_some() {
             batches.push(waiting.by_ref().take(per).collect::<Vec<_>>());
         }
-        let mut feats = self.spread(batches, dsmi)?.into_iter().flatten();
+        let mut feats = self.spread(batches, share, dsmi)?.into_iter().flatten();
         for (state, n) in states.iter_mut().zip(counts) {
             state.features.extend(feats.by_ref().take(n));
         }
@@ -530,13 +537,18 @@ impl Engine {
         let mut lengths: Vec<usize> = jobs.iter().map(len_of).collect();
         lengths.sort_unstable();
         lengths.dedup();
-        // Per window length, the windows split evenly over the engine's threads, at most
-        // MAX_WINDOWS_PER_BATCH a batch.
+        // Per window length, batches of at most MAX_WINDOWS_PER_BATCH windows; split evenly
+        // over the engine's threads when the step has a full batch for each.
+        let share = self.threads() > 1 && jobs.len() >= self.threads() * MAX_WINDOWS_PER_BATCH;
         let mut batches = Vec::new();
         for len in lengths {
             let members: Vec<usize> =
                 (0..jobs.len()).filter(|&j| len_of(&jobs[j]) == len).collect();
-            let per = members.len().div_ceil(self.threads()).min(MAX_WINDOWS_PER_BATCH);
+            let per = if share {
+                members.len().div_ceil(self.threads()).min(MAX_WINDOWS_PER_BATCH)
+            } else {
+                MAX_WINDOWS_PER_BATCH
+            };
             for chunk in members.chunks(per) {
                 let mut flat = Vec::new();
                 let mut dim = 0;
@@ -561,7 +573,9 @@ impl Engine {
         let layout: Vec<(Vec<usize>, usize)> =
             batches.iter().map(|b| (b.jobs.clone(), b.from)).collect();
         let mut classes = 0;
-        for ((chunk, from), out) in layout.into_iter().zip(self.spread(batches, final_columns)?) {
+        for ((chunk, from), out) in
+            layout.into_iter().zip(self.spread(batches, share, final_columns)?)
+        {
             classes = out.classes;
             let cols = out.boundary.len() / chunk.len();
             let per = classes * cols;

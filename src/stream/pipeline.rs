@@ -7,12 +7,18 @@
 //! ```
 //!
 //! ## Workers
-//! [`PipelineBuilder::workers`] inference workers (default [`default_workers`]: the cores less
-//! one for the sources and the segmenter, at least one) each own a copy of the model and run
-//! libtorch with their share of the caller's intra-op threads (one each on a 2-core machine with
-//! 2 workers). A stream goes to the worker its id hashes to (FNV-1a), so the split is the same
-//! every run. A worker batches: one DSMI forward for every frame that arrived since its last
-//! step, one MFAI forward per window length for every window that came due.
+//! [`PipelineBuilder::workers`] inference workers (default [`default_workers`]: one per core)
+//! each own a copy of the model and run libtorch with their share of the caller's intra-op
+//! threads (one each on a 2-core machine with 2 workers). A stream goes to the worker its id
+//! hashes to (FNV-1a), so the split is the same every run. A worker batches: one DSMI forward
+//! for every frame that arrived since its last step, one MFAI forward per window length for
+//! every window that came due. A step with a full MFAI batch of windows per thread (a replay,
+//! a stream catching up) is split over the worker's [`PipelineBuilder::window_threads`] (default
+//! [`default_window_threads`]: two on a multi-core CPU), so one stream can use two cores.
+//!
+//! The sources and the segmenter need little: on the 2-core machine of BENCHMARKS.md ("Window
+//! threads") two workers sustained 44 live 30-fps streams where one sustained 28, and window
+//! threads took a single-stream replay from 25× to 47× real time.
 //!
 //! ## Ordering
 //! Events of one stream arrive in order; events of different streams interleave. A stream id
@@ -148,21 +154,27 @@ impl PipelineStats {
 /// A consumer of events, called on the segmenter thread.
 pub type EventCallback = Box<dyn FnMut(&SegmentEvent) + Send>;
 
-/// The default number of inference workers: the available cores less one for the source pumps
-/// and the segmenter, at least one.
+/// The default number of inference workers: one per available core (the source pumps and the
+/// segmenter need little; module docs, "Workers").
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
+    cores()
 }
 
-/// The default threads per worker for its windows ([`PipelineBuilder::window_threads`]): on the
-/// CPU, the cores the workers leave (at least one each: 2 on a 2-core machine with its one
-/// default worker); on a GPU, one.
+/// The default threads per worker for its large steps ([`PipelineBuilder::window_threads`]):
+/// on a multi-core CPU, the cores each worker would have to itself, and at least two, so that a
+/// stream replayed or catching up runs on two cores while the other workers idle (window
+/// threads sleep until a step is shared; under full load sharing costs about nothing); one on
+/// a single core or a GPU.
 pub fn default_window_threads(workers: usize, device: Device) -> usize {
     if device.is_cuda() {
         return 1;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores / workers.max(1)).max(1)
+    let cores = cores();
+    (cores / workers.max(1)).max(cores.min(2))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Builds a [`Pipeline`].
@@ -788,6 +800,27 @@ mod tests {
         for id in &ids {
             assert_tiles(&segments(&events, id), frames);
         }
+    }
+
+    #[test]
+    fn window_threads_replay_a_stream_with_the_segments_of_one_thread() {
+        let run = |threads: usize| {
+            let source =
+                ReplaySource::new(bundled_recording("r"), Pacing::AsFastAsPossible).unwrap();
+            let (stats, events) = PipelineBuilder::new(bundled_model())
+                .workers(1)
+                .window_threads(threads)
+                .source(source)
+                .start()
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert_eq!(stats.window_threads, threads);
+            segments(&events, "file:r")
+        };
+        let one = run(1);
+        assert!(one.len() > 1, "the recording has several segments");
+        assert_eq!(run(3), one);
     }
 
     /// A source with frames it has accepted (and counted) but hands out only once closed, like

@@ -58,13 +58,13 @@ pub struct BenchArgs {
     /// Latency budget (p99, ms) a stream count must meet to count as sustained.
     #[arg(long, default_value_t = 50.0)]
     budget_ms: f64,
-    /// Inference workers of the concurrency ramp's pipeline (default: the library's, the cores
-    /// less one).
+    /// Inference workers of the concurrency ramp's pipeline (default: the library's, one per
+    /// core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
-    /// Threads per worker for its due windows in the ramp, and threads of the single-stream
-    /// replay's `StreamSegmenter` (default: the library's for the pipeline, the cores the
-    /// workers leave; the replay runs 1 and, when this is more, also this many).
+    /// Threads per worker for its large steps in the ramp, and threads of the single-stream
+    /// replay's `StreamSegmenter` (default: the library's, 2 on a multi-core CPU; the replay
+    /// runs 1 and, when this is more, also this many).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     window_threads: Option<u16>,
     /// Device.

@@ -119,11 +119,11 @@ pub struct StreamArgs {
     #[command(flatten)]
     options: StreamOptions,
     /// Inference workers, each with its own copy of the model and a share of `--threads`
-    /// (default: the cores less one for sources and segmenter, at least 1).
+    /// (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
-    /// Threads per worker for its due windows, each with a copy of the model (default: the
-    /// cores the workers leave, so 2 on a 2-core machine: a replay uses both cores).
+    /// Threads per worker for its large steps (a replay, a stream catching up), each with a copy
+    /// of the model (default: 2 on a multi-core CPU, so one replayed stream uses two cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     window_threads: Option<u16>,
     #[command(flatten)]
