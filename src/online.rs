@@ -10,7 +10,6 @@ use crate::Model;
 use crate::error::Result;
 use crate::io::Recording;
 use crate::metrics::{MetricsAccumulator, Scores, Variant, percentile};
-use crate::postprocess::refinement_with_boundary;
 use crate::stream::segmenter::{FinalFrame, Segmenter, SegmenterOutput};
 use crate::stream::{SegmentEvent, SegmenterConfig, StreamConfig, StreamSegmenter, VizTap};
 
@@ -143,7 +142,8 @@ fn score_segmenter(
         let Some(gt) = rec.frame_labels() else { continue };
         let (run, finalised) = replay(rec, finals, segmenter);
         acc.add(&run.labels, &gt)?;
-        let refined = refinement_with_boundary(
+        // As offline: a threshold of 1 (THRESHOLD_GRID's "no refinement") keeps the argmax.
+        let refined = crate::train::refine(
             &finalised.classes,
             &finalised.boundary,
             segmenter.boundary_threshold,
@@ -309,6 +309,26 @@ pub fn label_runs(labels: &[usize]) -> Vec<(usize, usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_boundary_threshold_of_one_leaves_the_finalised_frames_as_they_are() {
+        let loaded = crate::stream::testing::bundled_model();
+        let rec =
+            crate::synth::generate_recording(&crate::synth::SynthConfig::default(), 4242, "t");
+        let mut cfg = StreamConfig::from_checkpoint(&loaded.meta);
+        // What validation chooses when refinement only hurts (a UTKinect fold model did).
+        cfg.segmenter.boundary_threshold = 1.0;
+        let mut seg = StreamSegmenter::with_config(loaded, "t", cfg.clone()).unwrap();
+        let finals = seg.finalise(&rec.frames).unwrap();
+        let (_, finalised) = replay(&rec, &finals, &cfg.segmenter);
+        let mut unrefined = MetricsAccumulator::new(Variant::Asrf, vec![0]);
+        unrefined.add(&finalised.classes, &rec.frame_labels().unwrap()).unwrap();
+        let want = unrefined.finish();
+        assert!(want.f1_50 > 50.0, "the bundled model segments its own data: {want:?}");
+        let report = score_segmenter(&[&rec], &[finals], &cfg, &cfg.segmenter).unwrap();
+        // Not one piece with the recording's majority class (ASRF's function at threshold 1).
+        assert_eq!(report.finalised_frames_refined, want);
+    }
 
     #[test]
     fn runs_split_labels_into_maximal_segments() {

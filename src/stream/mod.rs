@@ -24,7 +24,7 @@ pub(crate) mod segmenter;
 mod sync;
 mod tap;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub(crate) mod window_threads;
 mod worker;
 
