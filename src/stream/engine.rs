@@ -380,6 +380,9 @@ impl Engine {
         T: Send + 'static,
         R: Send + 'static,
     {
+        // Grad mode is per thread: the helpers set theirs, this thread's callers may not have
+        // (`flush` runs DSMI outside `push_timed`).
+        let _guard = tch::no_grad_guard();
         let threads = self.threads();
         if !share || threads == 1 || items.len() < 2 {
             return items.into_iter().map(|item| f(&self.model, self.device, item)).collect();
@@ -570,16 +573,12 @@ impl Engine {
                 batches.push(WindowBatch { jobs: chunk.to_vec(), flat, len, dim, from });
             }
         }
-        let layout: Vec<(Vec<usize>, usize)> =
-            batches.iter().map(|b| (b.jobs.clone(), b.from)).collect();
         let mut classes = 0;
-        for ((chunk, from), out) in
-            layout.into_iter().zip(self.spread(batches, share, final_columns)?)
-        {
+        for out in self.spread(batches, share, final_columns)? {
+            let (from, cols) = (out.from, out.boundary.len() / out.jobs.len());
             classes = out.classes;
-            let cols = out.boundary.len() / chunk.len();
             let per = classes * cols;
-            for (row, j) in chunk.into_iter().enumerate() {
+            for (row, &j) in out.jobs.iter().enumerate() {
                 results[j] = Some(WindowColumns {
                     from,
                     probs: out.probs[row * per..(row + 1) * per].to_vec(),
@@ -652,9 +651,11 @@ struct WindowBatch {
     from: usize,
 }
 
-/// The final stage of a [`WindowBatch`], columns `from..len`: probabilities `(N, A, C)` and
-/// boundary probabilities `(N, C)`, row-major.
+/// The final stage of a [`WindowBatch`] (its `jobs` and `from`), columns `from..len`:
+/// probabilities `(N, A, C)` and boundary probabilities `(N, C)`, row-major.
 struct BatchColumns {
+    jobs: Vec<usize>,
+    from: usize,
     probs: Vec<f32>,
     boundary: Vec<f32>,
     classes: usize,
@@ -671,6 +672,8 @@ fn final_columns(model: &InterAct, device: Device, batch: WindowBatch) -> Result
     let probs = output.final_action_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, A, C)
     let boundary = output.final_boundary_probs()?.to_kind(Kind::Float).to_device(Device::Cpu); // (N, C)
     Ok(BatchColumns {
+        jobs,
+        from,
         classes: probs.size()[1] as usize,
         probs: Vec::<f32>::try_from(probs.reshape([-1]))?,
         boundary: Vec::<f32>::try_from(boundary.reshape([-1]))?,
