@@ -35,7 +35,15 @@ impl LinearAttModule {
         }
     }
 
-    fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    /// `qkv`: the attention's fused projections ([`LinearAttention::fused_qkv`]) for
+    /// inference, or `None`.
+    fn forward_t(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        train: bool,
+        qkv: Option<&(Tensor, Tensor)>,
+    ) -> Tensor {
         let out = block("mfai.action_block/ff", None, || {
             conv::same_conv(&self.ff, x, self.dilation, train).relu()
         });
@@ -47,7 +55,7 @@ impl LinearAttModule {
                 let q = normed.transpose(1, 2); // (N, T, C)
                 self.att.forward_t(&q, &q, &mask.transpose(1, 2), train).transpose(1, 2)
             } else {
-                self.att.forward_channels(&normed, mask)
+                self.att.forward_channels(&normed, mask, qkv)
             }
         });
         block("mfai.action_block/out", None, || {
@@ -78,14 +86,28 @@ impl ActionBlock {
         }
     }
 
-    pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    /// Each layer's linear-attention q/k/v projections as one (derived weights for
+    /// [`Self::forward_t`]).
+    pub(crate) fn fused_qkv(&self) -> Vec<(Tensor, Tensor)> {
+        self.layers.iter().map(|l| l.att.fused_qkv()).collect()
+    }
+
+    /// `x (N, D, T)`, `mask (N, 1, T)`; `qkv`: [`Self::fused_qkv`] for inference, or `None`.
+    pub(crate) fn forward_t(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        train: bool,
+        qkv: Option<&[(Tensor, Tensor)]>,
+    ) -> Tensor {
         let mut h = block("mfai.action_block/conv_in", None, || {
             conv::pointwise(&self.conv_in, x, train) * mask
         });
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let fused = qkv.and_then(|q| q.get(i));
             // The whole layer, beside its four parts: on the loaded machine of 2026-11-30 the
             // layers took 3–6× the sum of their parts (BENCHMARKS.md, unresolved).
-            h = block("mfai.action_block/layer", None, || layer.forward_t(&h, mask, train));
+            h = block("mfai.action_block/layer", None, || layer.forward_t(&h, mask, train, fused));
         }
         block("mfai.action_block/conv_out", None, || {
             conv::pointwise(&self.conv_out, &h, train) * mask

@@ -34,8 +34,29 @@ impl SlidingAttention {
         }
     }
 
-    /// `x (N, C, L)` (normalised), `mask (N, 1, L)`.
-    fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    /// The q/k/v 1×1 convolutions as one: weight `(3c, C)`, bias `(3c, 1)` (derived weights,
+    /// kept by the caller while the parameters stay as they are).
+    fn fused_qkv(&self) -> (Tensor, Tensor) {
+        let weight = |conv: &nn::Conv1D| conv.ws.squeeze_dim(2);
+        let bias = |conv: &nn::Conv1D| match &conv.bs {
+            Some(b) => b.shallow_clone(),
+            None => conv.ws.zeros_like().select(2, 0).select(1, 0),
+        };
+        (
+            Tensor::cat(&[weight(&self.q), weight(&self.k), weight(&self.v)], 0),
+            Tensor::cat(&[bias(&self.q), bias(&self.k), bias(&self.v)], 0).unsqueeze(1),
+        )
+    }
+
+    /// `x (N, C, L)` (normalised), `mask (N, 1, L)`; `qkv` ([`Self::fused_qkv`]) makes one
+    /// sequence's three projections one product in inference.
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        train: bool,
+        qkv: Option<&(Tensor, Tensor)>,
+    ) -> Tensor {
         let s = x.size();
         let (n, l) = (s[0], s[2]);
         let bl = self.block;
@@ -48,7 +69,15 @@ impl SlidingAttention {
             // so the output is the value (zero on padding). Same numbers, no attention.
             return conv::pointwise(&self.out, &(proj(&self.v) * mask).relu(), train) * mask;
         }
-        let (q, k, v) = (proj(&self.q), proj(&self.k), proj(&self.v)); // (N, c, L)
+        let (q, k, v) = match qkv {
+            Some((w, b)) if n == 1 && !train => {
+                let y = b.addmm(w, &x.view([s[1], l])); // (3c, L)
+                let c = y.size()[0] / 3;
+                let part = |i: i64| y.narrow(0, i * c, c).unsqueeze(0);
+                (part(0), part(1), part(2))
+            }
+            _ => (proj(&self.q), proj(&self.k), proj(&self.v)), // (N, c, L)
+        };
         let c = q.size()[1];
         if l <= bl && !train {
             // One block holds the whole level and its window (the first 2·bl − 1 of
@@ -112,9 +141,21 @@ impl AsformerLayer {
         }
     }
 
-    pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    /// The attention's q/k/v projections as one product (see [`Self::forward_t`]).
+    pub(crate) fn fused_qkv(&self) -> (Tensor, Tensor) {
+        self.att.fused_qkv()
+    }
+
+    /// `x (N, C, L)`, `mask (N, 1, L)`; `qkv`: [`Self::fused_qkv`] for inference, or `None`.
+    pub(crate) fn forward_t(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        train: bool,
+        qkv: Option<&(Tensor, Tensor)>,
+    ) -> Tensor {
         let out = conv::same_conv(&self.ff, x, self.dilation, train).relu();
-        let out = self.att.forward(&masked_instance_norm(&out, mask), mask, train) + out;
+        let out = self.att.forward(&masked_instance_norm(&out, mask), mask, train, qkv) + out;
         let out = conv::pointwise(&self.conv_1x1, &out, train).dropout(self.dropout, train);
         (x + out) * mask
     }
@@ -170,10 +211,16 @@ mod tests {
                 2,
             );
             let want = looped(&att, &x, &mask);
-            // Inference (block 1: the value shortcut) and training forms alike.
-            for train in [false, true] {
-                let got = att.forward(&x, &mask, train);
-                assert!(got.allclose(&want, 1e-5, 1e-6, false), "bl {bl} l {l} train {train}");
+            // Inference (block 1: the value shortcut; the fused q/k/v product) and training
+            // forms alike.
+            let qkv = att.fused_qkv();
+            for (train, fused) in [(false, None), (false, Some(&qkv)), (true, None)] {
+                let got = att.forward(&x, &mask, train, fused);
+                let form = if fused.is_some() { "fused" } else { "separate" };
+                assert!(
+                    got.allclose(&want, 1e-5, 1e-6, false),
+                    "bl {bl} l {l} train {train} {form}"
+                );
             }
         }
     }

@@ -131,19 +131,44 @@ impl LinearAttention {
 }
 
 impl LinearAttention {
+    /// The q/k/v projections as one, for [`Self::forward_channels`]: weight `(3C, C)`, bias
+    /// `(3C, 1)` (derived weights: the caller keeps them while the parameters stay as they are).
+    pub(crate) fn fused_qkv(&self) -> (Tensor, Tensor) {
+        let bias = |l: &nn::Linear| match &l.bs {
+            Some(b) => b.shallow_clone(),
+            None => l.ws.zeros_like().select(1, 0),
+        };
+        (
+            Tensor::cat(&[&self.q.ws, &self.k.ws, &self.v.ws], 0),
+            Tensor::cat(&[bias(&self.q), bias(&self.k), bias(&self.v)], 0).unsqueeze(1),
+        )
+    }
+
     /// Inference in the channel layout the temporal blocks use: `x (N, C, T)`, `mask (N, 1, T)`
     /// → `(N, C, T)` (masked), equal to [`Self::forward_t`] on `x` transposed (self-attention,
     /// no dropout). Heads split the channels as `(N, heads, dh, T)`, so every product runs on
     /// the layout as it comes and the four transposes of the token form (each a copy of the
-    /// window) disappear.
-    pub(crate) fn forward_channels(&self, x: &Tensor, mask: &Tensor) -> Tensor {
+    /// window) disappear. With `qkv` ([`Self::fused_qkv`]) and one sequence, the three
+    /// projections are one product with the bias as its start.
+    pub(crate) fn forward_channels(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        qkv: Option<&(Tensor, Tensor)>,
+    ) -> Tensor {
         let (n, c, t) = x.size3().unwrap_or((1, 1, 1));
         let dh = c / self.heads;
-        let proj = |l: &nn::Linear| proj_out(l, x); // (N, C, T)
         let split = |y: Tensor| y.view([n, self.heads, dh, t]);
-        let phi_q = split(proj(&self.q).sigmoid());
-        let phi_k = split(proj(&self.k).sigmoid() * mask);
-        let v = split(proj(&self.v) * mask);
+        let (q, k, v) = match qkv {
+            Some((w, b)) if n == 1 => {
+                let y = b.addmm(w, &x.view([c, t])); // (3C, T)
+                (y.narrow(0, 0, c), y.narrow(0, c, c), y.narrow(0, 2 * c, c))
+            }
+            _ => (proj_out(&self.q, x), proj_out(&self.k, x), proj_out(&self.v, x)), // (N, C, T)
+        };
+        let phi_q = split(q.sigmoid());
+        let phi_k = split(k.sigmoid() * mask);
+        let v = split(v * mask);
         let kv_sum = phi_k.matmul(&v.transpose(2, 3)); // (N, h, dh_k, dh_v)
         let k_sum = phi_k.sum_dim_intlist(3, true, Kind::Float); // (N, h, dh, 1)
         let z = (&phi_q * k_sum).sum_dim_intlist(2, true, Kind::Float) + 1e-6; // (N, h, 1, T)
@@ -152,13 +177,15 @@ impl LinearAttention {
     }
 }
 
-/// The linear layer `l` on the channels of `x (N, C, T)`: `(N, O, T)`.
+/// The linear layer `l` on the channels of `x (N, C, T)`: `(N, O, T)`; one sequence as one
+/// product with the bias as its start.
 fn proj_out(l: &nn::Linear, x: &Tensor) -> Tensor {
+    let (n, c, t) = x.size3().unwrap_or((1, 1, 1));
     let o = l.ws.size()[0];
-    let y = l.ws.matmul(x);
-    match &l.bs {
-        Some(b) => y + b.view([1, o, 1]),
-        None => y,
+    match (&l.bs, n) {
+        (Some(b), 1) => b.unsqueeze(1).addmm(&l.ws, &x.view([c, t])).unsqueeze(0),
+        (Some(b), _) => l.ws.matmul(x) + b.view([1, o, 1]),
+        (None, _) => l.ws.matmul(x),
     }
 }
 
@@ -205,6 +232,19 @@ impl MaskedBatchNorm {
         let scale = &self.weight / (&self.running_var + Self::EPS).sqrt();
         let shift = &self.bias - &self.running_mean * &scale;
         (scale, shift)
+    }
+
+    /// [`Self::inference_affine`] shaped for `(N, C, T)` inputs: each `(1, C, 1)`, for
+    /// [`Self::forward_affine`].
+    pub(crate) fn inference_affine_1d(&self) -> (Tensor, Tensor) {
+        let (scale, shift) = self.inference_affine();
+        (scale.view([1, -1, 1]), shift.view([1, -1, 1]))
+    }
+
+    /// Inference BatchNorm from its affine map ([`Self::inference_affine_1d`], kept by the
+    /// caller): one operation on `x (N, C, T)`.
+    pub(crate) fn forward_affine(x: &Tensor, (scale, shift): &(Tensor, Tensor)) -> Tensor {
+        shift.addcmul(x, scale)
     }
 
     /// `x (N, C, ...)`, `mask` broadcastable as `(N, 1, ...)` (1 = valid; `None` = all valid).
@@ -357,8 +397,11 @@ mod tests {
             );
             let xt = x.transpose(1, 2);
             let want = att.forward_t(&xt, &xt, &mask.transpose(1, 2), false).transpose(1, 2);
-            let got = att.forward_channels(&x, &mask);
+            let got = att.forward_channels(&x, &mask, None);
             assert!(got.allclose(&want, 1e-5, 1e-6, false), "n {n} t {t} valid {valid}");
+            // The fused q/k/v product (one sequence; batches ignore it).
+            let fused = att.forward_channels(&x, &mask, Some(&att.fused_qkv()));
+            assert!(fused.allclose(&want, 1e-5, 1e-6, false), "fused: n {n} t {t} valid {valid}");
         }
     }
 

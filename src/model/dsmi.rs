@@ -14,6 +14,7 @@ use tch::nn::{self, Module};
 use super::attention::{MaskedBatchNorm, MultiHeadAttention};
 use super::config::{ModelConfig, Spatial};
 use super::profile::block;
+use super::records_grad;
 use crate::skeleton::graph::k_hop_adjacency;
 
 /// Multi-scale graph convolution (DeST `MultiScale_GraphConv`): `(Â_k + B_k)` mixes the joints
@@ -281,12 +282,6 @@ impl Dsmi {
         }
         .contiguous()
     }
-}
-
-/// Whether an operation on `param` would be recorded for autograd now (grad mode on and the
-/// parameter trainable): one element-wise op on a small tensor.
-fn records_grad(param: &Tensor) -> bool {
-    param.requires_grad() && (param * 1.0).requires_grad()
 }
 
 /// The three graph convolutions on frame rows `(N·T, C·V)` → joint tokens `(N·T, V, D)` each.

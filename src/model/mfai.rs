@@ -17,8 +17,10 @@
 //! ([`upsample2_half_pixel`]), which reads coarse position `j/2 − 0.25` and so lands each level
 //! half a sample late (about 31 frames over six levels); they keep it.
 
-use tch::Tensor;
+use std::cell::{Ref, RefCell};
+
 use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
 
 use super::action_block::{self, ActionBlock};
 use super::asformer::AsformerLayer;
@@ -28,6 +30,7 @@ use super::config::{ModelConfig, Temporal};
 use super::conv;
 use super::profile::block;
 use super::query::{self, QueryDecoder, StageLogits};
+use super::records_grad;
 
 /// One encoder level: depthwise conv k3 stride 2 (ASQuery), then an ASFormer layer.
 #[derive(Debug)]
@@ -56,9 +59,21 @@ impl ConvBlock {
         }
     }
 
-    fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let h = self.bn1.forward_t(&self.conv1.forward(x), Some(mask), train).relu() * mask;
-        self.bn2.forward_t(&self.conv2.forward(&h), Some(mask), train).relu() * mask
+    /// `bn`: the two BatchNorms' affine maps ([`MaskedBatchNorm::inference_affine_1d`]) for
+    /// inference, or `None`.
+    fn forward_t(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        train: bool,
+        bn: Option<&[(Tensor, Tensor); 2]>,
+    ) -> Tensor {
+        let norm = |i: usize, norm: &MaskedBatchNorm, y: Tensor| match bn {
+            Some(affine) => MaskedBatchNorm::forward_affine(&y, &affine[i]),
+            None => norm.forward_t(&y, Some(mask), train),
+        };
+        let h = norm(0, &self.bn1, self.conv1.forward(x)).relu() * mask;
+        norm(1, &self.bn2, self.conv2.forward(&h)).relu() * mask
     }
 }
 
@@ -83,6 +98,18 @@ fn upsample2_half_pixel(x: &Tensor) -> Tensor {
     )
 }
 
+/// Inference-only weights derived from MFAI's parameters (as DSMI's `Folded`): each costs a
+/// few operations per call, and a window makes about thirty such calls.
+#[derive(Debug)]
+struct Folded {
+    /// Per encoder level: the sliding attention's q/k/v as one `(3c, D)` weight, `(3c, 1)` bias.
+    encoder_qkv: Vec<(Tensor, Tensor)>,
+    /// Per decoder block: its two BatchNorms as `(scale, shift)`, each `(1, D, 1)`.
+    decoder_bn: Vec<[(Tensor, Tensor); 2]>,
+    /// Per action-block layer: linear attention's q/k/v as one `(3D, D)` weight, `(3D, 1)` bias.
+    action_qkv: Vec<(Tensor, Tensor)>,
+}
+
 /// The temporal module. Features `(N, D, T)`, mask `(N, 1, T)`, T a multiple of `2^encoder_layers`.
 #[derive(Debug)]
 pub(crate) struct Mfai {
@@ -96,6 +123,9 @@ pub(crate) struct Mfai {
     query_scales: usize,
     channel_dropout: f64,
     revision: u32,
+    /// Built by the first inference call, dropped by any training call and by
+    /// [`Mfai::weights_changed`].
+    folded: RefCell<Option<Folded>>,
 }
 
 impl Mfai {
@@ -124,7 +154,43 @@ impl Mfai {
             query_scales: cfg.query_scales as usize,
             channel_dropout: cfg.channel_dropout,
             revision: cfg.revision,
+            folded: RefCell::new(None),
         }
+    }
+
+    /// Drops the inference weights derived from the parameters; the next inference call
+    /// derives them again. Training calls do this themselves.
+    pub(crate) fn weights_changed(&self) {
+        self.folded.replace(None);
+    }
+
+    /// The derived inference weights for inputs of `kind`, built when missing or of another kind;
+    /// `None` when they must not be used: training, or gradients being recorded (a caller
+    /// differentiating through inference-mode MFAI gets the parameters' gradients).
+    fn folded(&self, kind: Kind, train: bool) -> Option<Ref<'_, Folded>> {
+        if train {
+            self.weights_changed();
+            return None;
+        }
+        if records_grad(&self.input.ws) {
+            return None;
+        }
+        let stale = self.folded.borrow().as_ref().is_none_or(|f| {
+            f.action_qkv.first().or(f.encoder_qkv.first()).is_some_and(|(w, _)| w.kind() != kind)
+        });
+        if stale {
+            let folded = tch::no_grad(|| Folded {
+                encoder_qkv: self.encoder.iter().map(|e| e.layer.fused_qkv()).collect(),
+                decoder_bn: self
+                    .decoder
+                    .iter()
+                    .map(|b| [b.bn1.inference_affine_1d(), b.bn2.inference_affine_1d()])
+                    .collect(),
+                action_qkv: self.action.fused_qkv(),
+            });
+            self.folded.replace(Some(folded));
+        }
+        Ref::filter_map(self.folded.borrow(), Option::as_ref).ok()
     }
 
     /// `x (N, D, T)`, `mask (N, 1, T)` → one prediction per QBlock, final last.
@@ -151,6 +217,8 @@ impl Mfai {
         final_from: Option<i64>,
     ) -> Vec<StageLogits> {
         let x = channel_dropout(x, self.channel_dropout, train);
+        let folded = self.folded(x.kind(), train);
+        let folded = folded.as_deref();
         // Encoder: E_0 at T, E_l at T/2^l.
         let mut masks = vec![mask.shallow_clone()];
         let mut skips =
@@ -161,7 +229,8 @@ impl Mfai {
             let (e, m) = block("mfai.encoder", Some(l), || {
                 let m = prev_mask.slice(2, 0, None, 2); // nearest down-sampling
                 let e = conv::depthwise_down(&layer.down, prev, train) * &m;
-                (layer.layer.forward_t(&e, &m, train), m)
+                let qkv = folded.map(|f| &f.encoder_qkv[l]);
+                (layer.layer.forward_t(&e, &m, train, qkv), m)
             });
             masks.push(m);
             skips.push(e);
@@ -178,12 +247,15 @@ impl Mfai {
                 } else {
                     upsample2_half_pixel(&u)
                 } * &masks[at];
-                conv_block.forward_t(&Tensor::cat(&[&skips[at], &up], 1), &masks[at], train)
+                let bn = folded.map(|f| &f.decoder_bn[j]);
+                conv_block.forward_t(&Tensor::cat(&[&skips[at], &up], 1), &masks[at], train, bn)
             });
             outputs.push((u.shallow_clone(), masks[at].shallow_clone()));
         }
         let finest = &u;
-        let f_a = block("mfai.action_block", None, || self.action.forward_t(finest, mask, train));
+        let f_a = block("mfai.action_block", None, || {
+            self.action.forward_t(finest, mask, train, folded.map(|f| f.action_qkv.as_slice()))
+        });
         let f_b = block("mfai.boundary_block", None, || match final_from {
             Some(from) => self.boundary.forward_from(finest, mask, from),
             None => self.boundary.forward_t(finest, mask, train),

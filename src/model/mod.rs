@@ -111,10 +111,11 @@ impl InterAct {
     /// `VarStore::copy`, `VarStore::load` or `VarStore::set_kind` after an inference call).
     ///
     /// Inference derives weights from the parameters once and keeps them (DSMI's graph
-    /// convolutions with BatchNorm folded in, concatenated q/k/v projections); a training-mode
-    /// call drops them, and so does this. Loading a checkpoint needs no call.
+    /// convolutions with BatchNorm folded in, MFAI's BatchNorms as affine maps, concatenated
+    /// q/k/v projections in both); a training-mode call drops them, and so does this. Loading a checkpoint needs no call.
     pub fn weights_changed(&self) {
         self.dsmi.weights_changed();
+        self.mfai.weights_changed();
     }
 
     /// Spatial module: `abs`, `rel`, `motion (N, C, T, V)` → `(N, D, T)`.
@@ -290,6 +291,13 @@ pub fn parameter_count(cfg: &ModelConfig) -> i64 {
         + 2 * embed
         + 3 * 2 * d; // LayerNorms on F_a, F_b and the queries
     spatial + conv(d, d, 1) + encoder + decoder + action + boundary + queries
+}
+
+/// Whether an operation on `param` would be recorded for autograd now (grad mode on and the
+/// parameter trainable): one element-wise op on a small tensor. Inference-mode calls that are
+/// recorded skip the derived weights DSMI and MFAI keep, so gradients reach the parameters.
+fn records_grad(param: &Tensor) -> bool {
+    param.requires_grad() && (param * 1.0).requires_grad()
 }
 
 #[cfg(test)]

@@ -159,27 +159,50 @@ fn cached_inference_weights_follow_the_parameters() {
     let vs = nn::VarStore::new(Device::Cpu);
     let model = InterAct::new(&vs.root(), &cfg).expect("model");
     let (a, r, m) = inputs(2, 5);
+    // One sequence through both modules (MFAI's fused forms are for one sequence), 37 valid
+    // frames of 40, so the masks are partial.
+    let (a1, r1, m1) = inputs(1, 40);
+    let mask = Tensor::cat(&[ones(1, 37), Tensor::zeros([1, 3], (Kind::Float, Device::Cpu))], 1);
+    let whole = || {
+        let out = model.forward_t(&a1, &r1, &m1, &mask, false).expect("forward");
+        let stage = out.final_stage().expect("final stage");
+        Tensor::cat(&[&stage.action_logits.flatten(0, 1), &stage.boundary_logits], 0)
+    };
     let close = |x: &Tensor, y: &Tensor| {
         let scale = y.abs().max().double_value(&[]).max(1.0);
         (x - y).abs().max().double_value(&[]) < 1e-5 * scale
     };
     // Inference with gradients recorded takes the uncached path: same numbers, and the
-    // parameters get gradients.
+    // parameters of both modules get gradients.
     let recorded = model.dsmi(&a, &r, &m, false).expect("recorded");
     let cached = tch::no_grad(|| model.dsmi(&a, &r, &m, false)).expect("cached");
     assert!(close(&cached, &recorded));
-    recorded.sum(Kind::Float).backward();
-    let with_grad = vs.trainable_variables().iter().filter(|v| v.grad().defined()).count();
-    assert!(with_grad > 0, "no parameter got a gradient through inference-mode DSMI");
+    let recorded_whole = whole();
+    let cached_whole = tch::no_grad(whole);
+    assert!(close(&cached_whole, &recorded_whole));
+    (recorded.sum(Kind::Float) + recorded_whole.sum(Kind::Float)).backward();
+    for module in ["dsmi.", "mfai."] {
+        let with_grad = vs
+            .variables()
+            .iter()
+            .filter(|(name, v)| name.starts_with(module) && v.grad().defined())
+            .count();
+        assert!(with_grad > 0, "no {module} parameter got a gradient through inference mode");
+    }
     // A training step changes weights and BatchNorm statistics: the next inference call must
     // use them (a stale cache would still give `cached`).
     let mut opt = nn::Adam::default().build(&vs, 1e-2).expect("optimiser");
-    let loss = model.dsmi(&a, &r, &m, true).expect("train").square().mean(Kind::Float);
+    let out = model.forward_t(&a1, &r1, &m1, &mask, true).expect("train");
+    let loss = model.dsmi(&a, &r, &m, true).expect("train").square().mean(Kind::Float)
+        + out.final_stage().expect("final stage").action_logits.square().mean(Kind::Float);
     opt.backward_step(&loss);
     let after = tch::no_grad(|| model.dsmi(&a, &r, &m, false)).expect("after");
     let reference = model.dsmi(&a, &r, &m, false).expect("uncached reference");
     assert!(!close(&after, &cached), "the step did not change the output");
     assert!(close(&after, &reference));
+    let after_whole = tch::no_grad(whole);
+    assert!(!close(&after_whole, &cached_whole), "the step did not change the output");
+    assert!(close(&after_whole, &whole()));
     // Weights changed behind the model's back: weights_changed() makes it notice.
     tch::no_grad(|| {
         for mut v in vs.trainable_variables() {
@@ -190,6 +213,9 @@ fn cached_inference_weights_follow_the_parameters() {
     let halved = tch::no_grad(|| model.dsmi(&a, &r, &m, false)).expect("halved");
     let reference = model.dsmi(&a, &r, &m, false).expect("uncached reference");
     assert!(close(&halved, &reference));
+    let halved_whole = tch::no_grad(whole);
+    assert!(!close(&halved_whole, &after_whole), "halving the weights changed nothing");
+    assert!(close(&halved_whole, &whole()));
 }
 
 #[test]
