@@ -10,6 +10,7 @@ use tch::nn;
 use super::attention::{LinearAttention, masked_instance_norm};
 use super::config::ModelConfig;
 use super::conv;
+use super::mask::FrameMask;
 use super::profile::block;
 
 /// DeST `AttModule` with linear attention, encoder mode, alpha 1. `(N, C, T)` → `(N, C, T)`.
@@ -40,7 +41,7 @@ impl LinearAttModule {
     fn forward_t(
         &self,
         x: &Tensor,
-        mask: &Tensor,
+        mask: &FrameMask,
         train: bool,
         qkv: Option<&(Tensor, Tensor)>,
     ) -> Tensor {
@@ -53,7 +54,7 @@ impl LinearAttModule {
             // Batches keep the token form, whose products libtorch batches better.
             if train || normed.size()[0] > 1 {
                 let q = normed.transpose(1, 2); // (N, T, C)
-                self.att.forward_t(&q, &q, &mask.transpose(1, 2), train).transpose(1, 2)
+                self.att.forward_t(&q, &q, &mask.tensor().transpose(1, 2), train).transpose(1, 2)
             } else {
                 self.att.forward_channels(&normed, mask, qkv)
             }
@@ -61,7 +62,7 @@ impl LinearAttModule {
         block("mfai.action_block/out", None, || {
             let out =
                 conv::pointwise(&self.conv_1x1, &(att + out), train).dropout(self.dropout, train);
-            (x + out) * mask
+            mask.apply(x + out)
         })
     }
 }
@@ -96,12 +97,12 @@ impl ActionBlock {
     pub(crate) fn forward_t(
         &self,
         x: &Tensor,
-        mask: &Tensor,
+        mask: &FrameMask,
         train: bool,
         qkv: Option<&[(Tensor, Tensor)]>,
     ) -> Tensor {
         let mut h = block("mfai.action_block/conv_in", None, || {
-            conv::pointwise(&self.conv_in, x, train) * mask
+            mask.apply(conv::pointwise(&self.conv_in, x, train))
         });
         for (i, layer) in self.layers.iter().enumerate() {
             let fused = qkv.and_then(|q| q.get(i));
@@ -110,7 +111,7 @@ impl ActionBlock {
             h = block("mfai.action_block/layer", None, || layer.forward_t(&h, mask, train, fused));
         }
         block("mfai.action_block/conv_out", None, || {
-            conv::pointwise(&self.conv_out, &h, train) * mask
+            mask.apply(conv::pointwise(&self.conv_out, &h, train))
         })
     }
 }

@@ -11,6 +11,7 @@ use tch::{Kind, Tensor};
 
 use super::attention::masked_instance_norm;
 use super::conv;
+use super::mask::FrameMask;
 
 /// ASFormer `AttLayer` in sliding-window mode with `r1 = r2 = r3 = 2`. `(N, C, L)` → `(N, C, L)`.
 #[derive(Debug)]
@@ -53,7 +54,7 @@ impl SlidingAttention {
     fn forward(
         &self,
         x: &Tensor,
-        mask: &Tensor,
+        mask: &FrameMask,
         train: bool,
         qkv: Option<&(Tensor, Tensor)>,
     ) -> Tensor {
@@ -67,7 +68,11 @@ impl SlidingAttention {
         if bl == 1 && !train {
             // Blocks of one query whose window is its own key: the softmax over one key is 1,
             // so the output is the value (zero on padding). Same numbers, no attention.
-            return conv::pointwise(&self.out, &(proj(&self.v) * mask).relu(), train) * mask;
+            return mask.apply(conv::pointwise(
+                &self.out,
+                &mask.apply(proj(&self.v)).relu(),
+                train,
+            ));
         }
         let (q, k, v) = match qkv {
             Some((w, b)) if n == 1 && !train => {
@@ -83,10 +88,15 @@ impl SlidingAttention {
             // One block holds the whole level and its window (the first 2·bl − 1 of
             // bl + 2·(bl/2) keys from −bl/2) sees every frame: plain attention over the L
             // frames, without padding L up to the block (the two deepest levels of a window).
-            let energy = q.transpose(1, 2).matmul(&k) / (c as f64).sqrt() + (mask - 1.0) * 1e9; // (N, L, L)
-            let att = energy.softmax(-1, Kind::Float) * mask;
+            let energy = q.transpose(1, 2).matmul(&k) / (c as f64).sqrt(); // (N, L, L)
+            let att = if mask.all_valid() {
+                energy.softmax(-1, Kind::Float)
+            } else {
+                let m = mask.tensor(); // padded keys: -1e9 before the softmax, 0 after
+                (energy + (m - 1.0) * 1e9).softmax(-1, Kind::Float) * m
+            };
             let o = v.matmul(&att.to_kind(v.kind()).transpose(1, 2)); // (N, c, L)
-            return conv::pointwise(&self.out, &o.relu(), train) * mask;
+            return mask.apply(conv::pointwise(&self.out, &o.relu(), train));
         }
         // queries: (N, c, nb·bl) -> (N, c, nb, bl) -> (N, nb, bl, c)
         let q = q.pad([0, right], "constant", None).view([n, c, nb, bl]).permute([0, 2, 3, 1]);
@@ -95,7 +105,7 @@ impl SlidingAttention {
         let windows = |t: &Tensor| t.pad([half, right + half], "constant", None).unfold(2, win, bl); // (N, c, nb, win)
         let k = windows(&k).permute([0, 2, 1, 3]); // (N, nb, c, win)
         let v = windows(&v).permute([0, 2, 3, 1]); // (N, nb, win, c)
-        let pmask = windows(mask).permute([0, 2, 1, 3]); // (N, nb, 1, win)
+        let pmask = windows(mask.tensor()).permute([0, 2, 1, 3]); // (N, nb, 1, win)
         // Released window mask: every query row sees the first 2·bl − 1 columns (bl = 1: column 0).
         let visible = (2 * bl - 1).min(win);
         let wmask = Tensor::cat(
@@ -114,7 +124,7 @@ impl SlidingAttention {
         let o = att.to_kind(v.kind()).matmul(&v); // (N, nb, bl, c)
         // (N, nb, bl, c) -> (N, c, nb·bl) -> crop to L
         let o = o.permute([0, 3, 1, 2]).reshape([n, c, nb * bl]).narrow(2, 0, l);
-        conv::pointwise(&self.out, &o.relu(), train) * mask
+        mask.apply(conv::pointwise(&self.out, &o.relu(), train))
     }
 }
 
@@ -150,14 +160,14 @@ impl AsformerLayer {
     pub(crate) fn forward_t(
         &self,
         x: &Tensor,
-        mask: &Tensor,
+        mask: &FrameMask,
         train: bool,
         qkv: Option<&(Tensor, Tensor)>,
     ) -> Tensor {
         let out = conv::same_conv(&self.ff, x, self.dilation, train).relu();
         let out = self.att.forward(&masked_instance_norm(&out, mask), mask, train, qkv) + out;
         let out = conv::pointwise(&self.conv_1x1, &out, train).dropout(self.dropout, train);
-        (x + out) * mask
+        mask.apply(x + out)
     }
 }
 
@@ -202,25 +212,29 @@ mod tests {
             let vs = nn::VarStore::new(Device::Cpu);
             let att = SlidingAttention::new(&vs.root(), 8, bl);
             let x = Tensor::randn([1, 8, l], (Kind::Float, Device::Cpu));
-            let valid = l - 2;
-            let mask = Tensor::cat(
-                &[
-                    Tensor::ones([1, 1, valid], (Kind::Float, Device::Cpu)),
-                    Tensor::zeros([1, 1, 2], (Kind::Float, Device::Cpu)),
-                ],
-                2,
-            );
-            let want = looped(&att, &x, &mask);
-            // Inference (block 1: the value shortcut; the fused q/k/v product) and training
-            // forms alike.
-            let qkv = att.fused_qkv();
-            for (train, fused) in [(false, None), (false, Some(&qkv)), (true, None)] {
-                let got = att.forward(&x, &mask, train, fused);
-                let form = if fused.is_some() { "fused" } else { "separate" };
-                assert!(
-                    got.allclose(&want, 1e-5, 1e-6, false),
-                    "bl {bl} l {l} train {train} {form}"
+            // Two padded frames, then none (the mask's products skipped).
+            for valid in [l - 2, l] {
+                let mask = Tensor::cat(
+                    &[
+                        Tensor::ones([1, 1, valid], (Kind::Float, Device::Cpu)),
+                        Tensor::zeros([1, 1, l - valid], (Kind::Float, Device::Cpu)),
+                    ],
+                    2,
                 );
+                let want = looped(&att, &x, &mask);
+                let mask = FrameMask::new(mask, true);
+                assert_eq!(mask.all_valid(), valid == l);
+                // Inference (block 1: the value shortcut; the fused q/k/v product) and training
+                // forms alike.
+                let qkv = att.fused_qkv();
+                for (train, fused) in [(false, None), (false, Some(&qkv)), (true, None)] {
+                    let got = att.forward(&x, &mask, train, fused);
+                    let form = if fused.is_some() { "fused" } else { "separate" };
+                    assert!(
+                        got.allclose(&want, 1e-5, 1e-6, false),
+                        "bl {bl} l {l} valid {valid} train {train} {form}"
+                    );
+                }
             }
         }
     }

@@ -5,6 +5,8 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
+use super::mask::FrameMask;
+
 /// Additive bias given to padded keys: finite so that a fully padded row stays a (harmless)
 /// uniform average instead of NaN.
 const MASKED_BIAS: f64 = -1e9;
@@ -153,7 +155,7 @@ impl LinearAttention {
     pub(crate) fn forward_channels(
         &self,
         x: &Tensor,
-        mask: &Tensor,
+        mask: &FrameMask,
         qkv: Option<&(Tensor, Tensor)>,
     ) -> Tensor {
         let (n, c, t) = x.size3().unwrap_or((1, 1, 1));
@@ -167,13 +169,13 @@ impl LinearAttention {
             _ => (proj_out(&self.q, x), proj_out(&self.k, x), proj_out(&self.v, x)), // (N, C, T)
         };
         let phi_q = split(q.sigmoid());
-        let phi_k = split(k.sigmoid() * mask);
-        let v = split(v * mask);
+        let phi_k = split(mask.apply(k.sigmoid()));
+        let v = split(mask.apply(v));
         let kv_sum = phi_k.matmul(&v.transpose(2, 3)); // (N, h, dh_k, dh_v)
         let k_sum = phi_k.sum_dim_intlist(3, true, Kind::Float); // (N, h, dh, 1)
         let z = (&phi_q * k_sum).sum_dim_intlist(2, true, Kind::Float) + 1e-6; // (N, h, 1, T)
         let o = (kv_sum.transpose(2, 3).matmul(&phi_q) / z).to_kind(phi_q.kind()); // (N, h, dh, T)
-        proj_out(&self.out, &o.view([n, c, t])) * mask
+        mask.apply(proj_out(&self.out, &o.view([n, c, t])))
     }
 }
 
@@ -192,9 +194,17 @@ fn proj_out(l: &nn::Linear, x: &Tensor) -> Tensor {
 /// Instance norm without affine over the valid frames only: `x (N, C, T)`, `mask (N, 1, T)`.
 /// Statistics in float32; the result in `x`'s kind.
 /// The anchors (ASFormer, DeST) normalise over all frames including padding; this deviation keeps
-/// padded frames from changing the statistics.
-pub(crate) fn masked_instance_norm(x: &Tensor, mask: &Tensor) -> Tensor {
-    let count = mask.sum_dim_intlist(2, true, Kind::Float).clamp_min(1.0); // (N, 1, 1)
+/// padded frames from changing the statistics. With every frame valid the same sums run
+/// without the mask's products.
+pub(crate) fn masked_instance_norm(x: &Tensor, mask: &FrameMask) -> Tensor {
+    if mask.all_valid() {
+        let count = x.size()[2].max(1) as f64;
+        let mean = x.sum_dim_intlist(2, true, Kind::Float) / count;
+        let centred = x - &mean;
+        let var = centred.square().sum_dim_intlist(2, true, Kind::Float) / count; // biased
+        return (centred / (var + 1e-5).sqrt()).to_kind(x.kind());
+    }
+    let (count, mask) = (mask.count(), mask.tensor()); // (N, 1, 1), (N, 1, T)
     let mean = (x * mask).sum_dim_intlist(2, true, Kind::Float) / &count;
     let centred = (x - &mean) * mask;
     let var = centred.square().sum_dim_intlist(2, true, Kind::Float) / &count; // biased
@@ -323,7 +333,7 @@ mod tests {
     fn masked_instance_norm_ignores_padding() {
         let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 100.0, -50.0]).view([1, 1, 5]);
         let mask = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 0.0, 0.0]).view([1, 1, 5]);
-        let y = masked_instance_norm(&x, &mask);
+        let y = masked_instance_norm(&x, &FrameMask::new(mask, true));
         // mean 2, biased var 2/3 over the three valid frames.
         let want = [
             -1.0 / (2.0f64 / 3.0 + 1e-5).sqrt(),
@@ -335,6 +345,15 @@ mod tests {
         for (i, w) in want.iter().enumerate() {
             assert!((y.double_value(&[0, 0, i as i64]) - w).abs() < 1e-5, "frame {i}");
         }
+        // Every frame valid: the unmasked sums give what the masked ones give.
+        let x = Tensor::randn([2, 3, 7], (Kind::Float, Device::Cpu));
+        let ones = Tensor::ones([2, 1, 7], (Kind::Float, Device::Cpu));
+        let skipped = masked_instance_norm(&x, &FrameMask::new(ones.shallow_clone(), true));
+        let masked = masked_instance_norm(&x, &FrameMask::new(ones, false));
+        assert_eq!(
+            Vec::<f32>::try_from(skipped.flatten(0, -1)).expect("values"),
+            Vec::<f32>::try_from(masked.flatten(0, -1)).expect("values")
+        );
     }
 
     #[test]
@@ -397,10 +416,11 @@ mod tests {
             );
             let xt = x.transpose(1, 2);
             let want = att.forward_t(&xt, &xt, &mask.transpose(1, 2), false).transpose(1, 2);
-            let got = att.forward_channels(&x, &mask, None);
+            let fm = FrameMask::new(mask, true);
+            let got = att.forward_channels(&x, &fm, None);
             assert!(got.allclose(&want, 1e-5, 1e-6, false), "n {n} t {t} valid {valid}");
             // The fused q/k/v product (one sequence; batches ignore it).
-            let fused = att.forward_channels(&x, &mask, Some(&att.fused_qkv()));
+            let fused = att.forward_channels(&x, &fm, Some(&att.fused_qkv()));
             assert!(fused.allclose(&want, 1e-5, 1e-6, false), "fused: n {n} t {t} valid {valid}");
         }
     }

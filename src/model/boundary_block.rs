@@ -10,6 +10,7 @@ use tch::nn;
 
 use super::config::ModelConfig;
 use super::conv;
+use super::mask::FrameMask;
 
 /// MS-TCN dilated residual layer: `x + Dropout(Conv1x1(ReLU(Conv_k3_dil(x))))`, masked.
 #[derive(Debug)]
@@ -31,10 +32,10 @@ impl DilatedResidual {
         }
     }
 
-    fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    fn forward_t(&self, x: &Tensor, mask: &FrameMask, train: bool) -> Tensor {
         let h = conv::same_conv(&self.conv_dilated, x, self.dilation, train).relu();
         let out = conv::pointwise(&self.conv_1x1, &h, train).dropout(self.dropout, train);
-        (x + out) * mask
+        mask.apply(x + out)
     }
 }
 
@@ -69,22 +70,19 @@ impl BoundaryBlock {
     /// per-frame operations), so it runs on the frames within [`BoundaryBlock::receptive_radius`]
     /// of them and gives the same numbers there. The result is `(N, D, T)` with zeros before
     /// the frames it ran on.
-    pub(crate) fn forward_from(&self, x: &Tensor, mask: &Tensor, from: i64) -> Tensor {
+    pub(crate) fn forward_from(&self, x: &Tensor, mask: &FrameMask, from: i64) -> Tensor {
         let t = x.size()[2];
         let start = (from - self.receptive_radius()).clamp(0, t);
         if start == 0 {
             return self.forward_t(x, mask, false);
         }
-        let out = self.forward_t(
-            &x.narrow(2, start, t - start),
-            &mask.narrow(2, start, t - start),
-            false,
-        );
+        let out =
+            self.forward_t(&x.narrow(2, start, t - start), &mask.narrow(start, t - start), false);
         out.pad([start, 0], "constant", None)
     }
 
-    pub(crate) fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let f0 = conv::pointwise(&self.conv_in, x, train) * mask;
+    pub(crate) fn forward_t(&self, x: &Tensor, mask: &FrameMask, train: bool) -> Tensor {
+        let f0 = mask.apply(conv::pointwise(&self.conv_in, x, train));
         let mut outs: Vec<Tensor> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let input = match outs.last() {
@@ -94,7 +92,7 @@ impl BoundaryBlock {
             outs.push(layer.forward_t(&input, mask, train));
         }
         let h = Tensor::cat(&outs, 1).prelu(&self.prelu); // (N, L·D, T)
-        (conv::pointwise(&self.fuse, &h, train) + f0) * mask
+        mask.apply(conv::pointwise(&self.fuse, &h, train) + f0)
     }
 }
 

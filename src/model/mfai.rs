@@ -28,6 +28,7 @@ use super::attention::{MaskedBatchNorm, channel_dropout};
 use super::boundary_block::{self, BoundaryBlock};
 use super::config::{ModelConfig, Temporal};
 use super::conv;
+use super::mask::FrameMask;
 use super::profile::block;
 use super::query::{self, QueryDecoder, StageLogits};
 use super::records_grad;
@@ -64,16 +65,16 @@ impl ConvBlock {
     fn forward_t(
         &self,
         x: &Tensor,
-        mask: &Tensor,
+        mask: &FrameMask,
         train: bool,
         bn: Option<&[(Tensor, Tensor); 2]>,
     ) -> Tensor {
         let norm = |i: usize, norm: &MaskedBatchNorm, y: Tensor| match bn {
             Some(affine) => MaskedBatchNorm::forward_affine(&y, &affine[i]),
-            None => norm.forward_t(&y, Some(mask), train),
+            None => norm.forward_t(&y, Some(mask.tensor()), train),
         };
-        let h = norm(0, &self.bn1, self.conv1.forward(x)).relu() * mask;
-        norm(1, &self.bn2, self.conv2.forward(&h)).relu() * mask
+        let h = mask.apply(norm(0, &self.bn1, self.conv1.forward(x)).relu());
+        mask.apply(norm(1, &self.bn2, self.conv2.forward(&h)).relu())
     }
 }
 
@@ -219,16 +220,17 @@ impl Mfai {
         let x = channel_dropout(x, self.channel_dropout, train);
         let folded = self.folded(x.kind(), train);
         let folded = folded.as_deref();
+        let mask = &FrameMask::new(mask.shallow_clone(), !train);
         // Encoder: E_0 at T, E_l at T/2^l.
         let mut masks = vec![mask.shallow_clone()];
         let mut skips =
-            vec![block("mfai.input", None, || conv::pointwise(&self.input, &x, train) * mask)];
+            vec![block("mfai.input", None, || mask.apply(conv::pointwise(&self.input, &x, train)))];
         for (l, layer) in self.encoder.iter().enumerate() {
             let (prev, prev_mask) = (skips.last(), masks.last());
             let (Some(prev), Some(prev_mask)) = (prev, prev_mask) else { break };
             let (e, m) = block("mfai.encoder", Some(l), || {
-                let m = prev_mask.slice(2, 0, None, 2); // nearest down-sampling
-                let e = conv::depthwise_down(&layer.down, prev, train) * &m;
+                let m = prev_mask.down2(); // nearest down-sampling
+                let e = m.apply(conv::depthwise_down(&layer.down, prev, train));
                 let qkv = folded.map(|f| &f.encoder_qkv[l]);
                 (layer.layer.forward_t(&e, &m, train, qkv), m)
             });
@@ -242,11 +244,11 @@ impl Mfai {
         for (j, conv_block) in self.decoder.iter().enumerate() {
             let at = levels - 1 - j;
             u = block("mfai.decoder", Some(j), || {
-                let up = if self.revision >= 2 {
-                    upsample2(&u, &masks[at + 1])
+                let up = masks[at].apply(if self.revision >= 2 {
+                    upsample2(&u, masks[at + 1].tensor())
                 } else {
                     upsample2_half_pixel(&u)
-                } * &masks[at];
+                });
                 let bn = folded.map(|f| &f.decoder_bn[j]);
                 conv_block.forward_t(&Tensor::cat(&[&skips[at], &up], 1), &masks[at], train, bn)
             });
@@ -261,7 +263,7 @@ impl Mfai {
             None => self.boundary.forward_t(finest, mask, train),
         });
         let h = self.query_scales;
-        let levels_used: Vec<(&Tensor, &Tensor)> = match self.temporal {
+        let levels_used: Vec<(&Tensor, &FrameMask)> = match self.temporal {
             Temporal::Mfai => {
                 let used = query_levels(self.revision, outputs.len(), h);
                 outputs[used].iter().map(|(f, m)| (f, m)).collect()

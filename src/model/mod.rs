@@ -24,6 +24,7 @@ mod conv;
 mod dsmi;
 pub(crate) mod handle;
 mod loss;
+mod mask;
 mod mfai;
 mod profile;
 mod query;

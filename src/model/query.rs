@@ -14,6 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::attention::{MultiHeadAttention, sincos_pe};
 use super::config::ModelConfig;
+use super::mask::FrameMask;
 use super::profile::block;
 
 /// One ASQuery decoder block. Queries `(N, A+1, D)`, frames `(N, D, T)`.
@@ -50,7 +51,7 @@ impl QBlock {
         pe: &Tensor,
         frames: &Tensor,
         key_pe: &Tensor,
-        mask: &Tensor,
+        mask: &FrameMask,
     ) -> Tensor {
         let qn = self.ln_self.forward(q);
         let qk = &qn + pe;
@@ -58,8 +59,9 @@ impl QBlock {
         let qn = self.ln_cross.forward(&q);
         let f = frames.transpose(1, 2); // (N, T, D)
         let fk = &f + key_pe;
-        let key_mask = mask.squeeze_dim(1); // (N, T)
-        let q = &q + self.cross_attn.forward(&(&qn + pe), &fk, &f, Some(&key_mask));
+        // (N, T); none when every frame is valid (its bias would add zeros)
+        let key_mask = (!mask.all_valid()).then(|| mask.tensor().squeeze_dim(1));
+        let q = &q + self.cross_attn.forward(&(&qn + pe), &fk, &f, key_mask.as_ref());
         &q + self.fc2.forward(&self.fc1.forward(&self.ln_ffn.forward(&q)).relu())
     }
 }
@@ -112,11 +114,11 @@ impl FBlock {
         attn: &MultiHeadAttention,
         f: &Tensor,
         keys: &Tensor,
-        mask: &Tensor,
+        mask: &FrameMask,
     ) -> Tensor {
         let ft = f.transpose(1, 2); // (N, T, D)
         let out = &ft + attn.forward(&ln.forward(&ft), keys, keys, None);
-        out.transpose(1, 2) * mask
+        mask.apply(out.transpose(1, 2))
     }
 }
 
@@ -202,20 +204,16 @@ impl QueryDecoder {
     /// other), so the other frames and the earlier stages' heads can be left out (inference).
     pub(crate) fn forward(
         &self,
-        levels: &[(&Tensor, &Tensor)],
+        levels: &[(&Tensor, &FrameMask)],
         f_a: &Tensor,
         f_b: &Tensor,
-        mask: &Tensor,
+        mask: &FrameMask,
         final_from: Option<i64>,
     ) -> Vec<StageLogits> {
         let (f_a, f_b, mask) = match final_from {
             Some(from) => {
                 let keep = f_a.size()[2] - from;
-                (
-                    &f_a.narrow(2, from, keep),
-                    &f_b.narrow(2, from, keep),
-                    &mask.narrow(2, from, keep),
-                )
+                (&f_a.narrow(2, from, keep), &f_b.narrow(2, from, keep), &mask.narrow(from, keep))
             }
             None => (f_a, f_b, mask),
         };
@@ -224,8 +222,9 @@ impl QueryDecoder {
         let mut q = self.query.unsqueeze(0).expand([n, -1, -1], false); // (N, A+1, D)
         let pe = self.query_pe.unsqueeze(0);
         // (N, D, T) -> LayerNorm over D per frame -> (N, D, T)
-        let channel_norm =
-            |ln: &nn::LayerNorm, f: &Tensor| ln.forward(&f.transpose(1, 2)).transpose(1, 2) * mask;
+        let channel_norm = |ln: &nn::LayerNorm, f: &Tensor| {
+            mask.apply(ln.forward(&f.transpose(1, 2)).transpose(1, 2))
+        };
         // F^0: the normalised action / boundary block outputs.
         let (mut f_a, mut f_b) = (channel_norm(&self.norm_a, f_a), channel_norm(&self.norm_b, f_b));
         let mut stages = Vec::with_capacity(self.blocks.len());
