@@ -76,12 +76,28 @@ impl MultiHeadAttention {
         v: &Tensor,
         key_mask: Option<&Tensor>,
     ) -> Tensor {
+        self.forward_projected(&self.project_queries(q), k, v, key_mask)
+    }
+
+    /// The query in-projection alone: `q (N, L, E)` → `(N, L, E)`.
+    pub(crate) fn project_queries(&self, q: &Tensor) -> Tensor {
+        self.q.forward(q)
+    }
+
+    /// [`Self::forward`] with the queries already projected ([`Self::project_queries`]).
+    pub(crate) fn forward_projected(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        key_mask: Option<&Tensor>,
+    ) -> Tensor {
         let (qs, s) = (q.size(), k.size()[1]);
         let (n, l, e) = (qs[0], qs[1], qs[2]);
         let dh = e / self.heads;
         // (N, L, E) -> (N, heads, L, dh)
         let split = |x: Tensor, len: i64| x.view([n, len, self.heads, dh]).transpose(1, 2);
-        let q = split(self.q.forward(q), l);
+        let q = split(q.shallow_clone(), l);
         let k = split(self.k.forward(k), s);
         let v = split(self.v.forward(v), s);
         // (N, 1, 1, S) additive bias on padded keys.

@@ -109,6 +109,9 @@ struct Folded {
     decoder_bn: Vec<[(Tensor, Tensor); 2]>,
     /// Per action-block layer: linear attention's q/k/v as one `(3D, D)` weight, `(3D, 1)` bias.
     action_qkv: Vec<(Tensor, Tensor)>,
+    /// The first QBlock's self-attention over the learned queries and its cross-attention's
+    /// query projection: constants of the weights, each `(1, A+1, D)`.
+    first_query_stage: Option<(Tensor, Tensor)>,
 }
 
 /// The temporal module. Features `(N, D, T)`, mask `(N, 1, T)`, T a multiple of `2^encoder_layers`.
@@ -188,6 +191,7 @@ impl Mfai {
                     .map(|b| [b.bn1.inference_affine_1d(), b.bn2.inference_affine_1d()])
                     .collect(),
                 action_qkv: self.action.fused_qkv(),
+                first_query_stage: self.queries.first_query_stage(),
             });
             self.folded.replace(Some(folded));
         }
@@ -270,7 +274,8 @@ impl Mfai {
             }
             Temporal::Fixed => (0..h).map(|_| (finest, mask)).collect(),
         };
-        self.queries.forward(&levels_used, &f_a, &f_b, mask, final_from)
+        let first_stage = folded.and_then(|f| f.first_query_stage.as_ref());
+        self.queries.forward(&levels_used, &f_a, &f_b, mask, final_from, first_stage)
     }
 }
 

@@ -43,8 +43,19 @@ impl QBlock {
         }
     }
 
+    /// The part of the block before it meets the frames: self-attention over the queries, then
+    /// the cross-attention's query projection. `q (N, A+1, D)`, `pe (1, A+1, D)` → the queries
+    /// after self-attention and their projection, each `(N, A+1, D)`.
+    fn query_stage(&self, q: &Tensor, pe: &Tensor) -> (Tensor, Tensor) {
+        let qn = self.ln_self.forward(q);
+        let qk = &qn + pe;
+        let q = q + self.self_attn.forward(&qk, &qk, &qn, None);
+        let q_cross = self.cross_attn.project_queries(&(self.ln_cross.forward(&q) + pe));
+        (q, q_cross)
+    }
+
     /// `q (N, A+1, D)`, `pe (1, A+1, D)`, `frames (N, D, T)`, `key_pe (1, T, D)`,
-    /// `mask (N, 1, T)`.
+    /// `mask (N, 1, T)`. `start`: [`Self::query_stage`] of `q`, when the caller keeps it.
     fn forward(
         &self,
         q: &Tensor,
@@ -52,16 +63,20 @@ impl QBlock {
         frames: &Tensor,
         key_pe: &Tensor,
         mask: &FrameMask,
+        start: Option<&(Tensor, Tensor)>,
     ) -> Tensor {
-        let qn = self.ln_self.forward(q);
-        let qk = &qn + pe;
-        let q = q + self.self_attn.forward(&qk, &qk, &qn, None);
-        let qn = self.ln_cross.forward(&q);
+        let n = frames.size()[0];
+        let (q, q_cross) = match start {
+            Some((q, q_cross)) => {
+                (q.expand([n, -1, -1], false), q_cross.expand([n, -1, -1], false))
+            }
+            None => self.query_stage(q, pe),
+        };
         let f = frames.transpose(1, 2); // (N, T, D)
         let fk = &f + key_pe;
         // (N, T); none when every frame is valid (its bias would add zeros)
         let key_mask = (!mask.all_valid()).then(|| mask.tensor().squeeze_dim(1));
-        let q = &q + self.cross_attn.forward(&(&qn + pe), &fk, &f, key_mask.as_ref());
+        let q = &q + self.cross_attn.forward_projected(&q_cross, &fk, &f, key_mask.as_ref());
         &q + self.fc2.forward(&self.fc1.forward(&self.ln_ffn.forward(&q)).relu())
     }
 }
@@ -196,6 +211,13 @@ impl QueryDecoder {
         pe
     }
 
+    /// The first QBlock's [`QBlock::query_stage`]: its input is the learned queries, so the
+    /// stage is a constant of the weights (`(1, A+1, D)` each), which inference keeps.
+    pub(crate) fn first_query_stage(&self) -> Option<(Tensor, Tensor)> {
+        let first = self.blocks.first()?;
+        Some(first.query_stage(&self.query.unsqueeze(0), &self.query_pe.unsqueeze(0)))
+    }
+
     /// `levels`: one `(frames (N, D, T_h), mask (N, 1, T_h))` per QBlock, coarse to fine;
     /// `f_a`, `f_b (N, D, T)` and `mask (N, 1, T)` at the finest level. One prediction per QBlock.
     ///
@@ -209,6 +231,7 @@ impl QueryDecoder {
         f_b: &Tensor,
         mask: &FrameMask,
         final_from: Option<i64>,
+        first_stage: Option<&(Tensor, Tensor)>,
     ) -> Vec<StageLogits> {
         let (f_a, f_b, mask) = match final_from {
             Some(from) => {
@@ -231,7 +254,8 @@ impl QueryDecoder {
         for (r, (qblock, (frames, level_mask))) in self.blocks.iter().zip(levels).enumerate() {
             let key_pe = self.key_pe(frames);
             q = block("mfai.qblock", Some(r), || {
-                qblock.forward(&q, &pe, frames, &key_pe, level_mask)
+                let start = if r == 0 { first_stage } else { None };
+                qblock.forward(&q, &pe, frames, &key_pe, level_mask, start)
             });
             let _fblock = super::profile::Span::new("mfai.fblock_heads", Some(r));
             let qn = self.norm_q.forward(&q);
