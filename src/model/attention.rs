@@ -96,10 +96,10 @@ impl MultiHeadAttention {
         let (n, l, e) = (qs[0], qs[1], qs[2]);
         let dh = e / self.heads;
         // (N, L, E) -> (N, heads, L, dh)
-        let split = |x: Tensor, len: i64| x.view([n, len, self.heads, dh]).transpose(1, 2);
-        let q = split(q.shallow_clone(), l);
-        let k = split(self.k.forward(k), s);
-        let v = split(self.v.forward(v), s);
+        let split = |x: &Tensor, len: i64| x.view([n, len, self.heads, dh]).transpose(1, 2);
+        let q = split(q, l);
+        let k = split(&self.k.forward(k), s);
+        let v = split(&self.v.forward(v), s);
         // (N, 1, 1, S) additive bias on padded keys.
         let bias = key_mask
             .map(|m: &Tensor| ((1f64 - m) * MASKED_BIAS).view([n, 1, 1, s]).to_kind(q.kind()));
