@@ -37,32 +37,37 @@ impl LinearAttModule {
     }
 
     /// `qkv`: the attention's fused projections ([`LinearAttention::fused_qkv`]) for
-    /// inference, or `None`.
+    /// inference, or `None`. `from` (inference; 0 in training): the outputs of frames `from..T`
+    /// alone, `(N, C, T − from)`; every frame still feeds the norm's statistics and the
+    /// attention's keys.
     fn forward_t(
         &self,
         x: &Tensor,
         mask: &FrameMask,
         train: bool,
         qkv: Option<&(Tensor, Tensor)>,
+        from: i64,
     ) -> Tensor {
         let out = block("mfai.action_block/ff", None, || {
             conv::same_conv(&self.ff, x, self.dilation, train).relu()
         });
         let normed = block("mfai.action_block/norm", None, || masked_instance_norm(&out, mask));
         let att = block("mfai.action_block/attention", None, || {
-            // One sequence (the streaming engine's window): the channel layout, no transposes.
-            // Batches keep the token form, whose products libtorch batches better.
-            if train || normed.size()[0] > 1 {
+            // One sequence (the streaming engine's window) or some of the frames: the channel
+            // layout, no transposes. Whole batches keep the token form, whose products libtorch
+            // batches better.
+            if train || (normed.size()[0] > 1 && from == 0) {
                 let q = normed.transpose(1, 2); // (N, T, C)
                 self.att.forward_t(&q, &q, &mask.tensor().transpose(1, 2), train).transpose(1, 2)
             } else {
-                self.att.forward_channels(&normed, mask, qkv)
+                self.att.forward_channels(&normed, mask, qkv, from)
             }
         });
         block("mfai.action_block/out", None, || {
-            let out =
-                conv::pointwise(&self.conv_1x1, &(att + out), train).dropout(self.dropout, train);
-            mask.apply(x + out)
+            let keep = x.size()[2] - from;
+            let out = conv::pointwise(&self.conv_1x1, &(att + out.narrow(2, from, keep)), train)
+                .dropout(self.dropout, train);
+            mask.narrow(from, keep).apply(x.narrow(2, from, keep) + out)
         })
     }
 }
@@ -94,24 +99,35 @@ impl ActionBlock {
     }
 
     /// `x (N, D, T)`, `mask (N, 1, T)`; `qkv`: [`Self::fused_qkv`] for inference, or `None`.
+    /// `from` (inference; 0 in training): `F_a` of frames `from..T` alone, `(N, D, T − from)`.
+    /// Every layer's attention is global, so the layers before the last run on every frame;
+    /// the last one's queries, read-out and 1×1 convolutions, and `conv_out`, on those frames.
     pub(crate) fn forward_t(
         &self,
         x: &Tensor,
         mask: &FrameMask,
         train: bool,
         qkv: Option<&[(Tensor, Tensor)]>,
+        from: i64,
     ) -> Tensor {
         let mut h = block("mfai.action_block/conv_in", None, || {
             mask.apply(conv::pointwise(&self.conv_in, x, train))
         });
+        let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
             let fused = qkv.and_then(|q| q.get(i));
+            let from = if i == last { from } else { 0 };
             // The whole layer, beside its four parts: on the loaded machine of 2026-11-30 the
             // layers took 3–6× the sum of their parts (BENCHMARKS.md, unresolved).
-            h = block("mfai.action_block/layer", None, || layer.forward_t(&h, mask, train, fused));
+            h = block("mfai.action_block/layer", None, || {
+                layer.forward_t(&h, mask, train, fused, from)
+            });
+        }
+        if self.layers.is_empty() {
+            h = h.narrow(2, from, h.size()[2] - from);
         }
         block("mfai.action_block/conv_out", None, || {
-            mask.apply(conv::pointwise(&self.conv_out, &h, train))
+            mask.narrow(from, h.size()[2]).apply(conv::pointwise(&self.conv_out, &h, train))
         })
     }
 }

@@ -163,35 +163,57 @@ impl LinearAttention {
     }
 
     /// Inference in the channel layout the temporal blocks use: `x (N, C, T)`, `mask (N, 1, T)`
-    /// → `(N, C, T)` (masked), equal to [`Self::forward_t`] on `x` transposed (self-attention,
-    /// no dropout). Heads split the channels as `(N, heads, dh, T)`, so every product runs on
-    /// the layout as it comes and the four transposes of the token form (each a copy of the
-    /// window) disappear. With `qkv` ([`Self::fused_qkv`]) and one sequence, the three
-    /// projections are one product with the bias as its start.
+    /// → the outputs of frames `from..T`, `(N, C, T − from)` (masked), equal to
+    /// [`Self::forward_t`] on `x` transposed (self-attention, no dropout) on those frames.
+    /// Heads split the channels as `(N, heads, dh, T)`, so every product runs on the layout as
+    /// it comes and the four transposes of the token form (each a copy of the window)
+    /// disappear. Every frame is a key; only frames `from..T` are queries, so the query
+    /// projection, the read-out and the out-projection run on those alone. With `qkv`
+    /// ([`Self::fused_qkv`]) and one sequence, the projections are products with the bias as
+    /// their start (one for q/k/v when `from` is 0).
     pub(crate) fn forward_channels(
         &self,
         x: &Tensor,
         mask: &FrameMask,
         qkv: Option<&(Tensor, Tensor)>,
+        from: i64,
     ) -> Tensor {
         let (n, c, t) = x.size3().unwrap_or((1, 1, 1));
+        let keep = t - from;
         let dh = c / self.heads;
-        let split = |y: Tensor| y.view([n, self.heads, dh, t]);
+        let split = |y: Tensor, len: i64| y.view([n, self.heads, dh, len]);
         let (q, k, v) = match qkv {
             Some((w, b)) if n == 1 => {
-                let y = b.addmm(w, &x.view([c, t])); // (3C, T)
-                (y.narrow(0, 0, c), y.narrow(0, c, c), y.narrow(0, 2 * c, c))
+                let x = x.view([c, t]);
+                let rows = |r: i64, len: i64| (b.narrow(0, r, len), w.narrow(0, r, len));
+                if from == 0 {
+                    let y = b.addmm(w, &x); // (3C, T)
+                    (y.narrow(0, 0, c), y.narrow(0, c, c), y.narrow(0, 2 * c, c))
+                } else {
+                    let ((bq, wq), (bkv, wkv)) = (rows(0, c), rows(c, 2 * c));
+                    let kv = bkv.addmm(&wkv, &x); // (2C, T)
+                    (
+                        bq.addmm(&wq, &x.narrow(1, from, keep)),
+                        kv.narrow(0, 0, c),
+                        kv.narrow(0, c, c),
+                    )
+                }
             }
-            _ => (proj_out(&self.q, x), proj_out(&self.k, x), proj_out(&self.v, x)), // (N, C, T)
+            // (N, C, T − from), (N, C, T), (N, C, T)
+            _ => (
+                proj_out(&self.q, &x.narrow(2, from, keep)),
+                proj_out(&self.k, x),
+                proj_out(&self.v, x),
+            ),
         };
-        let phi_q = split(q.sigmoid());
-        let phi_k = split(mask.apply(k.sigmoid()));
-        let v = split(mask.apply(v));
+        let phi_q = split(q.sigmoid(), keep);
+        let phi_k = split(mask.apply(k.sigmoid()), t);
+        let v = split(mask.apply(v), t);
         let kv_sum = phi_k.matmul(&v.transpose(2, 3)); // (N, h, dh_k, dh_v)
         let k_sum = phi_k.sum_dim_intlist(3, true, Kind::Float); // (N, h, dh, 1)
-        let z = (&phi_q * k_sum).sum_dim_intlist(2, true, Kind::Float) + 1e-6; // (N, h, 1, T)
-        let o = (kv_sum.transpose(2, 3).matmul(&phi_q) / z).to_kind(phi_q.kind()); // (N, h, dh, T)
-        mask.apply(proj_out(&self.out, &o.view([n, c, t])))
+        let z = (&phi_q * k_sum).sum_dim_intlist(2, true, Kind::Float) + 1e-6; // (N, h, 1, T − from)
+        let o = (kv_sum.transpose(2, 3).matmul(&phi_q) / z).to_kind(phi_q.kind()); // (N, h, dh, T − from)
+        mask.narrow(from, keep).apply(proj_out(&self.out, &o.view([n, c, keep])))
     }
 }
 
@@ -433,11 +455,19 @@ mod tests {
             let xt = x.transpose(1, 2);
             let want = att.forward_t(&xt, &xt, &mask.transpose(1, 2), false).transpose(1, 2);
             let fm = FrameMask::new(mask, true);
-            let got = att.forward_channels(&x, &fm, None);
-            assert!(got.allclose(&want, 1e-5, 1e-6, false), "n {n} t {t} valid {valid}");
-            // The fused q/k/v product (one sequence; batches ignore it).
-            let fused = att.forward_channels(&x, &fm, Some(&att.fused_qkv()));
-            assert!(fused.allclose(&want, 1e-5, 1e-6, false), "fused: n {n} t {t} valid {valid}");
+            // Every frame a query, then only the last few (the frames a stream finalises); the
+            // fused q/k/v products (one sequence; batches ignore them) and the separate ones.
+            for from in [0, 1, t - 3] {
+                let want = want.narrow(2, from, t - from);
+                for qkv in [None, Some(att.fused_qkv())] {
+                    let got = att.forward_channels(&x, &fm, qkv.as_ref(), from);
+                    let form = if qkv.is_some() { "fused" } else { "separate" };
+                    assert!(
+                        got.allclose(&want, 1e-5, 1e-6, false),
+                        "{form}: n {n} t {t} valid {valid} from {from}"
+                    );
+                }
+            }
         }
     }
 

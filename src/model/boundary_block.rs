@@ -66,19 +66,15 @@ impl BoundaryBlock {
         (1 << self.layers.len()) - 1
     }
 
-    /// Inference for the frames `from..T` only: the block is local (dilated convolutions and
-    /// per-frame operations), so it runs on the frames within [`BoundaryBlock::receptive_radius`]
-    /// of them and gives the same numbers there. The result is `(N, D, T)` with zeros before
-    /// the frames it ran on.
+    /// Inference for the frames `from..T` only, `(N, D, T − from)`: the block is local
+    /// (dilated convolutions and per-frame operations), so it runs on the frames within
+    /// [`BoundaryBlock::receptive_radius`] of them and gives the same numbers there.
     pub(crate) fn forward_from(&self, x: &Tensor, mask: &FrameMask, from: i64) -> Tensor {
         let t = x.size()[2];
         let start = (from - self.receptive_radius()).clamp(0, t);
-        if start == 0 {
-            return self.forward_t(x, mask, false);
-        }
         let out =
             self.forward_t(&x.narrow(2, start, t - start), &mask.narrow(start, t - start), false);
-        out.pad([start, 0], "constant", None)
+        out.narrow(2, from - start, t - from)
     }
 
     pub(crate) fn forward_t(&self, x: &Tensor, mask: &FrameMask, train: bool) -> Tensor {

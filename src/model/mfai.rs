@@ -259,13 +259,18 @@ impl Mfai {
             outputs.push((u.shallow_clone(), masks[at].shallow_clone()));
         }
         let finest = &u;
+        // The frames the heads run on: all, or (final prediction) `from..T`, which is all the
+        // action and boundary blocks need to give.
+        let from = final_from.unwrap_or(0);
         let f_a = block("mfai.action_block", None, || {
-            self.action.forward_t(finest, mask, train, folded.map(|f| f.action_qkv.as_slice()))
+            let qkv = folded.map(|f| f.action_qkv.as_slice());
+            self.action.forward_t(finest, mask, train, qkv, from)
         });
         let f_b = block("mfai.boundary_block", None, || match final_from {
             Some(from) => self.boundary.forward_from(finest, mask, from),
             None => self.boundary.forward_t(finest, mask, train),
         });
+        let head_mask = &mask.narrow(from, f_a.size()[2]);
         let h = self.query_scales;
         let levels_used: Vec<(&Tensor, &FrameMask)> = match self.temporal {
             Temporal::Mfai => {
@@ -275,7 +280,8 @@ impl Mfai {
             Temporal::Fixed => (0..h).map(|_| (finest, mask)).collect(),
         };
         let first_stage = folded.and_then(|f| f.first_query_stage.as_ref());
-        self.queries.forward(&levels_used, &f_a, &f_b, mask, final_from, first_stage)
+        let final_only = final_from.is_some();
+        self.queries.forward(&levels_used, &f_a, &f_b, head_mask, final_only, first_stage)
     }
 }
 

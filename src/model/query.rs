@@ -219,27 +219,20 @@ impl QueryDecoder {
     }
 
     /// `levels`: one `(frames (N, D, T_h), mask (N, 1, T_h))` per QBlock, coarse to fine;
-    /// `f_a`, `f_b (N, D, T)` and `mask (N, 1, T)` at the finest level. One prediction per QBlock.
-    ///
-    /// With `final_from = Some(s)`, only the final prediction, for frames `s..T`: the FBlock
-    /// chain and the heads work frame by frame (frames attend to the queries, not to each
-    /// other), so the other frames and the earlier stages' heads can be left out (inference).
+    /// `f_a`, `f_b (N, D, S)` and `mask (N, 1, S)`: the finest level's frames the heads run on,
+    /// all `T` of them or (inference) the last `S`. The FBlock chain and the heads work frame by
+    /// frame (frames attend to the queries, not to each other), so the other frames can be
+    /// left out. One prediction per QBlock; with `final_only`, the final one alone (the earlier
+    /// stages' heads left out).
     pub(crate) fn forward(
         &self,
         levels: &[(&Tensor, &FrameMask)],
         f_a: &Tensor,
         f_b: &Tensor,
         mask: &FrameMask,
-        final_from: Option<i64>,
+        final_only: bool,
         first_stage: Option<&(Tensor, Tensor)>,
     ) -> Vec<StageLogits> {
-        let (f_a, f_b, mask) = match final_from {
-            Some(from) => {
-                let keep = f_a.size()[2] - from;
-                (&f_a.narrow(2, from, keep), &f_b.narrow(2, from, keep), &mask.narrow(from, keep))
-            }
-            None => (f_a, f_b, mask),
-        };
         let n = f_a.size()[0];
         let a = self.num_classes;
         let mut q = self.query.unsqueeze(0).expand([n, -1, -1], false); // (N, A+1, D)
@@ -262,7 +255,7 @@ impl QueryDecoder {
             let q_a = qn.narrow(1, 0, a); // (N, A, D)
             let q_b = qn.narrow(1, a, 1); // (N, 1, D)
             // Final prediction only: an earlier stage matters only through the chained F^r.
-            let skip_heads = final_from.is_some() && r + 1 < self.blocks.len();
+            let skip_heads = final_only && r + 1 < self.blocks.len();
             if skip_heads && !self.chained {
                 continue;
             }

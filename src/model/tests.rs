@@ -468,20 +468,32 @@ fn final_frames_of_a_window_match_the_whole_forward() {
             ],
             0,
         );
-        let whole = model.mfai(&feats, &mask, false).expect("whole");
-        let last = whole.final_stage().expect("final");
-        for from in [0, 1, 40, 58, 76] {
-            let tail = model.mfai_final(&feats, &mask, from).expect("tail");
-            assert_eq!(tail.stages.len(), 1);
-            let stage = &tail.stages[0];
-            assert_eq!(stage.action_logits.size(), [2, 4, t - from]);
-            let close = |a: &Tensor, b: &Tensor| {
-                let scale = b.abs().max().double_value(&[]).max(1.0);
-                let diff = (a - b).abs().max().double_value(&[]);
-                assert!(diff < 1e-5 * scale, "revision {revision}, from {from}: differ by {diff}");
-            };
-            close(&stage.action_logits, &last.action_logits.narrow(2, from, t - from));
-            close(&stage.boundary_logits, &last.boundary_logits.narrow(1, from, t - from));
+        // Both windows as a batch, then each alone (one sequence takes the fused products).
+        let inputs = [
+            (feats.shallow_clone(), mask.shallow_clone()),
+            (feats.narrow(0, 0, 1), mask.narrow(0, 0, 1)),
+            (feats.narrow(0, 1, 1), mask.narrow(0, 1, 1)),
+        ];
+        for (feats, mask) in &inputs {
+            let n = feats.size()[0];
+            let whole = model.mfai(feats, mask, false).expect("whole");
+            let last = whole.final_stage().expect("final");
+            for from in [0, 1, 40, 58, 76] {
+                let tail = model.mfai_final(feats, mask, from).expect("tail");
+                assert_eq!(tail.stages.len(), 1);
+                let stage = &tail.stages[0];
+                assert_eq!(stage.action_logits.size(), [n, 4, t - from]);
+                let close = |a: &Tensor, b: &Tensor| {
+                    let scale = b.abs().max().double_value(&[]).max(1.0);
+                    let diff = (a - b).abs().max().double_value(&[]);
+                    assert!(
+                        diff < 1e-5 * scale,
+                        "revision {revision}, n {n}, from {from}: differ by {diff}"
+                    );
+                };
+                close(&stage.action_logits, &last.action_logits.narrow(2, from, t - from));
+                close(&stage.boundary_logits, &last.boundary_logits.narrow(1, from, t - from));
+            }
         }
         assert!(model.mfai_final(&feats, &mask, t).is_err());
         assert!(model.mfai_final(&feats, &mask, -1).is_err());

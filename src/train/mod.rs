@@ -3,11 +3,12 @@
 //! [`SequenceTensors`] and [`Batch`] turn recordings into tensors and batches (random temporal
 //! crops, padding masks), [`train()`] runs AdamW with a warm-up + cosine schedule and keeps the
 //! best checkpoint by validation F1@50, and [`evaluate`] runs full-sequence inference and the
-//! segmentation metrics. [`calibrate`] fits the temperature; [`split`] carves validation sets; [`export`] writes a
+//! segmentation metrics. [`calibrate`] fits the temperature; [`ema`] averages the weights; [`split`] carves validation sets; [`export`] writes a
 //! run's model inputs for a trainer outside skelseg.
 
 pub mod calibrate;
 mod data;
+pub mod ema;
 mod eval;
 pub mod export;
 pub mod split;

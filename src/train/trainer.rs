@@ -10,7 +10,8 @@
 //! (`weights.safetensors`, `state.json`); [`TrainJob::resume`] continues from there at the next
 //! epoch with the same data order. tch does not expose AdamW's moment estimates, so they restart
 //! from zero on resume; the learning rate warms up again over `warmup_steps / 4` steps to absorb
-//! that.
+//! that. With [`TrainConfig::ema`] the averaged weights are kept beside them
+//! (`ema.safetensors`), and validation and the best checkpoint use them.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,7 @@ use crate::metrics::Scores;
 use crate::model::{self, InterAct, ModelConfig, checkpoint};
 use crate::train::calibrate::{Calibration, fit_temperature};
 use crate::train::data::{Augment, Batch, SequenceTensors, speed_crop};
+use crate::train::ema::WeightAverage;
 use crate::train::eval::{choose_threshold, evaluate, frame_logits};
 
 /// Optimisation settings (model settings live in [`ModelConfig`]).
@@ -74,6 +76,11 @@ pub struct TrainConfig {
     /// the run stops after any epoch that leaves too little time for another.
     #[serde(default)]
     pub time_budget_secs: f64,
+    /// Exponential moving average of the weights: the decay per optimiser step (`None` = off).
+    /// Validation, the best checkpoint and the resumable state then use the averaged weights;
+    /// the optimiser keeps training the raw ones. See [`ema_decay_at`].
+    #[serde(default)]
+    pub ema: Option<f64>,
 }
 
 fn one() -> usize {
@@ -134,6 +141,7 @@ impl Default for TrainConfig {
             augment: Augment::default(),
             patience: 0,
             time_budget_secs: 0.0,
+            ema: None,
         }
     }
 }
@@ -278,16 +286,28 @@ pub fn state_dir(out: &std::path::Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn save_state(dir: &std::path::Path, vs: &nn::VarStore, state: &ResumeState) -> Result<()> {
+/// The averaged weights' file in a run's state folder ([`TrainConfig::ema`]).
+const EMA_WEIGHTS: &str = "ema.safetensors";
+
+fn save_state(
+    dir: &std::path::Path,
+    vs: &nn::VarStore,
+    average: Option<&WeightAverage>,
+    state: &ResumeState,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let weights = dir.join("weights.safetensors");
-    let tmp = dir.join("weights.safetensors.tmp");
-    vs.save(&tmp).map_err(|e| Error::Checkpoint {
-        path: tmp.clone(),
-        expected: "a writable weights file".into(),
-        found: e.to_string(),
-    })?;
-    std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
+    let mut files = vec![(vs, "weights.safetensors")];
+    files.extend(average.map(|a| (a.vs(), EMA_WEIGHTS)));
+    for (vs, name) in files {
+        let weights = dir.join(name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        vs.save(&tmp).map_err(|e| Error::Checkpoint {
+            path: tmp.clone(),
+            expected: "a writable weights file".into(),
+            found: e.to_string(),
+        })?;
+        std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
+    }
     let json = serde_json::to_string_pretty(state)
         .map_err(|e| Error::invalid("training state", e.to_string()))?;
     let path = dir.join("state.json");
@@ -419,6 +439,23 @@ pub fn train(
     } else {
         None
     };
+    let mut average = match job.train.ema {
+        Some(decay) => Some(WeightAverage::new(&vs, &job.model, decay)?),
+        None => None,
+    };
+    if let (Some(average), true) = (average.as_mut(), resumed.is_some()) {
+        let saved = state_dir.join(EMA_WEIGHTS);
+        if saved.exists() {
+            average.load(&saved)?;
+        } else {
+            tracing::warn!(state = %state_dir.display(), "no averaged weights saved: the average restarts at the resumed weights");
+        }
+    }
+    // What validation and the checkpoint see: the averaged weights when there are any.
+    let (eval_net, eval_vs) = match &average {
+        Some(a) => (a.net(), a.vs()),
+        None => (&net, &vs),
+    };
     let params = net.num_parameters();
     let mut opt =
         nn::AdamW { wd: job.train.weight_decay, ..Default::default() }.build(&vs, job.train.lr)?;
@@ -495,6 +532,9 @@ pub fn train(
             opt.set_lr(lr);
             opt.backward_step_clip_norm(&loss.total, job.train.clip_norm);
             step += 1;
+            if let Some(average) = &average {
+                average.update(step);
+            }
             let loss_value = loss.total.to_kind(Kind::Double).double_value(&[]);
             if !loss_value.is_finite() {
                 return Err(Error::invalid(
@@ -534,7 +574,7 @@ pub fn train(
             // Inference once, then the boundary threshold (§11.8: tuned on validation data) that
             // gives the best F1@50; 1.0 means the plain argmax.
             let (_, preds) = evaluate(
-                &net,
+                eval_net,
                 val_set,
                 job.device,
                 job.model.boundary_threshold as f32,
@@ -563,9 +603,9 @@ pub fn train(
                     .is_none_or(|(_, b)| (scores.f1_50, scores.acc) > (b.f1_50, b.acc));
                 if better {
                     since_best = 0;
-                    let (logits, labels) = frame_logits(&net, val_set, job.device)?;
+                    let (logits, labels) = frame_logits(eval_net, val_set, job.device)?;
                     let calibration = fit_temperature(&logits, &labels);
-                    save_best(&job, &vs, epoch, threshold, &scores, calibration.as_ref())?;
+                    save_best(&job, eval_vs, epoch, threshold, &scores, calibration.as_ref())?;
                     best = Some((epoch, scores));
                 } else {
                     since_best += job.train.val_every.max(1);
@@ -582,7 +622,7 @@ pub fn train(
             model: job.model.clone(),
             train: job.train.clone(),
         };
-        save_state(&state_dir, &vs, &state)?;
+        save_state(&state_dir, &vs, average.as_ref(), &state)?;
         if job.train.patience > 0 && since_best >= job.train.patience {
             tracing::info!(
                 epoch,

@@ -127,6 +127,10 @@ pub struct TrainArgs {
     /// Train without augmentation (rotation, scale, translation, noise, speed, slot swap).
     #[arg(long)]
     no_augment: bool,
+    /// Keep an exponential moving average of the weights with this decay per optimiser step
+    /// (e.g. 0.99); validation and the checkpoint then use the averaged weights.
+    #[arg(long, value_name = "DECAY")]
+    ema: Option<f64>,
     /// Input normalisation: `body` (person-centred, causal; the default) or `camera` (raw
     /// coordinates).
     #[arg(long, value_enum)]
@@ -252,6 +256,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         }),
         augment: if args.no_augment { train::Augment::none() } else { train::Augment::default() },
         time_budget_secs: max_minutes.max(0.0) * 60.0,
+        ema: args.ema,
         ..TrainConfig::default()
     };
     let frames: usize = train_set.iter().map(|s| s.len).sum();
