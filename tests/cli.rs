@@ -321,3 +321,67 @@ fn calibrate_stream_records_the_setting_that_eval_then_reproduces() {
     failure(&["calibrate", "--model", m, "--data", d, "--max-p95-delay", "30"]);
     failure(&["calibrate", "--model", m, "--data", d, "--stream", "--dry-run"]);
 }
+
+#[test]
+fn bench_reports_every_figure_as_median_and_spread() {
+    let v = json(&[
+        "--threads",
+        "1",
+        "bench",
+        "--repeats",
+        "1",
+        "--max-streams",
+        "0",
+        "--window-threads",
+        "1",
+        "--profile",
+        "--json",
+    ]);
+    let median = |key: &str| {
+        let f = &v[key];
+        let (m, lo, hi) = (f["median"].as_f64(), f["min"].as_f64(), f["max"].as_f64());
+        let m = m.unwrap_or_else(|| panic!("{key} has a median: {f}"));
+        assert!(lo <= Some(m) && Some(m) <= hi, "{key}: min ≤ median ≤ max: {f}");
+        assert_eq!(f["runs"].as_array().map(Vec::len), Some(1), "{key}: one run per repeat");
+        m
+    };
+    for key in [
+        "matmul_peak_gmacs",
+        "dsmi_us_per_frame",
+        "mfai_ms_per_window",
+        "full_ms_per_window",
+        "mfai_final_ms_per_window",
+        "replay_speed_x",
+        "replay_batched_speed_x",
+    ] {
+        assert!(median(key) > 0.0, "{key} > 0");
+    }
+    assert_eq!(v["dsmi_us_per_frame_batch"].as_array().map(Vec::len), Some(5));
+    let fraction = median("mfai_peak_fraction");
+    assert!(fraction > 0.0 && fraction.is_finite(), "MFAI's share of the peak: {fraction}");
+    // The engine computes one hop's columns from cached features; the baseline, the whole model.
+    assert!(median("speedup_vs_baseline") > 1.0, "{}", v["speedup_vs_baseline"]);
+    assert!(
+        median("streaming_ms_per_frame") < median("baseline_same_columns_ms_per_frame"),
+        "the feature cache saves DSMI over the window"
+    );
+    let blocks: Vec<&str> = v["blocks_ms"]
+        .as_array()
+        .expect("--profile lists blocks")
+        .iter()
+        .filter_map(|b| b[0].as_str())
+        .collect();
+    assert!(blocks.iter().any(|b| b.starts_with("mfai.")), "{blocks:?}");
+    assert!(blocks.iter().any(|b| b.starts_with("dsmi.")), "{blocks:?}");
+    // Not asked for: no ramp, no training, no precision check, no threaded replay.
+    assert_eq!(v["ramp"].as_array().map(Vec::len), Some(0));
+    for key in ["train_frames_per_sec", "precision_check", "replay_batched_threads_speed_x"] {
+        assert!(v[key].is_null(), "{key}: {}", v[key]);
+    }
+}
+
+#[test]
+fn bench_refuses_training_in_reduced_precision_before_measuring() {
+    let err = failure(&["bench", "--train", "--precision", "bf16", "--json"]);
+    assert!(err.contains("--train times float32 training only"), "{err}");
+}
