@@ -57,7 +57,9 @@ impl LinearAttModule {
             // layout, no transposes. Whole batches keep the token form, whose products libtorch
             // batches better.
             if train || (normed.size()[0] > 1 && from == 0) {
-                let q = normed.transpose(1, 2); // (N, T, C)
+                // (N, T, C), one copy: `linear` on the transposed view would copy it for
+                // each of the q, k and v projections.
+                let q = normed.transpose(1, 2).contiguous();
                 self.att.forward_t(&q, &q, &mask.tensor().transpose(1, 2), train).transpose(1, 2)
             } else {
                 self.att.forward_channels(&normed, mask, qkv, from)
