@@ -78,7 +78,7 @@ pub struct TrainConfig {
     pub time_budget_secs: f64,
     /// Exponential moving average of the weights: the decay per optimiser step (`None` = off).
     /// Validation, the best checkpoint and the resumable state then use the averaged weights;
-    /// the optimiser keeps training the raw ones. See [`ema_decay_at`].
+    /// the optimiser keeps training the raw ones. See [`crate::train::ema::decay_at`].
     #[serde(default)]
     pub ema: Option<f64>,
 }
