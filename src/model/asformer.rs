@@ -100,26 +100,21 @@ impl SlidingAttention {
         }
         // queries: (N, c, nb·bl) -> (N, c, nb, bl) -> (N, nb, bl, c)
         let q = q.pad([0, right], "constant", None).view([n, c, nb, bl]).permute([0, 2, 3, 1]);
-        // keys/values with halo: pad bl/2 left, right + bl/2 right, windows of bl + 2·(bl/2) every bl
+        // Keys/values with halo: pad bl/2 left, right + bl/2 right, windows of bl + 2·(bl/2)
+        // every bl. The released window mask lets every query row see only the first 2·bl − 1
+        // of them (bl = 1: column 0), so the windows keep just those columns.
         let win = bl + 2 * half;
-        let windows = |t: &Tensor| t.pad([half, right + half], "constant", None).unfold(2, win, bl); // (N, c, nb, win)
-        let k = windows(&k).permute([0, 2, 1, 3]); // (N, nb, c, win)
-        let v = windows(&v).permute([0, 2, 3, 1]); // (N, nb, win, c)
-        let pmask = windows(mask.tensor()).permute([0, 2, 1, 3]); // (N, nb, 1, win)
-        // Released window mask: every query row sees the first 2·bl − 1 columns (bl = 1: column 0).
         let visible = (2 * bl - 1).min(win);
-        let wmask = Tensor::cat(
-            &[
-                Tensor::ones([visible], (Kind::Float, x.device())),
-                Tensor::zeros([win - visible], (Kind::Float, x.device())),
-            ],
-            0,
-        );
-        let keep = pmask * wmask; // (N, nb, 1, win)
+        let windows = |t: &Tensor| {
+            t.pad([half, right + half], "constant", None).unfold(2, win, bl).narrow(3, 0, visible)
+        }; // (N, c, nb, visible)
+        let k = windows(&k).permute([0, 2, 1, 3]); // (N, nb, c, visible)
+        let v = windows(&v).permute([0, 2, 3, 1]); // (N, nb, visible, c)
+        let keep = windows(mask.tensor()).permute([0, 2, 1, 3]); // (N, nb, 1, visible)
         // The anchor adds log(keep + 1e-6), which still gives padded keys a 1e-6 share of the
         // softmax denominator (so results shift slightly with the padded length); a -1e9 bias
         // removes them exactly. Masked keys are then zeroed as in the anchor.
-        let energy = q.matmul(&k) / (c as f64).sqrt() + (&keep - 1.0) * 1e9; // (N, nb, bl, win)
+        let energy = q.matmul(&k) / (c as f64).sqrt() + (&keep - 1.0) * 1e9; // (N, nb, bl, visible)
         let att = energy.softmax(-1, Kind::Float) * &keep;
         let o = att.to_kind(v.kind()).matmul(&v); // (N, nb, bl, c)
         // (N, nb, bl, c) -> (N, c, nb·bl) -> crop to L

@@ -60,21 +60,53 @@ impl ConvBlock {
         }
     }
 
-    /// `bn`: the two BatchNorms' affine maps ([`MaskedBatchNorm::inference_affine_1d`]) for
-    /// inference, or `None`.
+    /// `folded`: the two convolutions with their inference BatchNorms folded in
+    /// ([`Self::folded`]), or `None` (training, or gradients recorded).
     fn forward_t(
         &self,
         x: &Tensor,
         mask: &FrameMask,
         train: bool,
-        bn: Option<&[(Tensor, Tensor); 2]>,
+        folded: Option<&[FoldedConv; 2]>,
     ) -> Tensor {
-        let norm = |i: usize, norm: &MaskedBatchNorm, y: Tensor| match bn {
-            Some(affine) => MaskedBatchNorm::forward_affine(&y, &affine[i]),
-            None => norm.forward_t(&y, Some(mask.tensor()), train),
+        // conv → BN → ReLU; the folded form owns its output, so its ReLU runs in place.
+        let layer = |i: usize, conv: &nn::Conv1D, norm: &MaskedBatchNorm, y: &Tensor| match folded {
+            Some(f) => f[i].forward(y).relu_(),
+            None => norm.forward_t(&conv.forward(y), Some(mask.tensor()), train).relu(),
         };
-        let h = mask.apply(norm(0, &self.bn1, self.conv1.forward(x)).relu());
-        mask.apply(norm(1, &self.bn2, self.conv2.forward(&h)).relu())
+        let h = mask.apply(layer(0, &self.conv1, &self.bn1, x));
+        mask.apply(layer(1, &self.conv2, &self.bn2, &h))
+    }
+
+    /// Both convolutions with the inference BatchNorm after each folded into its weight and bias:
+    /// `bn(conv(x)) = conv'(x)`, so a block is two convolutions, two ReLUs and its masking.
+    fn folded(&self) -> [FoldedConv; 2] {
+        [FoldedConv::new(&self.conv1, &self.bn1), FoldedConv::new(&self.conv2, &self.bn2)]
+    }
+}
+
+/// A k5 "same" `Conv1d` with the inference BatchNorm that follows it folded in:
+/// `W' = W · scale` (per output channel), `b' = b · scale + shift`.
+#[derive(Debug)]
+struct FoldedConv {
+    ws: Tensor, // (O, C, 5)
+    bs: Tensor, // (O)
+}
+
+impl FoldedConv {
+    fn new(conv: &nn::Conv1D, bn: &MaskedBatchNorm) -> Self {
+        let (scale, shift) = bn.inference_affine();
+        let ws = &conv.ws * scale.view([-1, 1, 1]);
+        let bs = match &conv.bs {
+            Some(b) => shift.addcmul(b, &scale),
+            None => shift,
+        };
+        Self { ws, bs }
+    }
+
+    /// `x (N, C, T)` → `(N, O, T)`.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv1d(&self.ws, Some(&self.bs), [1], [2], [1], 1)
     }
 }
 
@@ -105,8 +137,8 @@ fn upsample2_half_pixel(x: &Tensor) -> Tensor {
 struct Folded {
     /// Per encoder level: the sliding attention's q/k/v as one `(3c, D)` weight, `(3c, 1)` bias.
     encoder_qkv: Vec<(Tensor, Tensor)>,
-    /// Per decoder block: its two BatchNorms as `(scale, shift)`, each `(1, D, 1)`.
-    decoder_bn: Vec<[(Tensor, Tensor); 2]>,
+    /// Per decoder block: its two convolutions with their BatchNorms folded in.
+    decoder: Vec<[FoldedConv; 2]>,
     /// Per action-block layer: linear attention's q/k/v as one `(3D, D)` weight, `(3D, 1)` bias.
     action_qkv: Vec<(Tensor, Tensor)>,
     /// The first QBlock's self-attention over the learned queries and its cross-attention's
@@ -185,11 +217,7 @@ impl Mfai {
         if stale {
             let folded = tch::no_grad(|| Folded {
                 encoder_qkv: self.encoder.iter().map(|e| e.layer.fused_qkv()).collect(),
-                decoder_bn: self
-                    .decoder
-                    .iter()
-                    .map(|b| [b.bn1.inference_affine_1d(), b.bn2.inference_affine_1d()])
-                    .collect(),
+                decoder: self.decoder.iter().map(ConvBlock::folded).collect(),
                 action_qkv: self.action.fused_qkv(),
                 first_query_stage: self.queries.first_query_stage(),
             });
@@ -253,8 +281,8 @@ impl Mfai {
                 } else {
                     upsample2_half_pixel(&u)
                 });
-                let bn = folded.map(|f| &f.decoder_bn[j]);
-                conv_block.forward_t(&Tensor::cat(&[&skips[at], &up], 1), &masks[at], train, bn)
+                let convs = folded.map(|f| &f.decoder[j]);
+                conv_block.forward_t(&Tensor::cat(&[&skips[at], &up], 1), &masks[at], train, convs)
             });
             outputs.push((u.shallow_clone(), masks[at].shallow_clone()));
         }
@@ -302,7 +330,8 @@ pub(crate) fn flops_per_window(cfg: &ModelConfig, w: u64) -> u64 {
     for l in 0..cfg.encoder_layers as u32 {
         let len = t >> (l + 1);
         let bl = 1u64 << l;
-        let win = bl + 2 * (bl / 2);
+        // keys each query sees: the first 2·bl − 1 of its window of bl + 2·(bl/2)
+        let win = (2 * bl - 1).min(bl + 2 * (bl / 2));
         let down = len * d * 3;
         // Attention runs over whole blocks of `bl` queries: the last block's padded tail costs
         // as much as valid frames (the deepest levels hold fewer frames than one block).
@@ -449,9 +478,10 @@ mod tests {
             total += numel * positions;
         }
         for l in 0..levels {
-            // Blocks of 2^l queries, each against a window of 2^l + 2·(2^l/2) keys, c = D/2.
+            // Blocks of 2^l queries, each against the 2·2^l − 1 keys of its window that the
+            // released mask leaves visible, c = D/2.
             let bl = 1u64 << l;
-            let (blocks, win) = (enc_len(l).div_ceil(bl), bl + 2 * (bl / 2));
+            let (blocks, win) = (enc_len(l).div_ceil(bl), 2 * bl - 1);
             total += 2 * blocks * bl * win * (d / 2);
         }
         let dh = d / cfg.heads as u64;
