@@ -385,3 +385,31 @@ fn bench_refuses_training_in_reduced_precision_before_measuring() {
     let err = failure(&["bench", "--train", "--precision", "bf16", "--json"]);
     assert!(err.contains("--train times float32 training only"), "{err}");
 }
+
+#[test]
+fn train_and_calibrate_refuse_a_report_redirected_onto_the_checkpoint_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("m.safetensors");
+    let sidecar = dir.path().join("m.json");
+    let data = root().join("fixtures/synth");
+    let run = |args: &[&str]| {
+        // As `skelseg … --json > m.json` in a shell: stdout is the metadata file.
+        let stdout = std::fs::File::create(&sidecar).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_skelseg")).args(args).stdout(stdout).output().unwrap()
+    };
+    let (w, d) = (weights.to_str().unwrap(), data.to_str().unwrap());
+    for args in [
+        vec!["train", "--data", d, "--out", w, "--epochs", "1", "--json"],
+        vec!["calibrate", "--model", w, "--data", d, "--json"],
+    ] {
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?} should refuse");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("stdout is redirected to") && err.contains("m.report.json"), "{err}");
+        assert!(!weights.exists(), "{args:?} wrote {w}");
+    }
+    // Elsewhere, the check does not get in the way: `calibrate` goes on to load the model
+    // (absent here) and says so.
+    let err = failure(&["calibrate", "--model", w, "--data", d, "--json"]);
+    assert!(!err.contains("stdout is redirected"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! Helpers shared by the commands: logging, JSON output, devices, bundled defaults.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -115,6 +115,38 @@ pub fn print_json(value: &impl Serialize) -> Result<()> {
     serde_json::to_writer(&mut out, value).context("writing JSON")?;
     writeln!(out).context("writing JSON")?;
     Ok(())
+}
+
+/// Refuses to start when stdout is redirected into `file`, which the command writes itself:
+/// `train --out M.safetensors --json > M.json` would put the report where the checkpoint's
+/// metadata goes, and one of the two would be lost. `report` suggests where the report could go.
+pub fn ensure_stdout_is_not(file: &Path, report: &str) -> Result<()> {
+    if stdout_is(file) {
+        anyhow::bail!(
+            "stdout is redirected to {}, the file this command writes its checkpoint metadata \
+             to: redirect the report elsewhere (e.g. `> {report}`)",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether stdout is the regular file `file` (same device and inode).
+#[cfg(unix)]
+fn stdout_is(file: &Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else { return false };
+    let (Ok(out), Ok(target)) = (std::fs::File::from(fd).metadata(), std::fs::metadata(file))
+    else {
+        return false;
+    };
+    out.is_file() && (out.dev(), out.ino()) == (target.dev(), target.ino())
+}
+
+#[cfg(not(unix))]
+fn stdout_is(_file: &Path) -> bool {
+    false
 }
 
 /// Where to run the model.
