@@ -85,12 +85,13 @@ impl ConvBlock {
     }
 }
 
-/// A k5 "same" `Conv1d` with the inference BatchNorm that follows it folded in:
-/// `W' = W · scale` (per output channel), `b' = b · scale + shift`.
+/// A "same" `Conv1d` (odd kernel, stride 1) with the inference BatchNorm that follows it folded
+/// in: `W' = W · scale` (per output channel), `b' = b · scale + shift`.
 #[derive(Debug)]
 struct FoldedConv {
-    ws: Tensor, // (O, C, 5)
+    ws: Tensor, // (O, C, K)
     bs: Tensor, // (O)
+    padding: i64,
 }
 
 impl FoldedConv {
@@ -101,12 +102,13 @@ impl FoldedConv {
             Some(b) => shift.addcmul(b, &scale),
             None => shift,
         };
-        Self { ws, bs }
+        let padding = (conv.ws.size()[2] - 1) / 2;
+        Self { ws, bs, padding }
     }
 
     /// `x (N, C, T)` → `(N, O, T)`.
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv1d(&self.ws, Some(&self.bs), [1], [2], [1], 1)
+        x.conv1d(&self.ws, Some(&self.bs), [1], [self.padding], [1], 1)
     }
 }
 
@@ -331,7 +333,7 @@ pub(crate) fn flops_per_window(cfg: &ModelConfig, w: u64) -> u64 {
         let len = t >> (l + 1);
         let bl = 1u64 << l;
         // keys each query sees: the first 2·bl − 1 of its window of bl + 2·(bl/2)
-        let win = (2 * bl - 1).min(bl + 2 * (bl / 2));
+        let win = 2 * bl - 1;
         let down = len * d * 3;
         // Attention runs over whole blocks of `bl` queries: the last block's padded tail costs
         // as much as valid frames (the deepest levels hold fewer frames than one block).

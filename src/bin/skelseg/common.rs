@@ -117,15 +117,18 @@ pub fn print_json(value: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to start when stdout is redirected into `file`, which the command writes itself:
-/// `train --out M.safetensors --json > M.json` would put the report where the checkpoint's
-/// metadata goes, and one of the two would be lost. `report` suggests where the report could go.
-pub fn ensure_stdout_is_not(file: &Path, report: &str) -> Result<()> {
-    if stdout_is(file) {
+/// Refuses to start when stdout is redirected into the metadata file (`M.json`) that the
+/// command writes beside the checkpoint `weights` (`M.safetensors`): `train --out M.safetensors
+/// --json > M.json` would put the report where the metadata goes, and one of the two would be
+/// lost. The error suggests `M.report.json` instead.
+pub fn ensure_stdout_is_not_metadata_of(weights: &Path) -> Result<()> {
+    let meta = skelseg::model::checkpoint::meta_path(weights);
+    if stdout_is(&meta) {
         anyhow::bail!(
             "stdout is redirected to {}, the file this command writes its checkpoint metadata \
-             to: redirect the report elsewhere (e.g. `> {report}`)",
-            file.display()
+             to: redirect the report elsewhere (e.g. `> {}`)",
+            meta.display(),
+            weights.with_extension("report.json").display()
         );
     }
     Ok(())

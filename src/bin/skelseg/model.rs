@@ -179,8 +179,7 @@ pub struct CalibrateArgs {
 /// and records it, with the fit's figures, in the checkpoint's JSON.
 pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     if !args.dry_run {
-        let meta = checkpoint::meta_path(&args.model);
-        crate::common::ensure_stdout_is_not(&meta, &crate::training::report_path(&args.model))?;
+        crate::common::ensure_stdout_is_not_metadata_of(&args.model)?;
     }
     let device = args.device.device()?;
     let (loaded, dataset) = load_labelled(&args.model, &args.data, args.format, device)?;

@@ -156,17 +156,8 @@ const FINE_TUNE_LR: f64 = 2e-4;
 /// Wall-time budget of a run whose epochs are chosen from the data (`--max-minutes`).
 const DEFAULT_MAX_MINUTES: f64 = 15.0;
 
-/// Where a checkpoint's `--json` report could go: `M.report.json` beside `M.safetensors` (whose
-/// `M.json` is the metadata).
-pub fn report_path(weights: &std::path::Path) -> String {
-    weights.with_extension("report.json").display().to_string()
-}
-
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
-    crate::common::ensure_stdout_is_not(
-        &checkpoint::meta_path(&args.out),
-        &report_path(&args.out),
-    )?;
+    crate::common::ensure_stdout_is_not_metadata_of(&args.out)?;
     let device = args.device.device()?;
     let dataset = io::dataset::read_dataset(&args.data, args.format)
         .with_context(|| format!("reading the dataset {}", args.data.display()))?;
