@@ -100,14 +100,13 @@ impl SlidingAttention {
         }
         // queries: (N, c, nb·bl) -> (N, c, nb, bl) -> (N, nb, bl, c)
         let q = q.pad([0, right], "constant", None).view([n, c, nb, bl]).permute([0, 2, 3, 1]);
-        // Keys/values with halo: pad bl/2 left, right + bl/2 right, windows of bl + 2·(bl/2)
-        // every bl. The released window mask lets every query row see only the first 2·bl − 1
-        // of them (bl = 1: column 0), so the windows keep just those columns.
-        let win = bl + 2 * half;
-        let visible = (2 * bl - 1).min(win);
-        let windows = |t: &Tensor| {
-            t.pad([half, right + half], "constant", None).unfold(2, win, bl).narrow(3, 0, visible)
-        }; // (N, c, nb, visible)
+        // Keys/values with halo: pad bl/2 left, right + bl/2 right; the anchor's windows hold
+        // bl + 2·(bl/2) keys every bl, of which the released window mask lets every query row
+        // see only the first 2·bl − 1 (bl = 1: column 0), so the windows are just those (still
+        // nb of them: the unseen last key never starts a window of its own).
+        let visible = 2 * bl - 1;
+        let windows =
+            |t: &Tensor| t.pad([half, right + half], "constant", None).unfold(2, visible, bl); // (N, c, nb, visible)
         let k = windows(&k).permute([0, 2, 1, 3]); // (N, nb, c, visible)
         let v = windows(&v).permute([0, 2, 3, 1]); // (N, nb, visible, c)
         let keep = windows(mask.tensor()).permute([0, 2, 1, 3]); // (N, nb, 1, visible)
