@@ -23,6 +23,9 @@ use crate::source::{FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId}
 pub const RATE_TOLERANCE: f64 = 0.05;
 /// Longest gap between input frames that is interpolated across.
 pub const MAX_GAP_SECS: f64 = 0.25;
+/// Grid indices past this (over a thousand years at 30 fps) can only come from a corrupt
+/// timestamp; such a frame is ignored like an out-of-order one, so indices cannot overflow.
+const MAX_GRID_INDEX: f64 = (1u64 << 40) as f64;
 
 /// Puts frames on a fixed-rate grid (see the [module docs](self)).
 #[derive(Clone, Debug)]
@@ -68,8 +71,10 @@ impl Resampler {
         };
         let mut out = Vec::new();
         let (ta, tb) = (prev.timestamp_secs, frame.timestamp_secs);
-        if tb <= ta {
-            // Out of order or repeated: sources count and drop these; here it is ignored.
+        let grid_index = (tb - self.t0) / period;
+        if tb <= ta || grid_index.is_nan() || grid_index >= MAX_GRID_INDEX {
+            // Out of order, repeated or absurdly far: sources count and drop these (see
+            // `io::ndjson::MAX_STREAM_SECS`); here it is ignored.
             self.prev = Some(prev);
             return out;
         }
@@ -78,7 +83,10 @@ impl Resampler {
             // Resume on the first grid time at or after the new frame, without inventing frames.
             self.next = ((tb - self.t0) / period - 1e-9).ceil().max(self.next as f64) as u64;
         }
-        while grid(self.next) <= tb + 1e-9 {
+        // A gap up to MAX_GAP_SECS yields at most this many; the bound also holds where the
+        // times are too large for the grid arithmetic to be exact.
+        let most = (MAX_GAP_SECS / period).ceil() as usize + 2;
+        while grid(self.next) <= tb + 1e-9 && out.len() < most {
             let t = grid(self.next);
             let w = ((t - ta) / (tb - ta)).clamp(0.0, 1.0) as f32;
             out.push(Frame {
@@ -219,6 +227,12 @@ impl<S: FrameSource> RateAdapter<S> {
         let mut resampler = Resampler::new(fps, self.target_fps);
         if !resampler.is_passthrough() {
             tracing::info!(%stream, fps, model_fps = self.target_fps, "stream resampled to the model's frame rate");
+            if stream.as_str().starts_with("zenoh:") {
+                // The grid starts where this worker first saw the stream, so frame numbers
+                // differ between workers and the handover rule cannot line them up (README,
+                // "Handover rule").
+                tracing::warn!(%stream, "a resampled Zenoh stream is not handed over exactly: send it at the model's frame rate");
+            }
         }
         for frame in probe {
             for frame in resampler.push(frame) {
@@ -342,6 +356,26 @@ mod tests {
             assert_eq!(out[k].index, k as u64);
             assert!((out[k].timestamp_secs - (1.0 + k as f64 / 30.0)).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn an_absurd_timestamp_is_ignored_without_overflow_or_a_flood_of_frames() {
+        let mut r = Resampler::new(15.0, 30.0);
+        let mut out: Vec<Frame> =
+            (0..8).flat_map(|i| r.push(frame(i, i as f64 / 15.0, 0.0))).collect();
+        assert_eq!(out.len(), 15);
+        for t in [1e24, f64::MAX, 2e11] {
+            assert!(r.push(frame(8, t, 0.0)).is_empty(), "{t}");
+        }
+        // The stream goes on where it was.
+        out.extend(r.push(frame(9, 8.0 / 15.0, 0.0)));
+        assert_eq!(out.len(), 17);
+        assert_eq!(out.last().map(|f| f.index), Some(16));
+        // Huge absolute times (a sender's clock): resampled within the bound, never a flood.
+        let mut r = Resampler::new(15.0, 30.0);
+        let t0 = 3e14;
+        let n: usize = (0..30).map(|i| r.push(frame(i, t0 + i as f64 / 15.0, 0.0)).len()).sum();
+        assert!(n <= 30 * 10, "{n}");
     }
 
     #[test]

@@ -16,7 +16,8 @@ use skelseg::io::{self, Recording};
 use skelseg::model::checkpoint::{self, LoadedModel};
 use skelseg::source::zenoh::{ZenohSource, ZenohSourceConfig};
 use skelseg::source::{
-    FrameSource, NetConfig, NetSource, Pacing, ReplaySource, SourceEvent, SourcePoll, SourceStats,
+    EndReason, FrameSource, NetConfig, NetSource, Pacing, ReplaySource, SourceEvent, SourcePoll,
+    SourceStats,
 };
 use skelseg::stream::{Pipeline, PipelineBuilder, SegmentEvent, StreamConfig};
 use tch::Device;
@@ -564,6 +565,70 @@ fn bad_payloads_over_zenoh_are_skipped_and_counted_as_over_tcp() {
     };
     assert_eq!(skips(&zenoh), (2, 4, 1, 1, 1), "{zenoh:?}");
     assert_eq!(skips(&zenoh), skips(&tcp), "zenoh {zenoh:?}\ntcp {tcp:?}");
+}
+
+#[test]
+fn a_sender_that_starts_again_without_a_delete_is_a_new_stream() {
+    let rec = &recordings()[0];
+    let net = Net::new();
+    let prefix = "t_restart";
+    let worker = Worker::join(net.session(), prefix, Some("w")).unwrap();
+    let mut source =
+        ZenohSource::open(&worker, &format!("{prefix}/frames/**"), ZenohSourceConfig::default())
+            .unwrap();
+    let key = cluster::frames_key(prefix, "cam");
+    let header = io::ndjson::encode_header(&io::ndjson::Header::canonical(Some(30.0)));
+    // One life of a sender: its own session and publisher, frames numbered from 0.
+    let life = |frames: std::ops::Range<usize>| {
+        let session = net.session();
+        let publisher = session.declare_publisher(key.clone()).wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !publisher.matching_status().wait().unwrap().matching() {
+            assert!(Instant::now() < deadline, "the source's subscriber never matched");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        publisher.put(header.clone()).wait().unwrap();
+        for (i, f) in rec.frames[frames].iter().enumerate() {
+            let frame = skelseg::Frame { index: i as u64, ..f.clone() };
+            publisher.put(io::ndjson::encode_frame(&frame)).wait().unwrap();
+        }
+        // Killed: no delete, the session just goes.
+    };
+    life(0..50);
+    // The first life stays open (no delete): its 50 frames arrive.
+    let mut first = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first.len() < 50 {
+        assert!(Instant::now() < deadline, "{first:?}");
+        if let SourcePoll::Event(SourceEvent::Frame { frame, .. }) =
+            source.next_event(Duration::from_millis(100))
+        {
+            first.push(frame.index);
+        }
+    }
+    assert_eq!(first, (0..50).collect::<Vec<u64>>());
+    // It comes back within the idle timeout, numbering from 0 again: the old stream ends and
+    // every frame of the new life arrives (before: all skipped as out of order).
+    life(50..90);
+    let mut ended = 0;
+    let mut second = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second.len() < 40 {
+        assert!(Instant::now() < deadline, "ended {ended}, {second:?}, {:?}", source.stats());
+        match source.next_event(Duration::from_millis(100)) {
+            SourcePoll::Event(SourceEvent::Frame { frame, .. }) => {
+                assert_eq!(ended, 1, "the old stream ends before the new one begins");
+                second.push(frame.index);
+            }
+            SourcePoll::Event(SourceEvent::Ended { reason, .. }) => {
+                assert_eq!(reason, EndReason::Closed);
+                ended += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(second, (0..40).collect::<Vec<u64>>());
+    assert_eq!(source.stats().skipped_out_of_order, 0, "{:?}", source.stats());
 }
 
 #[test]

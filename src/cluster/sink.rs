@@ -1,7 +1,7 @@
 //! [`EventSink`]: every [`SegmentEvent`] published at `{prefix}/events/{stream}`, under the
 //! handover rule of the module docs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -21,6 +21,10 @@ use super::{Worker, events_key, zenoh_stream_name};
 /// Events each stream's publisher keeps for late joiners, so that a new worker learns the
 /// last committed end before it takes a stream over (with `--per-frame`, about 8 s of labels).
 const EVENTS_CACHE: usize = 256;
+/// Publishers of ended streams kept (with their caches, for late joiners), the oldest dropped
+/// first. Each holds a cache, a liveliness token and a queryable: without a bound, every TCP
+/// connection or key that ever streamed would keep one for the life of the process.
+const ENDED_PUBLISHERS: usize = 64;
 
 /// Counters of an [`EventSink`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -77,6 +81,8 @@ type Committed = Arc<Mutex<HashMap<String, u64>>>;
 pub struct EventSink {
     worker: Arc<Worker>,
     publishers: HashMap<String, AdvancedPublisher<'static>>,
+    /// Streams whose last published event was their end, oldest first.
+    ended: VecDeque<String>,
     committed: Committed,
     counters: Arc<Counters>,
     _events_sub: AdvancedSubscriber<()>,
@@ -139,6 +145,7 @@ impl EventSink {
         Ok(EventSink {
             worker: worker.clone(),
             publishers: HashMap::new(),
+            ended: VecDeque::new(),
             committed,
             counters: Arc::default(),
             _events_sub: events_sub,
@@ -190,12 +197,30 @@ impl EventSink {
                 if let SegmentEvent::SegmentEnded { end_frame, .. } = event {
                     observe_end(&self.committed, &name, end_frame);
                 }
+                self.track_end(&name, matches!(event, SegmentEvent::StreamEnded { .. }));
                 Ok(true)
             }
             Err(e) => {
                 bump(&self.counters.failed);
                 tracing::warn!(stream = %name, "event not published: {e}");
                 Err(e)
+            }
+        }
+    }
+
+    /// Keeps [`ENDED_PUBLISHERS`] publishers of ended streams: `name` just published its end
+    /// (`ended`), or an event of a life that began again.
+    fn track_end(&mut self, name: &str, ended: bool) {
+        if let Some(i) = self.ended.iter().position(|n| n == name) {
+            self.ended.remove(i);
+        }
+        if !ended {
+            return;
+        }
+        self.ended.push_back(name.to_owned());
+        while self.ended.len() > ENDED_PUBLISHERS {
+            if let Some(oldest) = self.ended.pop_front() {
+                self.publishers.remove(&oldest);
             }
         }
     }
@@ -370,6 +395,46 @@ mod tests {
         assert!(sink.publish(&ended(120, 150)).unwrap());
         let stats = sink.stats();
         assert_eq!((stats.published, stats.suppressed_stale), (2, 2), "{stats:?}");
+    }
+
+    #[test]
+    fn publishers_of_ended_streams_are_dropped_oldest_first() {
+        let session = super::super::ZenohConfig::default().open().unwrap();
+        let worker = Worker::join(session, "t_publishers", Some("w")).unwrap();
+        let mut sink = EventSink::new(&worker).unwrap();
+        let label = |stream: &str| SegmentEvent::FrameLabel {
+            stream: stream.into(),
+            frame: 0,
+            label: "walk".into(),
+            class: 1,
+            prob: 0.9,
+            boundary_prob: 0.1,
+        };
+        let end = |stream: &str| SegmentEvent::StreamEnded {
+            stream: stream.into(),
+            frames: 1,
+            reason: crate::source::EndReason::Closed,
+        };
+        // Connections come and go (streams of other sources are always published).
+        let n = ENDED_PUBLISHERS + 20;
+        for c in 0..n {
+            let stream = format!("tcp:127.0.0.1:{c}");
+            assert!(sink.publish(&label(&stream)).unwrap());
+            assert!(sink.publish(&end(&stream)).unwrap());
+        }
+        assert_eq!(sink.publishers.len(), ENDED_PUBLISHERS);
+        assert!(!sink.publishers.contains_key("tcp:127.0.0.1:19"), "the oldest went");
+        assert!(sink.publishers.contains_key(&format!("tcp:127.0.0.1:{}", n - 1)));
+        // A stream that is going on keeps its publisher however many others end.
+        sink.publish(&label("tcp:live")).unwrap();
+        for c in n..n + ENDED_PUBLISHERS + 1 {
+            let stream = format!("tcp:127.0.0.1:{c}");
+            sink.publish(&label(&stream)).unwrap();
+            sink.publish(&end(&stream)).unwrap();
+        }
+        assert!(sink.publishers.contains_key("tcp:live"));
+        assert_eq!(sink.publishers.len(), ENDED_PUBLISHERS + 1);
+        assert_eq!(sink.stats().published, 2 * (n + ENDED_PUBLISHERS + 1) as u64 + 1);
     }
 
     #[test]

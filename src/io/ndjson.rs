@@ -31,6 +31,10 @@ pub const MAX_ABS_COORD_M: f32 = 20.0;
 pub const MAX_BODIES_PER_FRAME: usize = 16;
 /// Frame rate assumed for frames without `timestamp_usec` when the header gives none.
 pub const DEFAULT_FPS: f64 = 30.0;
+/// Latest `timestamp_usec` accepted, in seconds after the stream's first frame (about 31.7
+/// years): a later one is corrupt data, and at such times a frame period is below the
+/// timestamp's float resolution, so resampling and pacing could not follow it.
+pub const MAX_STREAM_SECS: f64 = 1e9;
 
 /// Length unit of `joint_positions`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -170,6 +174,24 @@ impl Decoder {
     /// Lines seen so far, skipped ones included.
     pub fn lines(&self) -> u64 {
         self.line_no
+    }
+
+    /// Index of the last frame decoded.
+    pub fn last_index(&self) -> Option<u64> {
+        self.last_index
+    }
+
+    /// A decoder for a new life of the same stream (a sender that started again): same origin,
+    /// line limit and header, no frames seen; line numbers go on.
+    pub fn restarted(&self) -> Self {
+        Decoder {
+            origin: self.origin.clone(),
+            file_style: self.file_style,
+            line_no: self.line_no,
+            max_line_bytes: self.max_line_bytes,
+            header: self.header.clone(),
+            ..Decoder::new(String::new())
+        }
     }
 
     /// Decodes one line. `Ok(None)`: a header (or a blank line) was consumed.
@@ -364,7 +386,8 @@ impl Decoder {
     #[allow(clippy::result_large_err)]
     fn decode_frame(&mut self, object: WireObject) -> Result<Frame, Rejected> {
         let fps = self.header.fps.unwrap_or(DEFAULT_FPS);
-        let index = object.frame_id.unwrap_or_else(|| self.last_index.map_or(0, |i| i + 1));
+        let index =
+            object.frame_id.unwrap_or_else(|| self.last_index.map_or(0, |i| i.saturating_add(1)));
         let frame_label = format!("frame {index}");
         let Some(wire_bodies) = object.bodies else {
             return Err(self.reject_in(
@@ -383,7 +406,18 @@ impl Decoder {
                     format!("{usec}"),
                 ));
             }
-            Some(usec) => (usec - self.first_timestamp_usec.unwrap_or(usec)) * 1e-6,
+            Some(usec) => {
+                let secs = (usec - self.first_timestamp_usec.unwrap_or(usec)) * 1e-6;
+                if secs > MAX_STREAM_SECS {
+                    return Err(self.reject_in(
+                        SkipReason::Malformed,
+                        &frame_label,
+                        format!("a timestamp_usec within {MAX_STREAM_SECS:e} s of the first"),
+                        format!("{secs:e} s after it"),
+                    ));
+                }
+                secs
+            }
             None => index as f64 / fps,
         };
         if let Some(last) = self.last_index
@@ -956,6 +990,37 @@ mod tests {
             rejected.error.to_string(),
             "udp:peer line 1: frame 0: expected at most 16 bodies, found 17"
         );
+    }
+
+    #[test]
+    fn a_timestamp_absurdly_far_from_the_first_is_skipped_and_ids_do_not_overflow() {
+        let body = Body { id: 1, joints: [Joint::tracked([0.0, 0.0, 2.0]); NUM_JOINTS] };
+        // Timestamps written as a sender might (`1e30` is valid JSON for a number).
+        let line = |index: u64, usec: f64| {
+            let frame = Frame { index, timestamp_secs: 0.0, bodies: vec![body.clone()] };
+            encode_frame(&frame).replacen(
+                "\"timestamp_usec\":0,",
+                &format!("\"timestamp_usec\":{usec:e},"),
+                1,
+            )
+        };
+        let mut d = Decoder::new("tcp:peer".into());
+        assert!(d.decode_checked(line(0, 5e6).as_bytes()).is_ok());
+        let rejected = d.decode_checked(line(1, 1e30).as_bytes()).unwrap_err();
+        assert_eq!(rejected.reason, SkipReason::Malformed);
+        assert!(
+            rejected.error.to_string().contains("timestamp_usec within 1e9 s"),
+            "{}",
+            rejected.error
+        );
+        let next = d.decode_checked(line(2, 5e6 + 33_333.0).as_bytes()).unwrap().unwrap();
+        assert!((next.timestamp_secs - 0.033_333).abs() < 1e-9, "the stream goes on");
+        // The last possible id, then a frame without one: skipped as out of order, no overflow.
+        assert!(d.decode_checked(line(u64::MAX, 6e6).as_bytes()).is_ok());
+        let no_id = line(0, 7e6).replacen("\"frame_id\":0,", "", 1);
+        assert!(!no_id.contains("frame_id"), "{no_id}");
+        let rejected = d.decode_checked(no_id.as_bytes()).unwrap_err();
+        assert_eq!(rejected.reason, SkipReason::OutOfOrder);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::io::Recording;
+use crate::io::ndjson::MAX_STREAM_SECS;
 
 use super::{EndReason, FrameSource, SourceEvent, SourcePoll, SourceStats, StreamId};
 
@@ -64,6 +65,18 @@ impl ReplaySource {
                 frames.iter().map(|f| f.index.saturating_sub(first.index) as f64 / fps).collect()
             }
         };
+        if speed.is_some()
+            && let Some(at) = offsets.iter().position(|&o| o.is_nan() || o > MAX_STREAM_SECS)
+        {
+            // A paced replay would wait for that frame for ages (or overflow the clock).
+            return Err(Error::invalid(
+                format!("recording {}, frame {}", recording.name, frames[at].index),
+                format!(
+                    "expected a time within {MAX_STREAM_SECS:e} s of the first frame, found {:e} s",
+                    offsets[at]
+                ),
+            ));
+        }
         Ok(ReplaySource {
             stream: StreamId::new(format!("file:{}", recording.name)),
             frames: frames.into_iter(),
@@ -101,6 +114,7 @@ impl FrameSource for ReplaySource {
         if let Some(speed) = self.speed {
             // The clock starts at the first request, so set-up time does not cause a burst.
             let started = *self.started.get_or_insert_with(Instant::now);
+            // Offsets are finite and at most MAX_STREAM_SECS (checked in `new`).
             let due = started + Duration::from_secs_f64((offset_secs / speed).max(0.0));
             if !wait_until(due, timeout) {
                 return SourcePoll::Timeout;
@@ -214,6 +228,22 @@ mod tests {
             source.next_event(Duration::from_secs(1)),
             SourcePoll::Event(SourceEvent::Frame { .. })
         ));
+    }
+
+    #[test]
+    fn a_paced_replay_of_an_absurd_timestamp_is_a_located_error_not_a_panic() {
+        let mut rec = recording(3, 30.0);
+        rec.frames[2].timestamp_secs = 1e24;
+        match ReplaySource::new(rec.clone(), Pacing::RealTime) {
+            Err(Error::Invalid { what, message }) => {
+                assert_eq!(what, "recording take, frame 2");
+                assert!(message.ends_with("found 1e24 s"), "{message}");
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        // Unpaced, time does not matter: every frame comes out.
+        let mut source = ReplaySource::new(rec, Pacing::AsFastAsPossible).unwrap();
+        assert_eq!(drain(&mut source).0, vec![0, 1, 2]);
     }
 
     #[test]

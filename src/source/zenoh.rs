@@ -28,8 +28,12 @@ use super::{EndReason, FrameSource, SourcePoll, SourceStats, StreamId};
 
 /// The source's timer: idle streams, stall detection (a fifth of the default lease).
 const TICK: Duration = Duration::from_millis(100);
-/// Default of [`ZenohSourceConfig::max_streams`]: every worker keeps a warm-up ring (300 frames,
-/// about 100 KB) of every stream, owned or not, so this bounds that memory near 100 MB.
+/// Default of [`ZenohSourceConfig::max_streams`]: every worker keeps a warm-up ring (300 frames:
+/// about 135 KB with one body per frame, 2 MB at [`MAX_BODIES_PER_FRAME`]) of every stream,
+/// owned or not, so this bounds that memory near 140 MB for one-person streams and 2 GB at
+/// worst. Lower it on small machines that serve many keys.
+///
+/// [`MAX_BODIES_PER_FRAME`]: crate::io::ndjson::MAX_BODIES_PER_FRAME
 pub const DEFAULT_MAX_STREAMS: usize = 1024;
 
 /// Settings of a [`ZenohSource`].
@@ -120,7 +124,9 @@ impl ZenohSource {
             ));
         }
         let shared = Arc::new(Shared {
-            ingress: Arc::new(Ingress::new(cfg.net.queue_frames)),
+            // Room for a takeover's whole warm-up on top of the live queue: the warm-up goes
+            // in at once, and newest-wins would otherwise drop its oldest frames.
+            ingress: Arc::new(Ingress::new(cfg.net.queue_frames + cfg.history_frames + 1)),
             worker: worker.clone(),
             base: format!("{prefix}/frames/"),
             cfg: cfg.clone(),
@@ -227,6 +233,17 @@ impl Shared {
         let frame = match slot.decoder.decode_checked(&payload) {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
+            Err(rejected) if started_again(&slot.decoder, &rejected, &payload) => {
+                self.restart(name, slot);
+                match slot.decoder.decode_checked(&payload) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => return,
+                    Err(rejected) => {
+                        slot.log.skip(&self.ingress, &slot.id, &rejected);
+                        return;
+                    }
+                }
+            }
             Err(rejected) => match self.retry_as_new_header(slot, &payload, rejected) {
                 Ok(()) => return,
                 Err(rejected) => {
@@ -236,6 +253,20 @@ impl Shared {
             },
         };
         self.route(name, slot, frame);
+    }
+
+    /// The sender on this key started again without a `delete` (a crash and restart): the
+    /// stream ends as a closed TCP connection would, and the next frame begins a new one.
+    fn restart(&self, name: &str, slot: &mut Slot) {
+        tracing::info!(stream = %slot.id, "the sender started again: a new stream");
+        if slot.owned {
+            self.worker.took_over(name, None);
+            self.worker.set_routed(name, false);
+            self.ingress.push_ended(slot.id.clone(), EndReason::Closed);
+            slot.owned = false;
+        }
+        slot.recent.clear();
+        slot.decoder = slot.decoder.restarted();
     }
 
     /// A header that differs from the one in force applies from now on (the contract), which
@@ -344,6 +375,28 @@ impl Shared {
             alive
         });
     }
+}
+
+/// Frame ids this far below the last one mean a sender that started again rather than a
+/// late frame: Zenoh keeps each publisher's samples in order, and one second (at 30 fps) of
+/// reordering across publishers is already more than a live stream sees.
+const RESTART_JUMP_FRAMES: u64 = 30;
+
+/// Whether `rejected` is the first frame of a sender that started again on the same key: out of
+/// order, with a frame id more than [`RESTART_JUMP_FRAMES`] below the last.
+fn started_again(decoder: &Decoder, rejected: &Rejected, payload: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        frame_id: Option<u64>,
+    }
+    if rejected.reason != SkipReason::OutOfOrder {
+        return false;
+    }
+    let Some(last) = decoder.last_index() else { return false };
+    serde_json::from_slice::<Id>(payload)
+        .ok()
+        .and_then(|id| id.frame_id)
+        .is_some_and(|id| id.saturating_add(RESTART_JUMP_FRAMES) < last)
 }
 
 impl FrameSource for ZenohSource {

@@ -23,7 +23,9 @@
 //! ## Ordering
 //! Events of one stream arrive in order; events of different streams interleave. A stream id
 //! that ends and comes back (a UDP peer that idled out) is a new stream with fresh state: its
-//! events follow the old one's `stream_ended`.
+//! events follow the old one's `stream_ended`. Two sources that bring the same id at the same
+//! time (two recordings named alike) are never mixed into one stream: the later one runs as
+//! `ID#N`, `N` its source's index, with a warning in the log.
 //!
 //! ## Backpressure and overload
 //! Live sources drop their oldest frames when the pipeline cannot keep up (a stale pose is
@@ -359,16 +361,44 @@ impl PipelineBuilder {
     }
 }
 
-/// What the threads share: the stop flag and the counters.
+/// What the threads share: the stop flag, the counters and which source owns each open
+/// stream id.
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) stop: AtomicBool,
     pub(super) stats: Mutex<PipelineStats>,
+    owners: Mutex<HashMap<StreamId, usize>>,
 }
 
 impl Shared {
     pub(super) fn new(stats: PipelineStats) -> Self {
-        Shared { stop: AtomicBool::new(false), stats: Mutex::new(stats) }
+        Shared {
+            stop: AtomicBool::new(false),
+            stats: Mutex::new(stats),
+            owners: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Registers a stream that `source` opens as `id`; returns the id it runs under: `id`, or
+    /// `id#source` (then `id#source.k`) when another source has `id` open.
+    fn claim(&self, id: &StreamId, source: usize) -> StreamId {
+        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut run_as = id.clone();
+        let mut k = 1;
+        while owners.contains_key(&run_as) {
+            run_as = match k {
+                1 => StreamId::new(format!("{}#{source}", id.as_str())),
+                _ => StreamId::new(format!("{}#{source}.{k}", id.as_str())),
+            };
+            k += 1;
+        }
+        owners.insert(run_as.clone(), source);
+        run_as
+    }
+
+    /// Frees an id [`Shared::claim`] returned, once its end has been handed on.
+    fn release(&self, run_as: &StreamId) {
+        self.owners.lock().unwrap_or_else(PoisonError::into_inner).remove(run_as);
     }
 
     /// The counters, also after a thread panicked while holding them (they are plain numbers,
@@ -499,20 +529,52 @@ fn pump(
     inboxes: &[Sender<Arrival>],
     shared: &Shared,
 ) -> Result<()> {
-    let mut open: Vec<StreamId> = Vec::new();
+    // This source's open streams: the id it gave each, and the id it runs under.
+    let mut open: Vec<(StreamId, StreamId)> = Vec::new();
     let live = source.is_live();
     let inbox = |stream: &StreamId| &inboxes[worker_for(stream.as_str(), inboxes.len())];
     let publish = |source: &dyn FrameSource| shared.stats().sources[index] = source.stats();
     // Hands one event to its worker; false once a worker failed (the pipeline is stopping).
     let mut forward = |event: SourceEvent| {
-        match &event {
-            SourceEvent::Frame { stream, .. } if !open.contains(stream) => {
-                open.push(stream.clone())
+        let (event, ended) = match event {
+            SourceEvent::Frame { stream, frame } => {
+                let run_as = match open.iter().find(|(id, _)| *id == stream) {
+                    Some((_, run_as)) => run_as.clone(),
+                    None => {
+                        let run_as = shared.claim(&stream, index);
+                        if run_as != stream {
+                            tracing::warn!(
+                                stream = %stream.as_str(),
+                                runs_as = %run_as.as_str(),
+                                "another source has a stream of this id open: renamed"
+                            );
+                        }
+                        open.push((stream, run_as.clone()));
+                        run_as
+                    }
+                };
+                (SourceEvent::Frame { stream: run_as, frame }, None)
             }
-            SourceEvent::Ended { stream, .. } => open.retain(|s| s != stream),
-            _ => {}
+            SourceEvent::Ended { stream, reason } => {
+                match open.iter().position(|(id, _)| *id == stream) {
+                    Some(i) => {
+                        let (_, run_as) = open.swap_remove(i);
+                        (SourceEvent::Ended { stream: run_as.clone(), reason }, Some(run_as))
+                    }
+                    // Ended without a frame: still this source's own stream, not another's.
+                    None => {
+                        let run_as = shared.claim(&stream, index);
+                        (SourceEvent::Ended { stream: run_as.clone(), reason }, Some(run_as))
+                    }
+                }
+            }
+        };
+        let sent = inbox(event.stream()).send(Arrival { event, at: Instant::now(), live }).is_ok();
+        // Only now may another source open this id: its frames follow this end in the inbox.
+        if let Some(run_as) = ended {
+            shared.release(&run_as);
         }
-        inbox(event.stream()).send(Arrival { event, at: Instant::now(), live }).is_ok()
+        sent
     };
     let mut stopped = true;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -545,11 +607,12 @@ fn pump(
     }
     publish(&*source);
     drop(source); // closes listeners before the streams are reported ended
-    for stream in open {
+    for (_, stream) in open {
         let to = inbox(&stream);
-        let event = SourceEvent::Ended { stream, reason: EndReason::Shutdown };
+        let event = SourceEvent::Ended { stream: stream.clone(), reason: EndReason::Shutdown };
         // A failed worker no longer listens; the others still need their ends.
         to.send(Arrival { event, at: Instant::now(), live }).ok();
+        shared.release(&stream);
     }
     Ok(())
 }
@@ -704,7 +767,9 @@ mod tests {
         };
         assert_eq!(stage, "skelseg::infer0");
         match fault {
-            Fault::Error(_) => assert!(message.contains("libtorch failed"), "{message}"),
+            Fault::Error(_) | Fault::FlushError(_) => {
+                assert!(message.contains("libtorch failed"), "{message}")
+            }
             Fault::Panic(_) => assert!(message.contains("panicked: test fault"), "{message}"),
         }
         // What was finalised before the failure is flushed as segments, then the stream ends.
@@ -727,6 +792,45 @@ mod tests {
     #[test]
     fn an_inference_panic_ends_the_streams_with_what_was_finalised_and_surfaces() {
         failing(Fault::Panic(300));
+    }
+
+    #[test]
+    fn a_failing_flush_still_ends_every_stream_of_the_worker_with_its_segments() {
+        // Two replays on one worker; the shorter ends first and its flush fails.
+        let mut short = bundled_recording("a");
+        short.frames.truncate(100);
+        let pipeline = PipelineBuilder::new(bundled_model())
+            .workers(1)
+            .fault(Fault::FlushError(50))
+            .source(ReplaySource::new(short, Pacing::Speed(8.0)).unwrap())
+            .source(ReplaySource::new(bundled_recording("b"), Pacing::Speed(8.0)).unwrap())
+            .start()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pipeline.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let Err(Error::PipelineFailed { message, events, .. }) = pipeline.shutdown() else {
+            panic!("the failure must surface as an error");
+        };
+        assert!(message.contains("libtorch failed at a flush"), "{message}");
+        for id in ["file:a", "file:b"] {
+            let ended: Vec<_> = events
+                .iter()
+                .filter_map(|e| match e {
+                    SegmentEvent::StreamEnded { stream, frames, reason } if stream == id => {
+                        Some((*frames, reason.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ended.len(), 1, "{id} ends once: {ended:?}");
+            assert_eq!(ended[0].1, EndReason::InferenceFailed, "{id}");
+            let segs = segments(&events, id);
+            assert!(!segs.is_empty(), "{id} keeps the segments it had finalised");
+            assert_tiles(&segs, segs.last().unwrap().2 + 1);
+            assert!(segs.last().unwrap().2 < ended[0].0);
+        }
     }
 
     #[test]
@@ -798,6 +902,36 @@ mod tests {
             ids.iter().map(|s| worker_for(s, 2)).collect();
         assert_eq!(used.len(), 2, "both workers have streams");
         for id in &ids {
+            assert_tiles(&segments(&events, id), frames);
+        }
+    }
+
+    #[test]
+    fn two_sources_with_one_stream_id_are_two_streams() {
+        // Two recordings named alike, replayed together: never interleaved into one stream.
+        let frames = bundled_recording("r").frames.len() as u64;
+        let (stats, events) = PipelineBuilder::new(bundled_model())
+            .workers(1)
+            .source(ReplaySource::new(bundled_recording("r"), Pacing::Speed(16.0)).unwrap())
+            .source(ReplaySource::new(bundled_recording("r"), Pacing::Speed(16.0)).unwrap())
+            .start()
+            .unwrap()
+            .wait()
+            .unwrap();
+        let mut ended: Vec<(String, u64)> = events
+            .iter()
+            .filter_map(|e| match e {
+                SegmentEvent::StreamEnded { stream, frames, .. } => Some((stream.clone(), *frames)),
+                _ => None,
+            })
+            .collect();
+        ended.sort();
+        assert_eq!(ended.len(), 2, "{ended:?}");
+        assert_eq!(ended[0], ("file:r".to_owned(), frames));
+        assert!(ended[1].0 == "file:r#0" || ended[1].0 == "file:r#1", "{ended:?}");
+        assert_eq!(ended[1].1, frames);
+        assert_eq!(stats.streams, 2);
+        for (id, _) in &ended {
             assert_tiles(&segments(&events, id), frames);
         }
     }

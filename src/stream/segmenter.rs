@@ -266,7 +266,7 @@ impl Segmenter {
         let timeout = self.cfg.person_timeout_frames;
         if timeout > 0 && self.absent_frames >= timeout {
             // Nobody has been there for a while: close what is open, then wait for someone.
-            return if self.absent_frames == timeout { self.flush() } else { Vec::new() };
+            return if self.absent_frames == timeout { self.close() } else { Vec::new() };
         }
         let mut out = Vec::new();
         self.observe_boundary(frame);
@@ -300,7 +300,8 @@ impl Segmenter {
                 }
                 self.feed_candidate(frame, class, prob);
                 if let Some(c) = self.candidate.as_mut() {
-                    let near = |peak: u64| peak + self.cfg.boundary_radius as u64 >= c.start;
+                    let near =
+                        |peak: u64| peak.saturating_add(self.cfg.boundary_radius as u64) >= c.start;
                     c.boundary_backed = c.boundary_backed || self.last_peak.is_some_and(near);
                 }
                 if self.candidate_ready() {
@@ -423,8 +424,15 @@ impl Segmenter {
     /// Closes the open segment (end of stream, disconnect, person timeout). A pending candidate
     /// that has not taken over is absorbed into it; an undecided piece takes its majority label
     /// (a stream still undecided is committed as one segment of its most frequent label). The
-    /// segmenter can be reused afterwards.
+    /// segmenter starts afresh afterwards, as for a new stream.
     pub fn flush(&mut self) -> Vec<SegmenterOutput> {
+        self.absent_frames = 0;
+        self.close()
+    }
+
+    /// [`Segmenter::flush`] without forgetting how long nobody has been there: the person
+    /// timeout closes the segment but keeps skipping the empty frames that follow.
+    fn close(&mut self) -> Vec<SegmenterOutput> {
         let mut out = Vec::new();
         if let Some(last) = self.held_back.take() {
             // The last frame of a stream is never a peak.
@@ -624,6 +632,33 @@ mod tests {
         // Frames 10..13 (absent, before the timeout) still belong to the open segment, which
         // closes at the timeout; the person's return starts a new one.
         assert_eq!(ended(&out), vec![(1, 0, 13), (1, 18, 23)]);
+    }
+
+    #[test]
+    fn flush_starts_afresh_after_a_stream_that_ended_alone() {
+        // A stream ends long after its person left; the next stream on the same segmenter
+        // begins without a body for 3 frames. Those frames are its own, not more of the old
+        // absence: its first segment starts at frame 0.
+        let cfg = SegmenterConfig { person_timeout_frames: 5, ..SegmenterConfig::default() };
+        let mut first = frames(&[vec![1; 10], vec![0; 6]].concat(), 0.9, &[]);
+        for frame in &mut first[10..] {
+            frame.present = false;
+        }
+        let mut seg = Segmenter::new(cfg);
+        for frame in &first {
+            seg.push(frame);
+        }
+        seg.flush();
+        let mut second = frames(&[vec![2; 3], vec![2; 20]].concat(), 0.9, &[]);
+        for frame in &mut second[..3] {
+            frame.present = false;
+        }
+        let mut out = Vec::new();
+        for frame in &second {
+            out.extend(seg.push(frame));
+        }
+        out.extend(seg.flush());
+        assert_eq!(ended(&out), vec![(2, 0, 22)]);
     }
 
     #[test]

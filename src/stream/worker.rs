@@ -23,6 +23,10 @@ use crate::stream::tap::VizTap;
 
 /// Most frames of one stream a worker takes into one engine call.
 const MAX_STEP_FRAMES: usize = 256;
+/// Most frames a worker holds waiting over all its streams. Past it, arrivals stay in the
+/// bounded inbox, so a sender faster than inference meets the source's newest-wins queue
+/// (drops counted there) instead of growing the worker's memory and latency.
+const MAX_QUEUED_FRAMES: usize = CHANNEL_CAPACITY;
 /// Frames a widened stream processes on time before its hop narrows one step.
 const NARROW_AFTER_FRAMES: u64 = 60;
 
@@ -48,12 +52,15 @@ pub(super) enum WorkerOut {
     Ended { key: StreamKey, frames: u64, reason: EndReason },
 }
 
-/// A test fault: the worker fails once it has received this many frames.
+/// A test fault: the worker fails once it has received this many frames (or, for
+/// `FlushError`, when it flushes a stream that has).
 #[cfg(test)]
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Fault {
     Error(u64),
     Panic(u64),
+    /// Flushing a stream that received at least this many frames fails.
+    FlushError(u64),
 }
 
 /// One stream as a worker holds it.
@@ -86,6 +93,9 @@ pub(super) struct Worker {
     shared: Arc<Shared>,
     latencies: LatencyHistogram,
     trimmer: Trimmer,
+    /// Outputs made but not yet handed to the segmenter. A failure midway through a step
+    /// leaves them here, and [`Worker::abandon`] sends them before the ends it adds.
+    outbox: Vec<WorkerOut>,
     #[cfg(test)]
     pub(super) fault: Option<Fault>,
 }
@@ -100,6 +110,7 @@ impl Worker {
             shared,
             latencies: LatencyHistogram::new(),
             trimmer: Trimmer::new(),
+            outbox: Vec::new(),
             #[cfg(test)]
             fault: None,
         }
@@ -108,6 +119,16 @@ impl Worker {
     /// Frames received, not yet through the engine.
     fn queued(&self) -> usize {
         self.streams.iter().map(|s| s.queue.len()).sum()
+    }
+
+    /// Ingests what is already in the inbox, up to [`MAX_QUEUED_FRAMES`] waiting frames.
+    fn take_waiting(&mut self, rx: &Receiver<Arrival>) {
+        while self.queued() < MAX_QUEUED_FRAMES {
+            match rx.try_recv() {
+                Ok(arrival) => self.ingest(arrival),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Routes an arrival to its stream. A frame of an id whose stream has ended (even in this
@@ -195,6 +216,10 @@ impl Worker {
     /// Runs the waiting frames (up to [`MAX_STEP_FRAMES`] per stream) through the engine in one
     /// batched call; returns the finalised frames per stream.
     fn run_due(&mut self, plan: &[Schedule]) -> Result<Vec<Vec<FinalFrame>>> {
+        #[cfg(test)]
+        self.check_fault(
+            self.streams.iter().map(|s| s.queue.len().min(MAX_STEP_FRAMES) as u64).sum(),
+        )?;
         let mut taken: Vec<(usize, Vec<Frame>, Vec<Instant>)> = Vec::new();
         for (i, s) in self.streams.iter_mut().enumerate() {
             let n = s.queue.len().min(MAX_STEP_FRAMES);
@@ -207,8 +232,6 @@ impl Worker {
         if taken.is_empty() {
             return Ok(out);
         }
-        #[cfg(test)]
-        self.check_fault(taken.iter().map(|t| t.1.len() as u64).sum())?;
         let pushed = {
             let mut wanted = taken.iter().map(|t| t.0).peekable();
             let mut batch = Vec::with_capacity(taken.len());
@@ -237,36 +260,34 @@ impl Worker {
 
     /// Turns finalised frames into outputs, in stream order, and retires the streams that have
     /// ended and have nothing waiting: their pending frames are flushed, their counters added
-    /// to the pipeline's, and they are forgotten (an id that comes back starts afresh).
-    fn retire_ended(&mut self, finals: Vec<Vec<FinalFrame>>) -> Result<Vec<WorkerOut>> {
-        let mut outs = Vec::new();
-        let mut keep = Vec::with_capacity(self.streams.len());
-        let mut finals = finals.into_iter();
-        for mut s in std::mem::take(&mut self.streams) {
-            let frames = finals.next().unwrap_or_default();
+    /// to the pipeline's, and they are forgotten (an id that comes back starts afresh). A stream
+    /// leaves [`Worker::streams`] only once it has ended, so a failure here leaves the rest
+    /// for [`Worker::abandon`].
+    fn retire_ended(&mut self, finals: Vec<Vec<FinalFrame>>) -> Result<()> {
+        for (s, frames) in self.streams.iter().zip(finals) {
             if !frames.is_empty() {
-                outs.push(WorkerOut::Finals { key: s.key.clone(), frames });
-            }
-            match s.ended.take() {
-                Some(reason) if s.queue.is_empty() => {
-                    outs.extend(self.end(&mut s, reason)?);
-                }
-                ended => {
-                    s.ended = ended;
-                    keep.push(s);
-                }
+                self.outbox.push(WorkerOut::Finals { key: s.key.clone(), frames });
             }
         }
-        self.streams = keep;
-        Ok(outs)
+        let mut i = 0;
+        while i < self.streams.len() {
+            match &self.streams[i] {
+                WorkerStream { ended: Some(reason), queue, .. } if queue.is_empty() => {
+                    let reason = reason.clone();
+                    self.end(i, reason)?;
+                }
+                _ => i += 1,
+            }
+        }
+        Ok(())
     }
 
-    /// One step over what has been ingested.
+    /// One step over what has been ingested; returns what it made for the segmenter.
     fn step(&mut self) -> Result<Vec<WorkerOut>> {
         let plan = self.catch_up();
         let waiting = self.queued();
         let finals = self.run_due(&plan)?;
-        let outs = self.retire_ended(finals)?;
+        self.retire_ended(finals)?;
         let left = self.queued();
         let trimmed = self.trimmer.after_step(waiting - left, left == 0);
         if self.latencies.count() > 0 || trimmed.is_some() {
@@ -279,36 +300,43 @@ impl Worker {
             }
             self.latencies.clear();
         }
-        Ok(outs)
+        Ok(std::mem::take(&mut self.outbox))
     }
 
     /// Every source is gone: ends the streams still open.
     fn finish(&mut self) -> Result<Vec<WorkerOut>> {
-        let mut outs = Vec::new();
-        for mut s in std::mem::take(&mut self.streams) {
-            let reason = s.ended.take().unwrap_or(EndReason::Shutdown);
-            outs.extend(self.end(&mut s, reason)?);
+        while let Some(s) = self.streams.first() {
+            let reason = s.ended.clone().unwrap_or(EndReason::Shutdown);
+            self.end(0, reason)?;
         }
-        Ok(outs)
+        Ok(std::mem::take(&mut self.outbox))
     }
 
-    /// Flushes a stream, adds its counters and reports its end.
-    fn end(&mut self, s: &mut WorkerStream, reason: EndReason) -> Result<Vec<WorkerOut>> {
-        let frames = self.engine.flush(&mut s.state)?;
+    /// Flushes stream `i`, adds its counters, reports its end and forgets it. On a failure the
+    /// stream stays, for [`Worker::abandon`] to end.
+    fn end(&mut self, i: usize, reason: EndReason) -> Result<()> {
+        #[cfg(test)]
+        if let Some(Fault::FlushError(ended)) = self.fault
+            && self.streams[i].state.counters().frames >= ended
+        {
+            return Err(Error::invalid("test fault", "libtorch failed at a flush"));
+        }
+        let frames = self.engine.flush(&mut self.streams[i].state)?;
+        let s = self.streams.remove(i);
         self.shared.stats().add(&s.state);
-        let mut outs = Vec::new();
         if !frames.is_empty() {
-            outs.push(WorkerOut::Finals { key: s.key.clone(), frames });
+            self.outbox.push(WorkerOut::Finals { key: s.key.clone(), frames });
         }
         let received = s.state.counters().frames;
-        outs.push(WorkerOut::Ended { key: s.key.clone(), frames: received, reason });
-        Ok(outs)
+        self.outbox.push(WorkerOut::Ended { key: s.key, frames: received, reason });
+        Ok(())
     }
 
-    /// After a failure: ends every stream with what can still be finalised (nothing more if
-    /// the engine fails again), counting the frames that never went through it.
+    /// After a failure: what the failed step had already made, then every stream ended with
+    /// what can still be finalised (nothing more if the engine fails again), counting the
+    /// frames that never went through it.
     fn abandon(&mut self) -> Vec<WorkerOut> {
-        let mut outs = Vec::new();
+        let mut outs = std::mem::take(&mut self.outbox);
         for mut s in std::mem::take(&mut self.streams) {
             self.shared.stats().unprocessed_frames += s.queue.len() as u64;
             let engine = &self.engine;
@@ -360,9 +388,7 @@ pub(super) fn serve(
                     Err(_) => break,
                 }
             }
-            for arrival in rx.try_iter().take(CHANNEL_CAPACITY) {
-                worker.ingest(arrival);
-            }
+            worker.take_waiting(&rx);
             for out in worker.step()? {
                 if tx.send(out).is_err() {
                     return Ok(()); // the segmenter is gone
@@ -494,6 +520,64 @@ mod tests {
         let stats = w.shared.stats();
         assert_eq!((stats.widenings, stats.max_hop_frames), (2, 16));
         assert!(stats.skipped_windows > 0);
+    }
+
+    #[test]
+    fn a_worker_holds_a_bounded_backlog_and_leaves_the_rest_in_its_inbox() {
+        let rec = bundled_recording("r");
+        let mut w = worker(EngineConfig::default());
+        let (tx, rx) = crossbeam_channel::bounded(3 * MAX_QUEUED_FRAMES);
+        for f in rec.frames.iter().cycle().take(3 * MAX_QUEUED_FRAMES) {
+            tx.send(frame("tcp:a", f, true)).unwrap();
+        }
+        w.take_waiting(&rx);
+        assert_eq!(w.queued(), MAX_QUEUED_FRAMES);
+        w.step().unwrap();
+        let left = w.queued();
+        assert_eq!(left, MAX_QUEUED_FRAMES - MAX_STEP_FRAMES, "a step takes a bounded batch");
+        // A step's worth comes in again, no more: the rest waits (and the inbox, being
+        // bounded, pushes back to the source's newest-wins queue).
+        w.take_waiting(&rx);
+        assert_eq!(w.queued(), MAX_QUEUED_FRAMES);
+        assert_eq!(rx.len(), 3 * MAX_QUEUED_FRAMES - MAX_QUEUED_FRAMES - MAX_STEP_FRAMES);
+    }
+
+    #[test]
+    fn a_failed_flush_keeps_the_stream_and_the_outputs_made_before_it_for_abandon() {
+        let rec = bundled_recording("r");
+        let mut w = worker(EngineConfig::default());
+        w.fault = Some(Fault::FlushError(40));
+        for f in &rec.frames[..60] {
+            w.ingest(frame("udp:a", f, true));
+            w.ingest(frame("udp:b", f, true));
+        }
+        w.ingest(ended("udp:a"));
+        assert!(w.step().is_err(), "flushing a fails");
+        assert_eq!(w.streams.len(), 2, "neither stream is lost");
+        let outs = w.abandon();
+        let ends: Vec<(&str, u64)> = outs
+            .iter()
+            .filter_map(|o| match o {
+                WorkerOut::Ended { key, frames, reason } => {
+                    assert_eq!(reason, &EndReason::InferenceFailed);
+                    Some((&*key.id, *frames))
+                }
+                WorkerOut::Finals { .. } => None,
+            })
+            .collect();
+        assert_eq!(ends, vec![("udp:a", 60), ("udp:b", 60)]);
+        // The windows the failed step ran were finalised before the failure: they are sent.
+        let mut by_stream = std::collections::HashMap::<&str, Vec<u64>>::new();
+        for o in &outs {
+            if let WorkerOut::Finals { key, frames } = o {
+                by_stream.entry(&key.id).or_default().extend(frames.iter().map(|f| f.index));
+            }
+        }
+        for id in ["udp:a", "udp:b"] {
+            let got = &by_stream[id];
+            assert_eq!(got, &(0..got.len() as u64).collect::<Vec<_>>(), "{id}: in order, once");
+            assert!(got.len() >= 40, "{id}: {} frames finalised", got.len());
+        }
     }
 
     #[test]
