@@ -47,7 +47,9 @@ pub struct OnlineReport {
     /// Acc, Edit, F1@k of the committed segments.
     #[serde(flatten)]
     pub scores: Scores,
-    /// Mean frames from a true boundary to the event that committed it.
+    /// Mean frames from a true boundary to the event that committed it, over the matched
+    /// boundaries (each matched to the nearest committed start of its class, within half its
+    /// segment's length or 15 frames; a committed segment matches at most one boundary).
     pub delay_mean_frames: f64,
     /// 95th percentile of the same.
     pub delay_p95_frames: f64,
@@ -142,27 +144,13 @@ fn score_segmenter(
         let Some(gt) = rec.frame_labels() else { continue };
         let (run, finalised) = replay(rec, finals, segmenter);
         acc.add(&run.labels, &gt)?;
-        // As offline: a threshold of 1 (THRESHOLD_GRID's "no refinement") keeps the argmax.
-        let refined = crate::train::refine(
-            &finalised.classes,
-            &finalised.boundary,
-            segmenter.boundary_threshold,
-        );
-        refined_acc.add(&refined, &gt)?;
+        refined_acc.add(&finalised.refined(segmenter.boundary_threshold), &gt)?;
         let gt_runs = label_runs(&gt);
         gt_segments += gt_runs.len();
         pred_segments += run.segments.len();
-        for &(class, start, end) in gt_runs.iter().skip(1) {
-            boundaries += 1;
-            let tolerance = (end - start + 1).div_ceil(2).max(15);
-            if let Some(s) = run
-                .segments
-                .iter()
-                .find(|s| s.class == class && s.start_frame.abs_diff(start) <= tolerance)
-            {
-                delays.push(s.started_at.saturating_sub(start) as f64);
-            }
-        }
+        let (matched, true_boundaries) = match_boundaries(&gt_runs, &run.segments);
+        delays.extend(matched);
+        boundaries += true_boundaries;
     }
     delays.sort_by(f64::total_cmp);
     let mean =
@@ -180,6 +168,37 @@ fn score_segmenter(
     })
 }
 
+/// Emission delays of the true boundaries (the starts of `gt_runs` after the first) that a
+/// committed segment matched, with the number of true boundaries. A boundary matches the
+/// segment of its class whose start is nearest to it, within half its run's length (at least
+/// 15 frames), and each segment matches at most one boundary (boundaries taken in time order):
+/// otherwise an earlier segment of the class, started before the boundary, could count as
+/// committing it with no delay. The delay is from the boundary to the frame whose arrival made
+/// the segment's start known.
+fn match_boundaries(
+    gt_runs: &[(usize, usize, usize)],
+    segments: &[CommittedSegment],
+) -> (Vec<f64>, usize) {
+    let mut used = vec![false; segments.len()];
+    let mut delays = Vec::new();
+    let true_boundaries = gt_runs.len().saturating_sub(1);
+    for &(class, start, end) in gt_runs.iter().skip(1) {
+        let tolerance = (end - start + 1).div_ceil(2).max(15);
+        let nearest = segments
+            .iter()
+            .enumerate()
+            .filter(|&(i, s)| {
+                !used[i] && s.class == class && s.start_frame.abs_diff(start) <= tolerance
+            })
+            .min_by_key(|(_, s)| s.start_frame.abs_diff(start));
+        if let Some((i, s)) = nearest {
+            used[i] = true;
+            delays.push(s.started_at.saturating_sub(start) as f64);
+        }
+    }
+    (delays, true_boundaries)
+}
+
 /// Runs a fresh segmenter over one recording's finalised frames, as [`StreamSegmenter`] would
 /// have: the committed segments (each dated by the arrival of the frame that made its start
 /// known) and every finalised frame's arg-max class and boundary probability, by position.
@@ -191,9 +210,16 @@ fn replay(
     let position: HashMap<u64, usize> =
         rec.frames.iter().enumerate().map(|(i, f)| (f.index, i)).collect();
     let pos = |index: u64| position.get(&index).copied().unwrap_or(0);
+    // Under the majority rule a frame comes out once the next one is in: look its
+    // probabilities up by index.
+    let probs_of: HashMap<u64, &[f32]> =
+        finals.iter().map(|(f, _)| (f.index, f.probs.as_slice())).collect();
+    let len = rec.frames.len();
+    let num_classes = finals.iter().map(|(f, _)| f.probs.len()).max().unwrap_or(0);
     let mut finalised = FinalisedFrames {
-        classes: vec![0; rec.frames.len()],
-        boundary: vec![0.0; rec.frames.len()],
+        classes: vec![0; len],
+        boundary: vec![0.0; len],
+        probs: vec![0.0; num_classes * len],
     };
     let mut segmenter = Segmenter::new(SegmenterConfig { per_frame: true, ..cfg.clone() });
     let mut segments = Vec::new();
@@ -205,6 +231,11 @@ fn replay(
                     let p = pos(index);
                     finalised.classes[p] = class;
                     finalised.boundary[p] = boundary_prob;
+                    for (c, &v) in
+                        probs_of.get(&index).copied().unwrap_or_default().iter().enumerate()
+                    {
+                        finalised.probs[c * len + p] = v;
+                    }
                 }
                 SegmenterOutput::Started { start, .. } => {
                     started_at.insert(start, at);
@@ -241,12 +272,23 @@ fn labels_of(segments: &[CommittedSegment], len: usize) -> Vec<usize> {
     labels
 }
 
-/// What a stream finalised per frame, by position: arg-max class and boundary probability
-/// (zeros for frames the segmenter did not take: after a person timeout, until someone is back).
+/// What a stream finalised per frame, by position: arg-max class, boundary probability and
+/// class probabilities (zeros for frames the segmenter did not take: after a person timeout,
+/// until someone is back).
 #[derive(Debug, Default)]
 struct FinalisedFrames {
     classes: Vec<usize>,
     boundary: Vec<f32>,
+    /// `(A, T)` class-major, the refinement's tie-break.
+    probs: Vec<f32>,
+}
+
+impl FinalisedFrames {
+    /// The frames refined as offline evaluation does ([`crate::train::refine`]); a threshold of
+    /// 1 ([`crate::train::THRESHOLD_GRID`]'s "no refinement") keeps the argmax.
+    fn refined(&self, threshold: f32) -> Vec<usize> {
+        crate::train::refine(&self.classes, &self.boundary, &self.probs, threshold)
+    }
 }
 
 fn run_one(seg: &mut StreamSegmenter, rec: &Recording) -> Result<RecordingRun> {
@@ -328,6 +370,78 @@ mod tests {
         let report = score_segmenter(&[&rec], &[finals], &cfg, &cfg.segmenter).unwrap();
         // Not one piece with the recording's majority class (ASRF's function at threshold 1).
         assert_eq!(report.finalised_frames_refined, want);
+    }
+
+    /// Committed segments from `(class, start, end, started_at)`.
+    fn committed(spec: &[(usize, usize, usize, usize)]) -> Vec<CommittedSegment> {
+        spec.iter()
+            .map(|&(class, start_frame, end_frame, started_at)| CommittedSegment {
+                class,
+                start_frame,
+                end_frame,
+                confidence: 1.0,
+                started_at,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_boundary_matches_the_nearest_segment_of_its_class() {
+        // A long class-0 run after a short class-5 one: its window (150 frames) also reaches
+        // the first class-0 segment, started long before the boundary.
+        let gt = [vec![0; 100], vec![5; 20], vec![0; 300], vec![7; 100]].concat();
+        let segments =
+            committed(&[(0, 0, 99, 0), (5, 100, 119, 115), (0, 120, 419, 135), (7, 420, 519, 435)]);
+        assert_eq!(match_boundaries(&label_runs(&gt), &segments), (vec![15.0; 3], 3));
+    }
+
+    #[test]
+    fn a_segment_commits_at_most_one_boundary() {
+        // The stream merges the 5-frame class-0 gap: the class-1 segment from frame 20 commits
+        // the first class-1 boundary, not also the one at frame 35.
+        let gt = [vec![0; 20], vec![1; 10], vec![0; 5], vec![1; 20]].concat();
+        let segments = committed(&[(0, 0, 19, 0), (1, 20, 54, 35)]);
+        assert_eq!(match_boundaries(&label_runs(&gt), &segments), (vec![15.0], 3));
+        assert_eq!(match_boundaries(&label_runs(&[2; 10]), &segments), (vec![], 0));
+    }
+
+    #[test]
+    fn finalised_frames_refined_break_ties_with_the_class_probabilities() {
+        // Classes 3 and 1 alternate in one piece (no boundary peak); class 3 sums 1.8 over it,
+        // class 1 1.4, so the piece is class 3 (the smallest id, 1, is not ASRF's tie-break).
+        let probs = [[0.1, 0.1, 0.1, 0.7], [0.1, 0.6, 0.1, 0.2]];
+        let finals: Vec<(FinalFrame, usize)> = (0..4)
+            .map(|i| {
+                let frame = FinalFrame {
+                    index: i as u64,
+                    timestamp_secs: i as f64 / 30.0,
+                    probs: probs[i % 2].to_vec(),
+                    boundary_prob: 0.0,
+                    present: true,
+                };
+                (frame, i)
+            })
+            .collect();
+        let rec = Recording {
+            name: "t".into(),
+            source_layout: Default::default(),
+            fps: 30.0,
+            frames: (0..4)
+                .map(|i| crate::frame::Frame {
+                    index: i,
+                    timestamp_secs: i as f64 / 30.0,
+                    bodies: Vec::new(),
+                })
+                .collect(),
+            intervals: None,
+        };
+        // The majority rule puts a frame out one frame late.
+        for rule in [crate::stream::SegmentRule::Candidate, crate::stream::SegmentRule::Majority] {
+            let cfg = SegmenterConfig { rule, ..SegmenterConfig::default() };
+            let (_, finalised) = replay(&rec, &finals, &cfg);
+            assert_eq!(finalised.classes, vec![3, 1, 3, 1], "{rule:?}");
+            assert_eq!(finalised.refined(0.5), vec![3; 4], "{rule:?}");
+        }
     }
 
     #[test]

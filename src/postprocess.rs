@@ -35,7 +35,8 @@ pub fn is_boundary_peak(before: f32, current: f32, after: f32, threshold: f32) -
 
 /// ASRF `refinement_with_boundary`: splits `pred` at the boundary peaks
 /// of `boundary_prob` (probabilities in `[0, 1]`) above `threshold` and gives every piece its most
-/// frequent class; ties go to the smallest class id.
+/// frequent class; ties go to the smallest class id (ASRF's rule for bare labels; for model
+/// outputs it breaks ties by summed score, [`refinement_with_boundary_scored`]).
 ///
 /// `boundary_prob` should have one value per frame of `pred`; missing values count as 0 and
 /// extra ones are ignored (with a warning).

@@ -5,7 +5,7 @@ use tch::{Device, Kind, Tensor};
 use crate::error::Result;
 use crate::metrics::{MetricsAccumulator, Scores, Variant};
 use crate::model::InterAct;
-use crate::postprocess::refinement_with_boundary;
+use crate::postprocess::refinement_with_boundary_scored;
 use crate::train::data::{Batch, Crop, SequenceTensors};
 
 /// The model's reading of one whole sequence.
@@ -17,6 +17,8 @@ pub struct Prediction {
     pub raw: Vec<usize>,
     /// Per-frame boundary probability.
     pub boundary_probs: Vec<f32>,
+    /// Class probabilities, `(A, T)` row-major (class-major): they break the refinement's ties.
+    pub class_probs: Vec<f32>,
 }
 
 /// Runs the model over the whole of `seq` (no crop) in inference mode.
@@ -34,17 +36,27 @@ pub fn predict(
     let boundary_probs = Vec::<f32>::try_from(
         out.final_boundary_probs()?.squeeze_dim(0).to_kind(Kind::Float).to_device(Device::Cpu),
     )?;
-    let labels = refine(&raw, &boundary_probs, boundary_threshold);
-    Ok(Prediction { labels, raw, boundary_probs })
+    let class_probs = Vec::<f32>::try_from(
+        probs.squeeze_dim(0).to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view(-1),
+    )?;
+    let labels = refine(&raw, &boundary_probs, &class_probs, boundary_threshold);
+    Ok(Prediction { labels, raw, boundary_probs, class_probs })
 }
 
 /// ASRF refinement of `raw` at `threshold`; a threshold of 1 or more turns refinement off (no
-/// boundary probability can reach it), leaving the argmax as it is.
-pub fn refine(raw: &[usize], boundary_probs: &[f32], threshold: f32) -> Vec<usize> {
+/// boundary probability can reach it), leaving the argmax as it is. A piece's tie between
+/// equally frequent classes goes, as in ASRF, to the larger summed probability over the piece:
+/// `class_probs` is `(A, T)` class-major, `T = raw.len()`.
+pub fn refine(
+    raw: &[usize],
+    boundary_probs: &[f32],
+    class_probs: &[f32],
+    threshold: f32,
+) -> Vec<usize> {
     if threshold >= 1.0 {
         raw.to_vec()
     } else {
-        refinement_with_boundary(raw, boundary_probs, threshold)
+        refinement_with_boundary_scored(raw, boundary_probs, threshold, class_probs)
     }
 }
 
@@ -61,7 +73,8 @@ pub fn sweep_thresholds(
         .map(|&th| {
             let mut acc = MetricsAccumulator::new(Variant::Asrf, background.to_vec());
             for (pred, seq) in predictions.iter().zip(seqs) {
-                acc.add(&refine(&pred.raw, &pred.boundary_probs, th), &seq.label_ids)?;
+                let labels = refine(&pred.raw, &pred.boundary_probs, &pred.class_probs, th);
+                acc.add(&labels, &seq.label_ids)?;
             }
             Ok((th, acc.finish()))
         })
@@ -128,4 +141,71 @@ pub fn frame_logits(
 fn tensor_to_usize(t: &Tensor) -> Result<Vec<usize>> {
     let v = Vec::<i64>::try_from(t.to_kind(Kind::Int64).to_device(Device::Cpu))?;
     Ok(v.into_iter().map(|x| x.max(0) as usize).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refinement_ties_go_to_the_larger_probability_sum() {
+        // One piece (no boundary peak), two frames each of classes 3 and 1; class 3 sums 1.8,
+        // class 1 sums 1.4. (A = 4, T = 4), class-major.
+        let raw = [3, 1, 3, 1];
+        let b = [0.0; 4];
+        let probs = [
+            [0.1, 0.1, 0.1, 0.1],
+            [0.1, 0.6, 0.1, 0.6],
+            [0.1, 0.1, 0.1, 0.1],
+            [0.7, 0.2, 0.7, 0.2],
+        ]
+        .concat();
+        assert_eq!(refine(&raw, &b, &probs, 0.5), vec![3; 4]);
+        // No refinement at a threshold of 1.
+        assert_eq!(refine(&raw, &b, &probs, 1.0), raw.to_vec());
+    }
+
+    #[test]
+    fn predictions_keep_the_class_probabilities_their_refinement_used() {
+        let loaded = crate::stream::testing::bundled_model();
+        let rec = crate::synth::generate_recording(&crate::synth::SynthConfig::default(), 7, "t");
+        let modality = crate::modality::ModalityConfig::for_model(&loaded.meta.model);
+        let seq = SequenceTensors::from_recording(&rec, &modality, &loaded.meta.model).unwrap();
+        let pred = predict(&loaded.model, &seq, Device::Cpu, 0.5).unwrap();
+        let t = pred.raw.len();
+        assert_eq!(t, seq.len);
+        assert_eq!(pred.class_probs.len(), loaded.meta.classes.len() * t);
+        // Class-major: each frame's column sums to 1 and peaks at its argmax.
+        for (f, &c) in pred.raw.iter().enumerate() {
+            let column: Vec<f32> = pred.class_probs.iter().skip(f).step_by(t).copied().collect();
+            assert!((column.iter().sum::<f32>() - 1.0).abs() < 1e-4, "frame {f}");
+            assert!(column.iter().all(|&p| p <= column[c]), "frame {f}");
+        }
+        assert_eq!(pred.labels, refine(&pred.raw, &pred.boundary_probs, &pred.class_probs, 0.5));
+    }
+
+    #[test]
+    fn the_threshold_sweep_breaks_ties_with_the_predictions_probabilities() {
+        let probs = [[0.1; 4], [0.1, 0.6, 0.1, 0.6], [0.1; 4], [0.7, 0.2, 0.7, 0.2]].concat();
+        let pred = Prediction {
+            labels: vec![3; 4],
+            raw: vec![3, 1, 3, 1],
+            boundary_probs: vec![0.0; 4],
+            class_probs: probs,
+        };
+        let zeros = Tensor::zeros([6, 4, 25], (Kind::Float, Device::Cpu));
+        let seq = SequenceTensors {
+            name: "s".into(),
+            len: 4,
+            abs: zeros.shallow_clone(),
+            rel: zeros.shallow_clone(),
+            motion: zeros,
+            labels: Tensor::from_slice(&[3i64; 4]),
+            boundary: Tensor::zeros([4], (Kind::Float, Device::Cpu)),
+            label_ids: vec![3; 4],
+        };
+        let sweep = sweep_thresholds(&[pred], &[seq], &[0.5, 1.0], &[0]).expect("sweep");
+        // Refined, every frame is class 3; unrefined, half of them.
+        assert_eq!((sweep[0].1.acc, sweep[1].1.acc), (100.0, 50.0));
+    }
 }
