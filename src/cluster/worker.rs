@@ -1,6 +1,6 @@
 //! [`Worker`]: membership by liveliness and the rendezvous rule that shares streams out.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -69,8 +69,10 @@ struct Fence {
     epoch: AtomicU64,
     /// Streams whose frames go to this worker's pipeline now.
     routed: Mutex<BTreeSet<String>>,
-    /// Streams whose pipeline run began before the last stall, until it ends.
-    stale: Mutex<BTreeSet<String>>,
+    /// Streams whose pipeline runs began before a stall, with how many such runs have not
+    /// ended yet: two stalls in a row can fence two runs of one stream (the second stall comes
+    /// before the first run's end has gone by), and each end clears one.
+    stale: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Fence {
@@ -81,7 +83,7 @@ impl Fence {
             armed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             routed: Mutex::new(BTreeSet::new()),
-            stale: Mutex::new(BTreeSet::new()),
+            stale: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -106,8 +108,27 @@ impl Fence {
             "this process stalled for a lease or longer: its peers may have handed its streams \
              over; they restart here as takeovers and their earlier run publishes nothing more"
         );
-        lock(&self.stale).append(&mut routed);
+        // Each run is fenced once: the fence empties `routed`, and a stream restarted after
+        // it is routed again as a new run.
+        let mut stale = lock(&self.stale);
+        for stream in std::mem::take(&mut *routed) {
+            *stale.entry(stream).or_default() += 1;
+        }
         true
+    }
+
+    fn is_stale(&self, stream: &str) -> bool {
+        lock(&self.stale).contains_key(stream)
+    }
+
+    fn end_stale(&self, stream: &str) {
+        let mut stale = lock(&self.stale);
+        if let Some(runs) = stale.get_mut(stream) {
+            *runs -= 1;
+            if *runs == 0 {
+                stale.remove(stream);
+            }
+        }
     }
 }
 
@@ -372,12 +393,12 @@ impl Worker {
     /// Whether `stream`'s current pipeline run began before a stall: none of its events may
     /// go out, up to and including its `stream_ended` ([`Worker::end_stale`]).
     pub(crate) fn is_stale(&self, stream: &str) -> bool {
-        lock(&self.fence.stale).contains(stream)
+        self.fence.is_stale(stream)
     }
 
-    /// The stale run of `stream` has ended.
+    /// The oldest stale run of `stream` has ended.
     pub(crate) fn end_stale(&self, stream: &str) {
-        lock(&self.fence.stale).remove(stream);
+        self.fence.end_stale(stream);
     }
 
     /// Raises the fence as a stall of one lease from now would.
@@ -471,7 +492,27 @@ mod tests {
         // A clock read before the stall by a slower thread does not count again.
         assert!(!fence.alive_at(woke - 10, true, "w"));
         assert_eq!(fence.epoch.load(Ordering::SeqCst), 1);
-        assert_eq!(lock(&fence.stale).iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(lock(&fence.stale).keys().collect::<Vec<_>>(), ["a", "b"]);
         assert!(lock(&fence.routed).is_empty());
+    }
+
+    #[test]
+    fn two_stalls_fence_two_runs_of_a_stream_and_each_end_clears_one() {
+        let fence = Fence::new();
+        let lease = DEFAULT_LEASE_MS;
+        assert!(!fence.alive_at(0, true, "w"));
+        // Run 1 is fenced; the stream restarts as run 2, which a second stall fences before
+        // run 1's end has gone by.
+        lock(&fence.routed).insert("s".to_owned());
+        assert!(fence.alive_at(lease, true, "w"));
+        lock(&fence.routed).insert("s".to_owned());
+        assert!(fence.alive_at(2 * lease, true, "w"));
+        assert!(fence.is_stale("s"));
+        fence.end_stale("s");
+        assert!(fence.is_stale("s"), "run 2 began before the second stall: still stale");
+        fence.end_stale("s");
+        assert!(!fence.is_stale("s"));
+        fence.end_stale("s");
+        assert!(!fence.is_stale("s"), "an end without a stale run changes nothing");
     }
 }
